@@ -1,0 +1,104 @@
+"""The one settings object.
+
+Values come from, highest precedence first: keyword arguments, `EHICONNECT_*` environment
+variables (nested fields with `__`, e.g. `EHICONNECT_JOBS__HEARTBEAT_SECONDS=5`), a TOML file named by
+`EHICONNECT_CONFIG` (default: `<data_dir>/config.toml` when it exists), then the defaults below.
+Build it once in the entry point (`Settings.load()`) and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8400
+    public_base_url: str | None = Field(
+        default=None,
+        description="URL at which browsers and customers reach the API; default http://host:port",
+    )
+    public_rate_limit_per_minute: int = Field(
+        default=120, description="Requests per minute per client address on public endpoints"
+    )
+    public_rate_limit_burst: int = 40
+
+
+class JobSettings(BaseModel):
+    concurrency: int = 4
+    heartbeat_seconds: float = 5.0
+    # Several heartbeats: a threshold at or below the heartbeat re-queues jobs that are still running.
+    stalled_after_seconds: float = 30.0
+    stalled_check_cron: str = "* * * * *"
+
+
+class KeySettings(BaseModel):
+    rotation_grace_hours: float = Field(
+        default=24.0, description="How long a rotated-out private key keeps working"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EHICONNECT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path(".ehiconnect")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL; when unset an embedded PostgreSQL runs in data_dir/pg",
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    api: ApiSettings = ApiSettings()
+    jobs: JobSettings = JobSettings()
+    keys: KeySettings = KeySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        return cls(**overrides)
+
+    @property
+    def public_base_url(self) -> str:
+        return self.api.public_base_url or f"http://{self.api.host}:{self.api.port}"
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("EHICONNECT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"EHICONNECT_CONFIG names {path}, which is not a file; create it or unset the variable"
+            )
+        return path
+    data_dir = Path(os.environ.get("EHICONNECT_DATA_DIR", ".ehiconnect"))
+    default = data_dir / "config.toml"
+    return default if default.is_file() else None
