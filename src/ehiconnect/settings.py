@@ -1,9 +1,9 @@
 """The one settings object.
 
 Values come from, highest precedence first: keyword arguments, `EHICONNECT_*` environment
-variables (nested fields with `__`, e.g. `EHICONNECT_JOBS__HEARTBEAT_SECONDS=5`), a TOML file named by
-`EHICONNECT_CONFIG` (default: `<data_dir>/config.toml` when it exists), then the defaults below.
-Build it once in the entry point (`Settings.load()`) and pass it down.
+variables (nested fields with `__`, e.g. `EHICONNECT_JOBS__HEARTBEAT_SECONDS=5`), a TOML file
+named by `EHICONNECT_CONFIG` (default: `<data_dir>/config.toml` when it exists), then the
+defaults below. Build it once in the entry point (`Settings.load()`) and pass it down.
 """
 
 from __future__ import annotations
@@ -37,9 +37,15 @@ class ApiSettings(BaseModel):
 class JobSettings(BaseModel):
     concurrency: int = 4
     heartbeat_seconds: float = 5.0
-    # Several heartbeats: a threshold at or below the heartbeat re-queues jobs that are still running.
+    # Several heartbeats: a threshold at or below the heartbeat re-queues jobs still running.
     stalled_after_seconds: float = 30.0
-    stalled_check_cron: str = "* * * * *"
+    stalled_check_cron: str = Field(
+        default="* * * * *",
+        description="When to look for stalled jobs (cron; a 6th field = seconds)",
+    )
+    extra_task_modules: list[str] = Field(
+        default_factory=list, description="Modules whose `blueprint` adds tasks (plug-ins, tests)"
+    )
 
 
 class KeySettings(BaseModel):
@@ -96,7 +102,8 @@ def _config_file() -> Path | None:
         path = Path(named)
         if not path.is_file():
             raise FileNotFoundError(
-                f"EHICONNECT_CONFIG names {path}, which is not a file; create it or unset the variable"
+                f"EHICONNECT_CONFIG names {path}, which is not a file; "
+                "create it or unset the variable"
             )
         return path
     data_dir = Path(os.environ.get("EHICONNECT_DATA_DIR", ".ehiconnect"))

@@ -1,0 +1,3 @@
+from ehiconnect.cli.main import main
+
+main()

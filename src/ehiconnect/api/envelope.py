@@ -1,0 +1,96 @@
+"""The response envelope of DESIGN §1, for every response including framework errors.
+
+{"success": true, "data": ...}
+{"success": false, "error": "<code>", "error_description": "<what went wrong, what to do>"}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ehiconnect.errors import ApiError, RateLimited, Unauthorized
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ("invalid_request", "the request is malformed"),
+    401: ("unauthorized", "send valid credentials"),
+    403: ("forbidden", "these credentials may not do this"),
+    404: ("not_found", "there is nothing at this path; see /docs for the API"),
+    405: ("method_not_allowed", "this path does not accept this HTTP method; see /docs"),
+    406: ("not_acceptable", "this resource cannot be returned in the requested format"),
+    413: ("payload_too_large", "the request body is too large"),
+    415: ("unsupported_media_type", "send application/json"),
+}
+
+
+def ok(data: Any) -> dict[str, Any]:
+    return {"success": True, "data": data}
+
+
+def error_response(
+    status: int, code: str, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "error": code, "error_description": description},
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Basic realm="ehiconnect"'
+    return error_response(exc.status, exc.code, exc.description, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, default = _HTTP_CODES.get(exc.status_code, ("http_error", "the request failed"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else default
+    if exc.status_code == 404 and isinstance(exc.detail, str) and exc.detail != "Not Found":
+        detail = exc.detail
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return error_response(
+        422,
+        "invalid_request",
+        "the request is invalid: " + "; ".join(problems) + "; fix and resend",
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception(
+        "unhandled error",
+        extra={"path": request.url.path, "request_id": getattr(request.state, "request_id", None)},
+    )
+    return error_response(
+        500,
+        "internal_error",
+        "the server failed unexpectedly; retry later, and report the request id "
+        f"{getattr(request.state, 'request_id', '')} if it persists",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,45 @@
+"""A token-bucket rate limiter for public endpoints (pure; time is injected).
+
+Per process and in memory: with several API processes behind a load balancer each enforces its own
+budget, which is the intent (a guard against floods, not a billing meter).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from ehiconnect.errors import RateLimited
+
+
+class TokenBucketLimiter:
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        burst: int,
+        now: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._now = now
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_clients = max_clients
+
+    def check(self, client: str) -> None:
+        """Spend one token for `client`, or raise RateLimited saying when to come back."""
+        now = self._now()
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            wait = math.ceil((1.0 - tokens) / self.rate) if self.rate > 0 else 60
+            raise RateLimited(
+                f"too many requests from this client; retry after {wait} s", retry_after=wait
+            )
+        self._buckets[client] = (tokens - 1.0, now)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)

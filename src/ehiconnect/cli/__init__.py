@@ -1,0 +1,1 @@
+"""The `ehiconnect` command line."""

@@ -1,0 +1,1 @@
+"""PostgreSQL access: the embedded server, the async engine, models and migrations."""

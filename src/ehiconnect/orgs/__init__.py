@@ -1,0 +1,1 @@
+"""Organizations (the platform's customers), their key pairs and their registered origins."""

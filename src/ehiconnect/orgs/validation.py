@@ -1,0 +1,32 @@
+"""Checks on what an organization registers: redirect URIs and embedding origins (pure)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ehiconnect.errors import InvalidRequest
+
+
+def normalize_redirect_uri(uri: str) -> str:
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise InvalidRequest(f"redirect URI {uri!r} must be an absolute http(s) URL")
+    if parts.fragment:
+        raise InvalidRequest(f"redirect URI {uri!r} must not contain a #fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise InvalidRequest(f"redirect URI {uri!r} must use https (http is allowed for localhost)")
+    return uri.strip()
+
+
+def normalize_origin(origin: str) -> str:
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequest(f"origin {origin!r} must look like https://app.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidRequest(f"origin {origin!r} must be scheme://host[:port] with no path")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
