@@ -77,15 +77,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception(
+    # Starlette renders this outside the user middleware, so the request id header is set here.
+    request_id = str(getattr(request.state, "request_id", ""))
+    log.error(
         "unhandled error",
-        extra={"path": request.url.path, "request_id": getattr(request.state, "request_id", None)},
+        exc_info=exc,
+        extra={"path": request.url.path, "request_id": request_id},
     )
     return error_response(
         500,
         "internal_error",
         "the server failed unexpectedly; retry later, and report the request id "
-        f"{getattr(request.state, 'request_id', '')} if it persists",
+        f"{request_id} if it persists",
+        headers={"x-request-id": request_id},
     )
 
 

@@ -1,40 +1,48 @@
 """Build the procrastinate app with every feature's tasks registered.
 
-Each feature keeps its tasks in a `procrastinate.Blueprint` in its own `tasks.py`; they are listed
-in `BLUEPRINTS` as `(namespace, "module:attribute")`. Extra modules named in the
-`jobs.extra_task_modules` setting (each exposing `blueprint`) are loaded too, which is how tests and
-plug-ins add tasks without touching this file.
+Each feature keeps its tasks in its own `tasks.py` with a `make_blueprint() -> Blueprint` factory
+that wraps its task functions in a fresh `procrastinate.Blueprint`. A factory rather than a
+module-level blueprint because procrastinate binds a blueprint's tasks to the one app that adopts
+it, and a process may hold several apps (one per Runtime: tests open one per database).
+
+Factories are listed in `BLUEPRINTS` as `(namespace, "module:function")`, so task names read
+`"<namespace>:<name>"` (e.g. "maintenance:recover_stalled"). Modules named in the
+`jobs.extra_task_modules` setting (each exposing `make_blueprint`) are loaded too, under their last
+dotted name: that is how tests and plug-ins add tasks without touching this file.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import procrastinate
 
 from ehiconnect.settings import Settings
 
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
-    ("maintenance", "ehiconnect.jobs.maintenance:blueprint"),
+    ("maintenance", "ehiconnect.jobs.maintenance:make_blueprint"),
 )
 
 
 def build_job_app(url: str, settings: Settings) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=4)
     app = procrastinate.App(connector=connector)
-    for namespace, target in BLUEPRINTS:
-        app.add_tasks_from(_load(target), namespace=namespace)
-    for module in settings.jobs.extra_task_modules:
-        app.add_tasks_from(_load(f"{module}:blueprint"), namespace=module.rsplit(".", 1)[-1])
+    factories = list(BLUEPRINTS) + [
+        (module.rsplit(".", 1)[-1], f"{module}:make_blueprint")
+        for module in settings.jobs.extra_task_modules
+    ]
+    for namespace, target in factories:
+        app.add_tasks_from(_load(target)(), namespace=namespace)
     app.periodic(cron=settings.jobs.stalled_check_cron, periodic_id="recover_stalled")(
         app.tasks["maintenance:recover_stalled"]
     )
     return app
 
 
-def _load(target: str) -> procrastinate.Blueprint:
+def _load(target: str) -> Callable[[], procrastinate.Blueprint]:
     module_name, _, attribute = target.partition(":")
-    blueprint = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(blueprint, procrastinate.Blueprint):
-        raise TypeError(f"{target} is not a procrastinate.Blueprint")
-    return blueprint
+    factory = getattr(importlib.import_module(module_name), attribute, None)
+    if not callable(factory):
+        raise TypeError(f"{target} should be a function returning a procrastinate.Blueprint")
+    return factory  # type: ignore[no-any-return]

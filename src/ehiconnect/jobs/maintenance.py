@@ -10,8 +10,6 @@ from ehiconnect.jobs.context import runtime_of
 
 log = logging.getLogger(__name__)
 
-blueprint = procrastinate.Blueprint()
-
 
 async def recover_stalled_jobs(app: procrastinate.App, *, stalled_after_seconds: float) -> int:
     """Put back in the queue every job whose worker stopped sending heartbeats; how many."""
@@ -27,9 +25,16 @@ async def recover_stalled_jobs(app: procrastinate.App, *, stalled_after_seconds:
     return len(stalled)
 
 
-@blueprint.task(name="recover_stalled", queueing_lock="recover_stalled_jobs", pass_context=True)
 async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
     runtime = runtime_of(context)
     return await recover_stalled_jobs(
         context.app, stalled_after_seconds=runtime.settings.jobs.stalled_after_seconds
     )
+
+
+def make_blueprint() -> procrastinate.Blueprint:
+    blueprint = procrastinate.Blueprint()
+    blueprint.task(name="recover_stalled", queueing_lock="recover_stalled_jobs", pass_context=True)(
+        recover_stalled
+    )
+    return blueprint

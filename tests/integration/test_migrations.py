@@ -1,0 +1,52 @@
+"""Schema migrations apply to an empty database, and concurrent starters do not collide."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+
+from ehiconnect.db.migrate import head_revision, upgrade_database
+from tests.support.database import PostgresForTests
+
+EXPECTED_TABLES = {
+    "organizations",
+    "api_keys",
+    "org_connections",
+    "audit_log",
+    "procrastinate_jobs",
+    "procrastinate_workers",
+}
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_migrations_apply_to_an_empty_database(postgres: PostgresForTests) -> None:
+    url = postgres.create_empty_database()
+    try:
+        assert _tables(url) == set()
+        assert upgrade_database(url) == head_revision()
+        assert _tables(url) >= EXPECTED_TABLES
+        # A second start finds nothing to do.
+        assert upgrade_database(url) == head_revision()
+    finally:
+        postgres.drop_database(url)
+
+
+def test_processes_starting_together_migrate_once(postgres: PostgresForTests) -> None:
+    url = postgres.create_empty_database()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            revisions = list(pool.map(lambda _: upgrade_database(url), range(4)))
+        assert revisions == [head_revision()] * 4
+        with psycopg.connect(url) as conn:
+            versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert versions == [(head_revision(),)]
+    finally:
+        postgres.drop_database(url)
