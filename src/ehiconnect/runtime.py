@@ -10,9 +10,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import procrastinate
 
+from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
+from ehiconnect.connections.vault import TokenCipher, cipher_from_config
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.urls import resolve_database_url
@@ -26,6 +29,8 @@ class Runtime:
     database: Database
     jobs: procrastinate.App
     clock: Clock
+    cipher: TokenCipher
+    http: httpx.AsyncClient
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -35,15 +40,38 @@ class Runtime:
         url = database_url(settings)
         if migrate:
             upgrade_database(url)
+        cipher = build_cipher(settings)
         database = Database(url)
         jobs = build_job_app(url, settings)
         try:
-            async with jobs.open_async():
+            async with jobs.open_async(), outbound_client(settings) as http:
                 yield cls(
-                    settings=settings, database=database, jobs=jobs, clock=clock or SystemClock()
+                    settings=settings,
+                    database=database,
+                    jobs=jobs,
+                    clock=clock or SystemClock(),
+                    cipher=cipher,
+                    http=http,
                 )
         finally:
             await database.close()
+
+
+def outbound_client(settings: Settings) -> httpx.AsyncClient:
+    """The client for calls to health systems' authorization servers (not webhooks: see http/)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.consent.http_timeout_seconds),
+        follow_redirects=False,
+        headers={"User-Agent": f"ehiconnect/{__version__}"},
+    )
+
+
+def build_cipher(settings: Settings) -> TokenCipher:
+    return cipher_from_config(
+        {kid: key.get_secret_value() for kid, key in settings.vault.keys.items()},
+        settings.vault.active_kid,
+        settings.data_dir,
+    )
 
 
 def database_url(settings: Settings) -> str:

@@ -54,6 +54,33 @@ class KeySettings(BaseModel):
     )
 
 
+class VaultSettings(BaseModel):
+    keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Key id → base64 of 32 random bytes; unset = a key file in data_dir",
+    )
+    active_kid: str | None = Field(default=None, description="Key id new secrets are sealed with")
+
+
+class SandboxSettings(BaseModel):
+    base_url: str = Field(
+        default="http://127.0.0.1:8500",
+        description="Where the sandbox health systems answer; listed in the test-mode catalog",
+    )
+    enabled: bool = True
+
+
+class ConsentSettings(BaseModel):
+    flow_lifetime_minutes: float = Field(
+        default=20.0, description="How long a patient has to finish signing in"
+    )
+    token_refresh_margin_seconds: float = Field(
+        default=300.0, description="Refresh an access token this long before it expires"
+    )
+    refresh_check_cron: str = "*/5 * * * *"
+    http_timeout_seconds: float = 15.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EHICONNECT_",
@@ -71,6 +98,9 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     keys: KeySettings = KeySettings()
+    vault: VaultSettings = VaultSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    consent: ConsentSettings = ConsentSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,9 +19,14 @@ from tests.support.database import PostgresForTests, postgres_for_tests
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
-    with postgres_for_tests(tmp_path_factory.mktemp("pg")) as server:
-        yield server
+def postgres() -> Iterator[PostgresForTests]:
+    # Outside pytest's basetemp: concurrent pytest runs rotate those directories away.
+    scratch = Path(tempfile.mkdtemp(prefix="ehiconnect-pg-"))
+    try:
+        with postgres_for_tests(scratch) as server:
+            yield server
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture

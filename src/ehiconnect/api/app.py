@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request, Response
 from ehiconnect import __version__
 from ehiconnect.api.envelope import install_error_handlers
 from ehiconnect.api.ratelimit import TokenBucketLimiter
-from ehiconnect.api.routes import bridge, health
+from ehiconnect.api.routes import bridge, consent, health, webhooks, widget
+from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
+from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -27,6 +29,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Runtime.open(settings, clock=clock) as runtime:
+            if settings.sandbox.enabled:
+                async with runtime.database.transaction() as session:
+                    await sync_sandbox_catalog(session, settings.sandbox.base_url)
             app.state.runtime = runtime
             yield
 
@@ -40,9 +45,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         per_minute=settings.api.public_rate_limit_per_minute,
         burst=settings.api.public_rate_limit_burst,
     )
+    app.state.catalog_searcher = CatalogSearcher()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(bridge.router, prefix="/v1")
+    app.include_router(consent.router, prefix="/v1")
+    app.include_router(webhooks.router, prefix="/v1")
+    app.include_router(widget.router)
 
     @app.middleware("http")
     async def request_log(

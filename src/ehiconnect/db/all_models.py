@@ -1,6 +1,17 @@
 """Imports every model module so `Base.metadata` is complete (for Alembic and test set-up)."""
 
+from ehiconnect.catalog import models as catalog_models
+from ehiconnect.connections import models as connection_models
+from ehiconnect.consent import models as consent_models
 from ehiconnect.db import models
 from ehiconnect.db.models import Base
+from ehiconnect.webhooks import models as webhook_models
 
-__all__ = ["Base", "models"]
+__all__ = [
+    "Base",
+    "catalog_models",
+    "connection_models",
+    "consent_models",
+    "models",
+    "webhook_models",
+]

@@ -25,7 +25,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            # Statement parameters can hold tokens and patient data: keep them out of errors and logs.
+            # Statement parameters can hold tokens and patient data: keep them out of errors, logs.
             hide_parameters=True,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -38,6 +38,7 @@ class Base(DeclarativeBase):
         dt.datetime: DateTime(timezone=True),
         dict[str, Any]: JSONB,
         list[str]: ARRAY(Text),
+        list[dict[str, Any]]: JSONB,
     }
 
 
@@ -90,6 +91,9 @@ class OrgConnection(Base):
     scope: Mapped[str | None] = mapped_column(Text)
     consent_expires_at: Mapped[dt.datetime | None] = mapped_column()
     external_id: Mapped[str | None] = mapped_column(Text)
+    # Where the data lives: the FHIR base and the patient's id there (from the token response).
+    fhir_base_url: Mapped[str | None] = mapped_column(Text)
+    source_patient_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -13,6 +13,19 @@ if connection is None:
         "run migrations through `ehiconnect db migrate`, which supplies a connection"
     )
 
-context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+
+def _ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Leave the task queue's own tables to procrastinate's schema scripts."""
+    table = getattr(obj, "table", obj)
+    table_name = getattr(table, "name", name) or ""
+    return not table_name.startswith("procrastinate_")
+
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    compare_type=True,
+    include_object=_ours,
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,229 @@
+"""Benchmark: webhook throughput and event-to-receipt latency through the real pipeline.
+
+Emits N events (default 10,000) through the transactional outbox, in transactions of 100, while
+real `ehiconnect worker` processes deliver them to a loopback receiver. Prints deliveries/s,
+p50/p99 latency from emit to receipt, and the count received (it must equal the count emitted;
+duplicates, which at-least-once delivery allows, are counted apart). Every 100th request's
+signature is verified with the `standardwebhooks` package.
+
+    .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4] [--json]
+
+Uses EHICONNECT_DATABASE_URL when set (a fresh database is created on that server), otherwise
+an embedded PostgreSQL in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import standardwebhooks
+
+from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from ehiconnect.jobs.app import BLUEPRINTS
+from ehiconnect.orgs.service import create_org
+from ehiconnect.runtime import Runtime
+from ehiconnect.settings import Settings
+from ehiconnect.testing.servers import serve_in_thread
+from ehiconnect.webhooks import endpoints, events, outbox
+
+BATCH = 100
+
+
+class Receiver:
+    """Records when each webhook-id first arrives and the emit time carried in its data."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.all_received = threading.Event()
+        self.first_seen: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.duplicates = 0
+        self.requests = 0
+        self.secret = ""
+        self.bad_signatures = 0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        now = time.time()
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        webhook_id = headers["webhook-id"]
+        with self._lock:
+            self.requests += 1
+            check = self.requests % 100 == 0
+            if webhook_id in self.first_seen:
+                self.duplicates += 1
+            else:
+                self.first_seen[webhook_id] = now
+                self.latencies.append(now - orjson.loads(body)["data"]["emitted_at"])
+                if len(self.first_seen) >= self.expected:
+                    self.all_received.set()
+        if check:
+            try:
+                standardwebhooks.Webhook(self.secret).verify(body, headers)
+            except standardwebhooks.WebhookVerificationError:
+                self.bad_signatures += 1
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@contextmanager
+def database(scratch: Path) -> Iterator[str]:
+    """A fresh database URL on the configured server, or on an embedded one."""
+    admin = os.environ.get("EHICONNECT_DATABASE_URL")
+    embedded = admin is None
+    if admin is None:
+        admin = ensure_embedded_postgres(scratch / "pg")
+    name = f"bench_webhooks_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    head, sep, query = admin.partition("?")
+    url = f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded:
+            stop_embedded_postgres(scratch / "pg")
+
+
+def webhook_tasks_registered() -> bool:
+    return any(namespace == "webhooks" for namespace, _ in BLUEPRINTS)
+
+
+def start_workers(
+    args: argparse.Namespace, url: str, scratch: Path
+) -> list[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "ehiconnect", "worker", "--concurrency", str(args.concurrency)]
+    return [
+        subprocess.Popen(command, env=worker_env(url, scratch / f"w{n}"))
+        for n in range(args.workers)
+    ]
+
+
+def worker_env(url: str, data_dir: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "EHICONNECT_DATABASE_URL": url,
+        "EHICONNECT_DATA_DIR": str(data_dir),
+        "EHICONNECT_LOG_LEVEL": "WARNING",
+    }
+    if not webhook_tasks_registered():
+        env["EHICONNECT_JOBS__EXTRA_TASK_MODULES"] = '["ehiconnect.webhooks"]'
+    return env
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, Any]:
+    receiver = Receiver(args.events)
+    settings = Settings(data_dir=scratch / "data", database_url=url)
+    if not webhook_tasks_registered():
+        settings.jobs.extra_task_modules = ["ehiconnect.webhooks"]
+    with serve_in_thread(receiver) as server:
+        async with Runtime.open(settings) as runtime:
+            async with runtime.database.transaction() as session:
+                org = await create_org(session, runtime.clock, name="Bench")
+                created = await endpoints.add_endpoint(
+                    session,
+                    runtime.clock,
+                    org_id=org.org_id,
+                    api_mode="test",
+                    url=server.url + "/hooks",
+                )
+            receiver.secret = created.secret
+            workers = start_workers(args, url, scratch)
+            try:
+                await asyncio.sleep(2)  # let the workers connect
+                started = time.time()
+                for first in range(0, args.events, BATCH):
+                    async with runtime.database.transaction() as session:
+                        for n in range(first, min(first + BATCH, args.events)):
+                            await outbox.emit(
+                                session,
+                                jobs=runtime.jobs,
+                                clock=runtime.clock,
+                                org_id=org.org_id,
+                                api_mode="test",
+                                type=events.WEBHOOK_TEST,
+                                data={"n": n, "emitted_at": time.time()},
+                            )
+                emitted_in = time.time() - started
+                await asyncio.to_thread(receiver.all_received.wait, args.timeout)
+            finally:
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.wait(30)
+    received = len(receiver.first_seen)
+    last = max(receiver.first_seen.values(), default=started)
+    elapsed = last - started
+    return {
+        "events_emitted": args.events,
+        "events_received": received,
+        "duplicates": receiver.duplicates,
+        "bad_signatures_in_sample": receiver.bad_signatures,
+        "emit_seconds": round(emitted_in, 2),
+        "elapsed_seconds": round(elapsed, 2),
+        "deliveries_per_second": round(received / elapsed, 1) if elapsed > 0 else 0.0,
+        "latency_p50_ms": round(percentile(receiver.latencies, 0.50) * 1000, 1),
+        "latency_p99_ms": round(percentile(receiver.latencies, 0.99) * 1000, 1),
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=600, help="give up after this long")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+        scratch = Path(tmp)
+        with database(scratch) as url:
+            result = asyncio.run(run(args, url, scratch))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"webhooks: {result['events_received']}/{result['events_emitted']} events received "
+            f"({result['duplicates']} duplicates), {result['deliveries_per_second']} deliveries/s, "
+            f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms "
+            f"(emitting took {result['emit_seconds']} s; "
+            f"{result['workers']} workers x {result['concurrency']})"
+        )
+    if result["events_received"] != result["events_emitted"] or result["bad_signatures_in_sample"]:
+        raise SystemExit("FAILED: not every event was received, or a signature did not verify")
+
+
+if __name__ == "__main__":
+    main()

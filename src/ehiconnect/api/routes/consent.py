@@ -1,0 +1,306 @@
+"""The patient-facing consent routes: catalog, connect, reconnect, callback (DESIGN §1)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
+from ehiconnect.api.envelope import ok
+from ehiconnect.catalog.models import CatalogEndpoint
+from ehiconnect.catalog.service import (
+    CatalogSearcher,
+    brand_views,
+    portal_view,
+    resolve_brand,
+    resolve_portal,
+)
+from ehiconnect.connections.lifecycle import revoke_connection
+from ehiconnect.consent.flow import ConnectRequest, FlowFailure, complete_flow, start_flow
+from ehiconnect.db.models import Organization
+from ehiconnect.errors import ApiError, Forbidden, InvalidRequest
+from ehiconnect.ids import ApiMode
+from ehiconnect.orgs.origins import origin_allowed, origin_of
+from ehiconnect.orgs.service import org_for_public_id
+from ehiconnect.runtime import Runtime
+from ehiconnect.widget.callback_page import (
+    CALLBACK_PAGE_CSP,
+    failure_result,
+    render_callback_page,
+    success_result,
+)
+
+router = APIRouter(prefix="/bridge", tags=["consent"])
+
+PUBLIC_ID = Query(description="the organization's public_test_… or public_live_… id")
+
+
+class CatalogSearch(BaseModel):
+    query: str = Field(default="", max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    state: str | None = Field(default=None, max_length=50)
+    searchAfter: str | None = Field(default=None, max_length=500)
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+def _allow_origin(request: Request, response: Response, org: Organization, mode: ApiMode) -> None:
+    """CORS: answer browsers only from the organization's registered origins."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if not origin_allowed(origin, org, mode):
+        raise Forbidden(
+            f"the origin {origin} is not registered for this organization; register it with "
+            "`ehiconnect orgs create --origin`",
+            code="origin_not_allowed",
+        )
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Vary"] = "Origin"
+
+
+@router.options("/catalog/search", include_in_schema=False)
+@router.options("/catalog", include_in_schema=False)
+@router.options("/org", include_in_schema=False)
+async def preflight(request: Request, session: SessionDep, public_id: str = PUBLIC_ID) -> Response:
+    org, mode = await org_for_public_id(session, public_id)
+    response = Response(status_code=204)
+    _allow_origin(request, response, org, mode)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@router.post("/catalog/search", dependencies=[PublicRateLimit])
+async def search_catalog(
+    request: Request,
+    response: Response,
+    body: CatalogSearch,
+    session: SessionDep,
+    public_id: str = PUBLIC_ID,
+    api_mode: str | None = Query(default=None),
+) -> dict[str, Any]:
+    """Search health systems by name, alias (typo-tolerant), city and state; paged."""
+    org, mode = await org_for_public_id(session, public_id, api_mode)
+    _allow_origin(request, response, org, mode)
+    searcher: CatalogSearcher = request.app.state.catalog_searcher
+    page, brands = await searcher.search(
+        session,
+        mode,
+        query=body.query,
+        city=body.city,
+        state=body.state,
+        limit=body.limit,
+        search_after=body.searchAfter,
+    )
+    return ok({"results": brands, "searchAfter": page.search_after, "total": page.total})
+
+
+@router.get("/catalog", dependencies=[PublicRateLimit])
+async def read_catalog(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    public_id: str = PUBLIC_ID,
+    api_mode: str | None = Query(default=None),
+    brand_id: str | None = Query(default=None),
+    portal_id: str | None = Query(default=None),
+) -> dict[str, Any]:
+    """One brand (with its portals and endpoints) or one portal (with its endpoints)."""
+    org, mode = await org_for_public_id(session, public_id, api_mode)
+    _allow_origin(request, response, org, mode)
+    if bool(brand_id) == bool(portal_id):
+        raise InvalidRequest("give exactly one of brand_id or portal_id")
+    sandbox = mode == "test"
+    if brand_id:
+        brand = await resolve_brand(session, brand_id)
+        if brand.sandbox != sandbox:
+            raise Forbidden(
+                f"brand {brand.id} is not available in {mode} mode", code="api_mode_mismatch"
+            )
+        [view] = await brand_views(session, [brand.id])
+        return ok(view)
+    portal = await resolve_portal(session, portal_id or "")
+    if portal.sandbox != sandbox:
+        raise Forbidden(
+            f"portal {portal.id} is not available in {mode} mode", code="api_mode_mismatch"
+        )
+    endpoints = {
+        eid: e for eid in portal.endpoint_ids if (e := await session.get(CatalogEndpoint, eid))
+    }
+    return ok(portal_view(portal, endpoints))
+
+
+@router.get(
+    "/connect", response_class=RedirectResponse, status_code=302, dependencies=[PublicRateLimit]
+)
+async def connect(
+    request: Request,
+    runtime: RuntimeDep,
+    public_id: str = PUBLIC_ID,
+    brand_id: str | None = Query(default=None),
+    portal_id: str | None = Query(default=None),
+    endpoint_id: str | None = Query(default=None),
+    redirect_uri: str | None = Query(default=None),
+    external_id: str | None = Query(default=None, max_length=255),
+    external_state: str | None = Query(default=None, max_length=1024),
+) -> Response:
+    """Start a patient's sign-in at a health system: 302 to its authorize URL."""
+    return await _start(
+        request,
+        runtime,
+        public_id,
+        ConnectRequest(
+            brand_id=brand_id,
+            portal_id=portal_id,
+            endpoint_id=endpoint_id,
+            redirect_uri=redirect_uri,
+            external_id=external_id,
+            external_state=external_state,
+        ),
+    )
+
+
+@router.get(
+    "/reconnect", response_class=RedirectResponse, status_code=302, dependencies=[PublicRateLimit]
+)
+async def reconnect(
+    request: Request,
+    runtime: RuntimeDep,
+    public_id: str = PUBLIC_ID,
+    reconnect_org_connection_id: str = Query(),
+    redirect_uri: str | None = Query(default=None),
+    external_id: str | None = Query(default=None, max_length=255),
+    external_state: str | None = Query(default=None, max_length=1024),
+) -> Response:
+    """Re-authorize an existing connection in place: the org_connection_id stays the same."""
+    return await _start(
+        request,
+        runtime,
+        public_id,
+        ConnectRequest(
+            redirect_uri=redirect_uri,
+            external_id=external_id,
+            external_state=external_state,
+            reconnect_connection_id=reconnect_org_connection_id,
+        ),
+    )
+
+
+async def _start(
+    request: Request,
+    runtime: Runtime,
+    public_id: str,
+    connect_request: ConnectRequest,
+) -> Response:
+    async with runtime.database.transaction() as session:
+        org, mode = await org_for_public_id(session, public_id)
+    referer_origin = origin_of(request.headers.get("referer"))
+    widget_origin = (
+        referer_origin if referer_origin and origin_allowed(referer_origin, org, mode) else None
+    )
+    connect_request = ConnectRequest(**{**connect_request.__dict__, "widget_origin": widget_origin})
+    try:
+        url = await start_flow(runtime, org, mode, connect_request)
+    except (ApiError, FlowFailure) as exc:
+        error = exc.code if isinstance(exc, ApiError) else exc.error
+        description = exc.description
+        status = exc.status
+        if connect_request.redirect_uri and connect_request.redirect_uri in org.redirect_uris:
+            return RedirectResponse(
+                _with_query(
+                    connect_request.redirect_uri,
+                    error=error,
+                    error_description=description,
+                    external_state=connect_request.external_state,
+                ),
+                status_code=302,
+            )
+        return _callback_page(failure_result(error, description), widget_origin, status)
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/callback", response_class=HTMLResponse)
+async def callback(
+    runtime: RuntimeDep,
+    state: str | None = Query(default=None),
+    code: str | None = Query(default=None),
+    error: str | None = Query(default=None),
+    error_description: str | None = Query(default=None),
+) -> Response:
+    """Where the health system sends the patient back: finish the connection."""
+    try:
+        success = await complete_flow(
+            runtime, state=state, code=code, error=error, error_description=error_description
+        )
+    except FlowFailure as failure:
+        flow = failure.flow
+        if flow is not None and flow.redirect_uri:
+            return RedirectResponse(
+                _with_query(
+                    flow.redirect_uri,
+                    error=failure.error,
+                    error_description=failure.description,
+                    external_state=flow.external_state,
+                ),
+                status_code=302,
+            )
+        return _callback_page(
+            failure_result(failure.error, failure.description),
+            flow.widget_origin if flow else None,
+            failure.status,
+        )
+    flow, connection = success.flow, success.connection
+    if flow.redirect_uri:
+        return RedirectResponse(
+            _with_query(
+                flow.redirect_uri,
+                org_connection_id=connection["org_connection_id"],
+                connection_status=connection["status"],
+                platform_type=connection["platform_type"],
+                brand_id=connection["catalog_brand_id"],
+                portal_id=connection["catalog_portal_id"],
+                endpoint_id=connection["catalog_endpoint_id"],
+                external_id=success.event.get("external_id"),
+                external_state=flow.external_state,
+            ),
+            status_code=302,
+        )
+    result = success_result(
+        org_connection_id=connection["org_connection_id"],
+        connection_status=connection["status"],
+        platform_type=connection["platform_type"],
+        brand_id=connection["catalog_brand_id"],
+        portal_id=connection["catalog_portal_id"],
+        endpoint_id=connection["catalog_endpoint_id"],
+        api_mode=connection["api_mode"],
+    )
+    return _callback_page(result, flow.widget_origin, 200)
+
+
+@router.delete("/org_connection/{org_connection_id}")
+async def delete_connection(
+    org_connection_id: str, runtime: RuntimeDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Revoke: revoke tokens at the source where supported, destroy them, emit the event."""
+    view = await revoke_connection(runtime, principal, org_connection_id)
+    return ok(view)
+
+
+def _callback_page(result: dict[str, object], origin: str | None, status: int) -> HTMLResponse:
+    return HTMLResponse(
+        render_callback_page(result, origin),
+        status_code=status,
+        headers={"Content-Security-Policy": CALLBACK_PAGE_CSP, "Cache-Control": "no-store"},
+    )
+
+
+def _with_query(url: str, **params: object) -> str:
+    parts = urlsplit(url)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))

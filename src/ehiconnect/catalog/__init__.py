@@ -1,0 +1,1 @@
+"""The catalog of health systems: brands → portals → endpoints, searchable by patients."""

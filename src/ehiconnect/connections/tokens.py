@@ -1,0 +1,230 @@
+"""A connection's tokens: sealed storage, and refresh under a per-connection lock.
+
+Every process that needs an access token calls `fresh_access_token`. It takes a transaction-level
+advisory lock named after the connection, so concurrent refreshes (two workers, the periodic
+refresher) run one at a time and the second finds the token the first obtained. Rotated refresh
+tokens are written in the same transaction as the refresh that returned them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import httpx
+import procrastinate
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect import audit
+from ehiconnect.catalog.models import CatalogEndpoint
+from ehiconnect.clock import Clock
+from ehiconnect.connections.models import ConnectionTokens
+from ehiconnect.connections.vault import Sealed, TokenCipher
+from ehiconnect.consent import smart
+from ehiconnect.db.database import Database
+from ehiconnect.db.models import OrgConnection
+from ehiconnect.errors import FatalError, ReconsentRequired
+from ehiconnect.webhooks.outbox import emit
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str | None
+    access_expires_at: dt.datetime | None
+
+
+def _context(connection_id: str, field: str) -> str:
+    return f"connection:{connection_id}:{field}"
+
+
+async def store_tokens(
+    session: AsyncSession,
+    cipher: TokenCipher,
+    clock: Clock,
+    connection_id: str,
+    response: smart.TokenResponse,
+    *,
+    keep_refresh_token: str | None = None,
+) -> None:
+    """Seal and save the tokens of a token response (keeping the old refresh token if none came)."""
+    refresh_token = response.refresh_token or keep_refresh_token
+    access = cipher.seal(response.access_token, context=_context(connection_id, "access_token"))
+    refresh = (
+        cipher.seal(refresh_token, context=_context(connection_id, "refresh_token"))
+        if refresh_token
+        else None
+    )
+    expires_at = (
+        clock.now() + dt.timedelta(seconds=response.expires_in) if response.expires_in else None
+    )
+    row = await session.get(ConnectionTokens, connection_id)
+    if row is None:
+        row = ConnectionTokens(org_connection_id=connection_id)
+        session.add(row)
+    row.kid = access.kid
+    row.access_token_ct = access.ciphertext
+    row.refresh_token_ct = refresh.ciphertext if refresh else None
+    row.token_type = response.token_type
+    row.access_expires_at = expires_at
+    row.refresh_failures = 0
+    await session.flush()
+
+
+def open_tokens(cipher: TokenCipher, row: ConnectionTokens) -> Tokens:
+    connection_id = row.org_connection_id
+    access = cipher.open(
+        Sealed(row.kid, row.access_token_ct), context=_context(connection_id, "access_token")
+    )
+    refresh = (
+        cipher.open(
+            Sealed(row.kid, row.refresh_token_ct), context=_context(connection_id, "refresh_token")
+        )
+        if row.refresh_token_ct
+        else None
+    )
+    return Tokens(
+        access_token=access, refresh_token=refresh, access_expires_at=row.access_expires_at
+    )
+
+
+def endpoint_auth(cipher: TokenCipher, endpoint: CatalogEndpoint) -> smart.ClientAuth:
+    if not endpoint.client_id:
+        raise FatalError(
+            f"endpoint {endpoint.id} has no client_id configured; set it with "
+            "`ehiconnect catalog configure`",
+            failure_reason="endpoint_misconfigured",
+        )
+    secret = None
+    if endpoint.client_secret_ct and endpoint.client_secret_kid:
+        secret = cipher.open(
+            Sealed(endpoint.client_secret_kid, endpoint.client_secret_ct),
+            context=f"endpoint:{endpoint.id}:client_secret",
+        )
+    return smart.ClientAuth(
+        client_id=endpoint.client_id, method=endpoint.client_auth_method, secret=secret
+    )
+
+
+async def lock_connection(session: AsyncSession, connection_id: str) -> None:
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"connection:{connection_id}"},
+    )
+
+
+async def fresh_access_token(
+    database: Database,
+    cipher: TokenCipher,
+    clock: Clock,
+    http: httpx.AsyncClient,
+    jobs: procrastinate.App | None,
+    connection_id: str,
+    *,
+    margin: dt.timedelta,
+    force: bool = False,
+) -> str:
+    """A usable access token, refreshed first when it expires within `margin` (or `force`).
+
+    Raises ReconsentRequired (after marking the connection revoked and emitting
+    `patient.authorization_revoked`) when the health system refuses the refresh token.
+    """
+    refused: ReconsentRequired | None = None
+    async with database.transaction() as session:
+        await lock_connection(session, connection_id)
+        connection = await session.get(OrgConnection, connection_id)
+        row = await session.get(ConnectionTokens, connection_id)
+        if connection is None or row is None or connection.status == "revoked":
+            raise ReconsentRequired("the connection is revoked; the patient must connect again")
+        tokens = open_tokens(cipher, row)
+        expires_at = tokens.access_expires_at
+        if not force and (expires_at is None or expires_at - margin > clock.now()):
+            return tokens.access_token
+        if tokens.refresh_token is None:
+            raise ReconsentRequired(
+                "the access token expired and the health system gave no refresh token "
+                "(offline_access was not granted); the patient must connect again"
+            )
+        endpoint = await session.get(CatalogEndpoint, connection.catalog_endpoint_id)
+        if endpoint is None or not endpoint.token_endpoint:
+            raise FatalError(
+                "the connection's endpoint has no token endpoint",
+                failure_reason="token_refresh_failure",
+            )
+        try:
+            response = await smart.refresh(
+                http,
+                endpoint.token_endpoint,
+                endpoint_auth(cipher, endpoint),
+                refresh_token=tokens.refresh_token,
+            )
+        except ReconsentRequired as exc:
+            # Committed with this transaction; raised after it.
+            await mark_revoked(session, clock, jobs, connection, reason="refresh_refused")
+            refused = exc
+        else:
+            await store_tokens(
+                session,
+                cipher,
+                clock,
+                connection_id,
+                response,
+                keep_refresh_token=tokens.refresh_token,
+            )
+            if response.scope and response.scope != connection.scope:
+                connection.scope = response.scope
+            await audit.record(
+                session,
+                clock,
+                actor="system",
+                action="connection.token_refreshed",
+                org_id=connection.org_id,
+                org_connection_id=connection_id,
+                detail={"rotated_refresh_token": response.refresh_token is not None},
+            )
+            return response.access_token
+    raise refused
+
+
+async def mark_revoked(
+    session: AsyncSession,
+    clock: Clock,
+    jobs: procrastinate.App | None,
+    connection: OrgConnection,
+    *,
+    reason: str,
+) -> None:
+    """Destroy the tokens, mark the connection revoked, record it and emit the event."""
+    from ehiconnect.consent.records import record_consent  # consent imports connections
+
+    row = await session.get(ConnectionTokens, connection.org_connection_id)
+    if row is not None:
+        await session.delete(row)
+    connection.status = "revoked"
+    await record_consent(session, clock, connection, event="revoked", detail={"reason": reason})
+    await audit.record(
+        session,
+        clock,
+        actor="system" if reason != "customer_request" else f"org:{connection.org_id}",
+        action="connection.revoked",
+        org_id=connection.org_id,
+        org_connection_id=connection.org_connection_id,
+        detail={"reason": reason},
+    )
+    await emit(
+        session,
+        jobs=jobs,
+        clock=clock,
+        org_id=connection.org_id,
+        api_mode="test" if connection.api_mode == "test" else "live",
+        type="patient.authorization_revoked",
+        data={
+            "org_connection_id": connection.org_connection_id,
+            "endpoint_id": connection.catalog_endpoint_id,
+            "portal_id": connection.catalog_portal_id,
+            "brand_id": connection.catalog_brand_id,
+            "platform_type": connection.platform_type,
+            "connection_status": "revoked",
+        },
+    )

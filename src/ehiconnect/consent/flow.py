@@ -1,0 +1,377 @@
+"""The SMART standalone launch, from `/bridge/connect` to `/bridge/callback`.
+
+`start_flow` checks the request, discovers the endpoint's SMART configuration, mints `state` and a
+PKCE verifier, records the flow and returns the authorize URL. `complete_flow` claims the flow by
+its state (once only, before it expires), exchanges the code, and on success creates (or, for a
+reconnect, updates in place) the connection, seals its tokens, writes the consent record and the
+`patient.connection_success` event in one transaction.
+
+Every failure comes back as a `FlowFailure` with an `error` code and a human `error_description`,
+which the callback hands to the widget or to the caller's redirect URI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from ehiconnect import audit
+from ehiconnect.catalog.models import CatalogEndpoint
+from ehiconnect.catalog.service import check_mode, resolve_for_connect
+from ehiconnect.connections.service import connection_view
+from ehiconnect.connections.tokens import endpoint_auth, store_tokens
+from ehiconnect.connections.vault import Sealed
+from ehiconnect.consent import smart
+from ehiconnect.consent.authorize import authorize_url, downgrade_to_v1, grant_problem
+from ehiconnect.consent.models import ConsentFlow
+from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
+from ehiconnect.consent.records import record_consent
+from ehiconnect.db.models import Organization, OrgConnection
+from ehiconnect.errors import FatalError, Forbidden, NotFound, SourceError
+from ehiconnect.ids import ApiMode, new_connection_id
+from ehiconnect.runtime import Runtime
+from ehiconnect.webhooks.outbox import emit
+
+CALLBACK_PATH = "/v1/bridge/callback"
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    brand_id: str | None = None
+    portal_id: str | None = None
+    endpoint_id: str | None = None
+    redirect_uri: str | None = None
+    external_id: str | None = None
+    external_state: str | None = None
+    reconnect_connection_id: str | None = None
+    widget_origin: str | None = None
+
+
+class FlowFailure(Exception):
+    def __init__(
+        self, error: str, description: str, *, flow: ConsentFlow | None = None, status: int = 400
+    ) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.flow = flow
+        self.status = status
+
+
+@dataclass
+class FlowSuccess:
+    flow: ConsentFlow
+    connection: dict[str, Any]
+    event: dict[str, Any] = field(default_factory=dict)
+
+
+def callback_url(runtime: Runtime) -> str:
+    return runtime.settings.public_base_url.rstrip("/") + CALLBACK_PATH
+
+
+def _hash_state(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+async def start_flow(
+    runtime: Runtime, org: Organization, mode: ApiMode, request: ConnectRequest
+) -> str:
+    """Record a new flow and return the health system's authorize URL."""
+    if request.redirect_uri is not None and request.redirect_uri not in org.redirect_uris:
+        raise Forbidden(
+            "redirect_uri is not registered for this organization; register it with "
+            "`ehiconnect orgs create --redirect-uri` (or omit it to finish in the widget)",
+            code="redirect_uri_not_registered",
+        )
+    async with runtime.database.transaction() as session:
+        if request.reconnect_connection_id:
+            existing = await session.get(OrgConnection, request.reconnect_connection_id)
+            if existing is None or existing.org_id != org.org_id:
+                raise NotFound(
+                    f"you have no connection with id {request.reconnect_connection_id} to reconnect"
+                )
+            if existing.api_mode != mode:
+                raise Forbidden(
+                    f"connection {existing.org_connection_id} was made in {existing.api_mode} mode",
+                    code="api_mode_mismatch",
+                )
+            endpoint = await session.get(CatalogEndpoint, existing.catalog_endpoint_id)
+            if endpoint is None:
+                raise NotFound("the connection's endpoint is no longer in the catalog")
+            check_mode(endpoint, mode)
+            brand_id, portal_id = existing.catalog_brand_id, existing.catalog_portal_id
+        else:
+            resolved = await resolve_for_connect(
+                session,
+                mode,
+                brand_id=request.brand_id,
+                portal_id=request.portal_id,
+                endpoint_id=request.endpoint_id,
+            )
+            endpoint = resolved.endpoint
+            brand_id = resolved.brand.id if resolved.brand else request.brand_id
+            portal_id = resolved.portal.id if resolved.portal else request.portal_id
+        if not endpoint.client_id:
+            raise Forbidden(
+                f"endpoint {endpoint.id} has no client registration yet; the platform operator "
+                "must configure it (`ehiconnect catalog configure`)",
+                code="endpoint_not_configured",
+            )
+        endpoint_id, fhir_base = endpoint.id, endpoint.url
+
+    try:
+        configuration = await smart.discover(runtime.http, fhir_base)
+    except SourceError as exc:
+        raise FlowFailure(
+            "endpoint_unreachable",
+            f"the health system could not be reached to start sign-in ({exc}); try again later",
+            status=502,
+        ) from None
+    if configuration.code_challenge_methods and "S256" not in configuration.code_challenge_methods:
+        raise FlowFailure(
+            "endpoint_unsupported",
+            "the health system does not support PKCE S256, which ehiconnect requires",
+            status=502,
+        )
+
+    state, verifier = new_state(), new_verifier()
+    now = runtime.clock.now()
+    async with runtime.database.transaction() as session:
+        endpoint_row = await session.get(CatalogEndpoint, endpoint_id)
+        if endpoint_row is None:
+            raise NotFound(f"endpoint {endpoint_id} left the catalog; search again")
+        # Keep the catalog's OAuth endpoints in step with what the server advertises.
+        endpoint_row.authorization_endpoint = configuration.authorization_endpoint
+        endpoint_row.token_endpoint = configuration.token_endpoint
+        endpoint_row.revoke_endpoint = configuration.revocation_endpoint
+        scope = endpoint_row.scopes
+        capabilities = configuration.capabilities
+        if "permission-v2" not in capabilities and "permission-v1" in capabilities:
+            scope = downgrade_to_v1(scope)
+        sealed = runtime.cipher.seal(verifier, context=f"flow:{_hash_state(state)}")
+        session.add(
+            ConsentFlow(
+                state_hash=_hash_state(state),
+                org_id=org.org_id,
+                api_mode=mode,
+                brand_id=brand_id,
+                portal_id=portal_id,
+                endpoint_id=endpoint_id,
+                redirect_uri=request.redirect_uri,
+                widget_origin=request.widget_origin,
+                external_id=request.external_id,
+                external_state=request.external_state,
+                reconnect_connection_id=request.reconnect_connection_id,
+                requested_scope=scope,
+                token_endpoint=configuration.token_endpoint,
+                verifier_kid=sealed.kid,
+                verifier_ct=sealed.ciphertext,
+                created_at=now,
+                expires_at=now
+                + dt.timedelta(minutes=runtime.settings.consent.flow_lifetime_minutes),
+            )
+        )
+        await audit.record(
+            session,
+            runtime.clock,
+            actor=f"public:{org.org_id}",
+            action="consent.started",
+            org_id=org.org_id,
+            detail={"endpoint_id": endpoint_id, "api_mode": mode},
+        )
+        client_id = endpoint_row.client_id or ""
+        aud = fhir_base if endpoint_row.aud_required else None
+    return authorize_url(
+        configuration.authorization_endpoint,
+        client_id=client_id,
+        redirect_uri=callback_url(runtime),
+        scope=scope,
+        state=state,
+        code_challenge=s256_challenge(verifier),
+        aud=aud,
+    )
+
+
+async def claim_flow(runtime: Runtime, state: str | None) -> ConsentFlow:
+    """Mark the flow used (committed at once, so a replay fails even if the exchange fails)."""
+    if not state:
+        raise FlowFailure(
+            "invalid_request", "the callback has no state; start the connection again"
+        )
+    problem: tuple[str, str] | None = None
+    async with runtime.database.transaction() as session:
+        flow = await session.scalar(
+            select(ConsentFlow)
+            .where(ConsentFlow.state_hash == _hash_state(state))
+            .with_for_update()
+        )
+        if flow is None:
+            raise FlowFailure(
+                "invalid_state", "this sign-in link is not known; start the connection again"
+            )
+        now = runtime.clock.now()
+        if flow.used_at is not None:
+            problem = (
+                "state_reused",
+                "this sign-in was already completed; start a new connection instead",
+            )
+        else:
+            flow.used_at = now  # consumed even when expired: a state works at most once
+            if flow.expires_at <= now:
+                problem = (
+                    "flow_expired",
+                    "the sign-in took too long and expired; start the connection again",
+                )
+    # Raised after the commit, so the flow stays consumed whatever happens next.
+    if problem is not None:
+        raise FlowFailure(*problem, flow=flow)
+    return flow
+
+
+async def complete_flow(
+    runtime: Runtime,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
+) -> FlowSuccess:
+    flow = await claim_flow(runtime, state)
+    if error:
+        description = (
+            "the patient declined to share their records"
+            if error == "access_denied"
+            else f"the health system reported an error: {error_description or error}"
+        )
+        await _audit_failure(runtime, flow, error)
+        raise FlowFailure(error, description, flow=flow)
+    if not code:
+        raise FlowFailure("invalid_request", "the callback has no code", flow=flow)
+
+    verifier = runtime.cipher.open(
+        Sealed(flow.verifier_kid, flow.verifier_ct), context=f"flow:{flow.state_hash}"
+    )
+    async with runtime.database.transaction() as session:
+        endpoint = await session.get(CatalogEndpoint, flow.endpoint_id)
+        if endpoint is None:
+            raise FlowFailure("invalid_state", "the endpoint left the catalog", flow=flow)
+        auth = endpoint_auth(runtime.cipher, endpoint)
+        fhir_base, platform_type = endpoint.url, endpoint.platform_type
+    try:
+        response = await smart.exchange_code(
+            runtime.http,
+            flow.token_endpoint,
+            auth,
+            code=code,
+            redirect_uri=callback_url(runtime),
+            code_verifier=verifier,
+        )
+    except (SourceError, FatalError) as exc:
+        await _audit_failure(runtime, flow, "token_exchange_failed")
+        raise FlowFailure(
+            "token_exchange_failed",
+            f"the health system did not issue tokens ({exc}); start the connection again",
+            flow=flow,
+            status=502,
+        ) from None
+    granted = response.scope or flow.requested_scope
+    problem = grant_problem(response.patient, granted)
+    if problem is not None:
+        await _audit_failure(runtime, flow, "scope_patient_missing")
+        raise FlowFailure(
+            "scope_patient_missing",
+            f"{problem}; the patient must connect again and allow access to their records",
+            flow=flow,
+        )
+    return await _record_connection(runtime, flow, response, granted, fhir_base, platform_type)
+
+
+async def _record_connection(
+    runtime: Runtime,
+    flow: ConsentFlow,
+    response: smart.TokenResponse,
+    granted: str,
+    fhir_base: str,
+    platform_type: str,
+) -> FlowSuccess:
+    clock = runtime.clock
+    async with runtime.database.transaction() as session:
+        connection: OrgConnection | None = None
+        if flow.reconnect_connection_id:
+            connection = await session.get(OrgConnection, flow.reconnect_connection_id)
+        event = "reconnected" if connection is not None else "granted"
+        if connection is None:
+            connection = OrgConnection(
+                org_connection_id=new_connection_id(),
+                org_id=flow.org_id,
+                api_mode=flow.api_mode,
+                catalog_endpoint_id=flow.endpoint_id,
+                platform_type=platform_type,
+                status="authorized",
+            )
+            session.add(connection)
+        connection.catalog_brand_id = flow.brand_id
+        connection.catalog_portal_id = flow.portal_id
+        connection.status = "authorized"
+        connection.scope = granted
+        connection.external_id = flow.external_id or connection.external_id
+        connection.fhir_base_url = fhir_base
+        connection.source_patient_id = response.patient
+        await session.flush()
+        await store_tokens(session, runtime.cipher, clock, connection.org_connection_id, response)
+        await record_consent(
+            session,
+            clock,
+            connection,
+            event=event,
+            requested_scope=flow.requested_scope,
+            external_state=flow.external_state,
+        )
+        data = {
+            "org_connection_id": connection.org_connection_id,
+            "endpoint_id": connection.catalog_endpoint_id,
+            "portal_id": connection.catalog_portal_id,
+            "brand_id": connection.catalog_brand_id,
+            "connection_status": connection.status,
+            "platform_type": connection.platform_type,
+            "scope": connection.scope,
+            "consent_expires_at": None,
+            "external_id": flow.external_id,
+            "external_state": flow.external_state,
+            "request_id": flow.state_hash[:32],
+        }
+        await emit(
+            session,
+            jobs=runtime.jobs,
+            clock=clock,
+            org_id=flow.org_id,
+            api_mode="test" if flow.api_mode == "test" else "live",
+            type="patient.connection_success",
+            data=data,
+        )
+        await audit.record(
+            session,
+            clock,
+            actor=f"patient-via:{flow.org_id}",
+            action=f"consent.{event}",
+            org_id=flow.org_id,
+            org_connection_id=connection.org_connection_id,
+            detail={"endpoint_id": flow.endpoint_id, "scope": granted},
+        )
+        return FlowSuccess(flow=flow, connection=connection_view(connection), event=data)
+
+
+async def _audit_failure(runtime: Runtime, flow: ConsentFlow, error: str) -> None:
+    async with runtime.database.transaction() as session:
+        await audit.record(
+            session,
+            runtime.clock,
+            actor=f"patient-via:{flow.org_id}",
+            action="consent.failed",
+            org_id=flow.org_id,
+            detail={"endpoint_id": flow.endpoint_id, "error": error},
+        )

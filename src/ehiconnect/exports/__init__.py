@@ -1,0 +1,1 @@
+"""EHI exports: assembling the NDJSON output and storing it (see `exports.storage`)."""

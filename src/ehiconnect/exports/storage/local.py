@@ -1,0 +1,161 @@
+"""A `BlobStore` on a local directory.
+
+Files are created owner-only (0600, directories 0700): they hold PHI.
+Writes are atomic: bytes go to a hidden temporary file in the destination's directory, are
+fsynced, and are renamed over the key when the writer block exits cleanly; on an exception the
+temporary file is removed and nothing appears. Blocking file calls run in worker threads, in
+chunks of `chunk_size` (1 MiB). Keys are validated and the resolved path must stay inside the root,
+so neither `..` nor a symlink can escape it. There are no presigned URLs: the API streams files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from ehiconnect.exports.storage.port import (
+    BlobNotFound,
+    HashingCounter,
+    InvalidKey,
+    ObjectInfo,
+    WriterResult,
+    check_range,
+    validate_key,
+)
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class LocalBlobWriter(WriterResult):
+    def __init__(self, file: BinaryIO, chunk_size: int) -> None:
+        super().__init__()
+        self._file = file
+        self._chunk_size = chunk_size
+        self._buffer = bytearray()
+        self.counter = HashingCounter()
+
+    async def write(self, data: bytes, /) -> None:
+        self.counter.update(data)
+        if len(data) >= self._chunk_size:
+            await self.drain()
+            await asyncio.to_thread(self._file.write, data)
+            return
+        self._buffer += data
+        if len(self._buffer) >= self._chunk_size:
+            await self.drain()
+
+    async def drain(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            await asyncio.to_thread(self._file.write, data)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path, *, chunk_size: int = CHUNK_SIZE) -> None:
+        self.root = Path(root)
+        self._chunk_size = chunk_size
+
+    def path_for(self, key: str) -> Path:
+        """The file of a key, refusing any key that would resolve outside the root."""
+        validate_key(key)
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise InvalidKey(f"storage key {key!r} resolves outside the storage directory")
+        return path
+
+    @asynccontextmanager
+    async def open_writer(self, key: str) -> AsyncIterator[LocalBlobWriter]:
+        target = self.path_for(key)
+        await asyncio.to_thread(target.parent.mkdir, mode=0o700, parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        file = await asyncio.to_thread(_create_private, temp)
+        writer = LocalBlobWriter(file, self._chunk_size)
+        try:
+            yield writer
+            await writer.drain()
+            await asyncio.to_thread(_commit, file, temp, target)
+        except BaseException:
+            await asyncio.to_thread(_discard, file, temp)
+            raise
+        writer.commit(writer.counter.result(key))
+
+    async def open_reader(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self.path_for(key)
+        try:
+            file = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"no stored object {key!r}") from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+            position, stop = check_range(key, size, start, end)
+            await asyncio.to_thread(file.seek, position)
+            while position < stop:
+                chunk = await asyncio.to_thread(file.read, min(self._chunk_size, stop - position))
+                if not chunk:
+                    break
+                position += len(chunk)
+                yield chunk
+        finally:
+            file.close()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        path = self.path_for(key)
+        try:
+            info = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        if not path.is_file():
+            return None
+        return ObjectInfo(key=key, size=info.st_size, etag=f"{info.st_mtime_ns:x}-{info.st_size:x}")
+
+    async def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def presigned_url(self, key: str, expires_in: float) -> str | None:
+        self.path_for(key)
+        return None
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file readable by its owner only: exports hold PHI."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _commit(file: BinaryIO, temp: Path, target: Path) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+    os.replace(temp, target)
+    _fsync_directory(target.parent)
+
+
+def _discard(file: BinaryIO, temp: Path) -> None:
+    with contextlib.suppress(OSError):
+        file.close()
+    temp.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

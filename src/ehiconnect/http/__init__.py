@@ -1,0 +1,1 @@
+"""The one outbound HTTP seam: SSRF guard, address pinning, capped response reads."""

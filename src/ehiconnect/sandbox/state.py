@@ -1,0 +1,80 @@
+"""Everything a running sandbox holds: config, clock, auth store, live faults, signing key."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from typing import TypeVar
+
+from joserfc.jwk import ECKey
+
+from ehiconnect.clock import Clock, SystemClock
+from ehiconnect.sandbox.config import Faults, HealthSystem, SandboxConfig
+from ehiconnect.sandbox.store import InMemoryAuthStore
+
+T = TypeVar("T")
+
+
+class UnknownSystemError(KeyError):
+    """No health system with that slug is configured."""
+
+
+class SandboxState:
+    """The per-process state behind `build_sandbox_app`, reachable as `app.state.sandbox`.
+
+    Tests change faults from Python with `set_faults(slug, Faults(...))` / `reset_faults(slug)`
+    (or over HTTP with `PUT`/`DELETE /_admin/{slug}/faults`).
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        clock: Clock | None = None,
+        store: InMemoryAuthStore | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.store = store or InMemoryAuthStore()
+        self._faults: dict[str, Faults] = {s.slug: s.faults.model_copy() for s in config.systems}
+        self._fault_lock = threading.Lock()
+        self._fault_rng = random.Random(config.fault_seed)  # noqa: S311 - fault sampling
+        self.signing_key = ECKey.generate_key(
+            "P-256", parameters={"kid": "sandbox-access-token", "alg": "ES256", "use": "sig"}
+        )
+
+    def system(self, slug: str) -> HealthSystem:
+        system = self.config.system(slug)
+        if system is None:
+            raise UnknownSystemError(slug)
+        return system
+
+    def faults(self, slug: str) -> Faults:
+        self.system(slug)
+        with self._fault_lock:
+            return self._faults[slug]
+
+    def set_faults(self, slug: str, faults: Faults) -> None:
+        """Replace the live faults of one health system."""
+        self.system(slug)
+        with self._fault_lock:
+            self._faults[slug] = faults.model_copy()
+
+    def reset_faults(self, slug: str) -> None:
+        """Back to the faults the configuration started with."""
+        self.set_faults(slug, self.system(slug).faults)
+
+    def pick(self, items: Sequence[T]) -> T:
+        """One of `items`, drawn from the fault generator."""
+        with self._fault_lock:
+            return self._fault_rng.choice(items)
+
+    def draw(self, share: float) -> bool:
+        """True with probability `share` (1.0 always, 0.0 never)."""
+        if share <= 0.0:
+            return False
+        if share >= 1.0:
+            return True
+        with self._fault_lock:
+            return self._fault_rng.random() < share

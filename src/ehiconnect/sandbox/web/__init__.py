@@ -1,0 +1,1 @@
+"""HTTP handlers of the sandbox (Starlette). Pure decisions live in the modules above."""

@@ -1,0 +1,427 @@
+"""Sending due deliveries: claim, sign, POST through the SSRF guard, record the outcome.
+
+The schedule lives in the database. A pass claims due deliveries with FOR UPDATE SKIP LOCKED and
+pushes their `next_attempt_at` one lease ahead, commits, sends without holding any lock, then
+records each attempt and the delivery's next state. A worker killed mid-pass leaves its claims to
+expire: the deliveries become due again and are sent again (at-least-once; receivers dedupe on
+`webhook-id`). Time comes from the injected Clock, so tests step the schedule instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Sequence
+from functools import cache
+from types import TracebackType
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect.clock import Clock
+from ehiconnect.db.database import Database
+from ehiconnect.http.ssrf import (
+    Resolver,
+    TargetRefused,
+    guarded_client,
+    send_capped,
+    system_resolver,
+)
+from ehiconnect.webhooks import events, signing
+from ehiconnect.webhooks.endpoints import active_secrets, disable_endpoint
+from ehiconnect.webhooks.models import (
+    DELIVERY_FAILED,
+    DELIVERY_PENDING,
+    DELIVERY_SUCCEEDED,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from ehiconnect.webhooks.schedule import (
+    AttemptOutcome,
+    UniformRandom,
+    classify_attempt,
+    next_attempt_at,
+    should_disable_endpoint,
+)
+from ehiconnect.webhooks.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ehiconnect-webhooks/1"
+
+_CLAIM_DUE = text(
+    """
+    WITH due AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
+        WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND e.status = 'enabled'
+          AND (CAST(:event_id AS text) IS NULL OR d.event_id = :event_id)
+        ORDER BY d.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d SET next_attempt_at = :lease_until, claim_token = :token
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
+    """
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedDelivery:
+    delivery_id: int
+    claim_token: str
+    attempt_number: int
+    event_id: str
+    event_type: str
+    api_mode: str
+    data: dict[str, Any]
+    endpoint_id: str
+    url: str
+    secrets: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptResult:
+    delivery: ClaimedDelivery
+    attempted_at: dt.datetime
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+    @property
+    def outcome(self) -> AttemptOutcome:
+        return AttemptOutcome.FAILED if self.error else classify_attempt(self.status_code)
+
+
+@dataclasses.dataclass
+class PassReport:
+    """What one pass did; `claimed` 0 means nothing was due."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    disabled_endpoints: list[str] = dataclasses.field(default_factory=list)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs milliseconds; build it once per process.
+    return ssl.create_default_context()
+
+
+class Deliverer:
+    """Sends due deliveries: `async with Deliverer(...) as d: await d.run_pass()`."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        settings: WebhookSettings,
+        *,
+        resolver: Resolver = system_resolver,
+        rng: UniformRandom | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._settings = settings
+        self._resolver = resolver
+        self._rng: UniformRandom = rng or random.SystemRandom()
+        self._transport = transport
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    async def __aenter__(self) -> Deliverer:
+        for allow_private in (False, True):
+            inner = self._transport or httpx.AsyncHTTPTransport(verify=_tls_context(), retries=0)
+            self._clients[allow_private] = guarded_client(
+                allow_private=allow_private,
+                timeout_seconds=self._settings.timeout_seconds,
+                resolver=self._resolver,
+                inner=inner,
+                headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def run_pass(self, *, event_id: str | None = None) -> PassReport:
+        """Claim up to `batch_size` due deliveries, send them concurrently, record the results."""
+        claimed = await self._claim(event_id)
+        report = PassReport(claimed=len(claimed))
+        if not claimed:
+            return report
+        results = await asyncio.gather(*(self._attempt(d) for d in claimed))
+        await self._record(results, report)
+        return report
+
+    async def run_until_idle(self, *, max_passes: int = 1000) -> PassReport:
+        """Passes until nothing is due at the clock's current time (tests, the periodic sweep)."""
+        total = PassReport()
+        for _ in range(max_passes):
+            report = await self.run_pass()
+            total.claimed += report.claimed
+            total.succeeded += report.succeeded
+            total.failed += report.failed
+            total.disabled_endpoints += report.disabled_endpoints
+            if report.claimed < self._settings.batch_size:
+                break  # a short batch: nothing else was due when it was claimed
+        return total
+
+    async def _claim(self, event_id: str | None) -> list[ClaimedDelivery]:
+        now = self._clock.now()
+        token = str(uuid.uuid4())
+        async with self._database.transaction() as session:
+            rows = (
+                await session.execute(
+                    _CLAIM_DUE,
+                    {
+                        "now": now,
+                        "lease_until": now + self._settings.claim_lease,
+                        "token": token,
+                        "limit": self._settings.batch_size,
+                        "event_id": event_id,
+                    },
+                )
+            ).all()
+            if not rows:
+                return []
+            return await _load_claims(session, rows, token, now)
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
+        now = self._clock.now()
+        envelope = events.build_envelope(
+            event_id=delivery.event_id,
+            type=delivery.event_type,
+            api_mode="live" if delivery.api_mode == "live" else "test",
+            data=delivery.data,
+            date=now,
+        )
+        body = events.envelope_body(envelope)
+        status_code: int | None = None
+        excerpt: str | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            headers = signing.signature_headers(
+                delivery.event_id, int(now.timestamp()), body, delivery.secrets
+            )
+            client = self._clients[self._allows_private(delivery.api_mode)]
+            request = client.build_request("POST", delivery.url, content=body, headers=headers)
+            response = await send_capped(
+                client,
+                request,
+                max_bytes=max(self._settings.max_response_bytes, 1),
+                timeout_seconds=self._settings.timeout_seconds,
+            )
+            status_code = response.status_code
+            cut = response.body[: self._settings.response_excerpt_bytes]
+            excerpt = cut.decode("utf-8", errors="replace")
+        except TargetRefused as exc:
+            error = f"refused by the SSRF guard: {exc}"
+        except TimeoutError:
+            error = f"no complete response within {self._settings.timeout_seconds:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc or 'connection failed'}"
+        except ValueError as exc:  # no active secret
+            error = str(exc)
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        return AttemptResult(delivery, now, status_code, latency_ms, excerpt, error)
+
+    def _allows_private(self, api_mode: str) -> bool:
+        return api_mode == "test" or self._settings.allow_private_targets
+
+    async def _record(self, results: Sequence[AttemptResult], report: PassReport) -> None:
+        now = self._clock.now()
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        for result in results:
+            attempts.append(_attempt_row(result))
+            updates.append(self._next_state(result, now, report))
+        async with self._database.transaction() as session:
+            await session.execute(insert(WebhookAttempt), attempts)
+            await session.execute(_UPDATE_DELIVERY, updates)
+            await self._update_endpoints(session, results, now, report)
+
+    def _next_state(
+        self, result: AttemptResult, now: dt.datetime, report: PassReport
+    ) -> dict[str, Any]:
+        delivery = result.delivery
+        state: dict[str, Any] = {
+            "b_id": delivery.delivery_id,
+            "b_token": delivery.claim_token,
+            "b_attempts": delivery.attempt_number,
+            "b_status": DELIVERY_PENDING,
+            "b_next": None,
+            "b_completed": None,
+        }
+        if result.outcome is AttemptOutcome.SUCCEEDED:
+            report.succeeded += 1
+            state.update(b_status=DELIVERY_SUCCEEDED, b_completed=now)
+            return state
+        report.failed += 1
+        following = None
+        if result.outcome is AttemptOutcome.FAILED:
+            following = next_attempt_at(
+                delivery.attempt_number,
+                now,
+                self._rng,
+                schedule=self._settings.retry_schedule_seconds,
+                jitter_fraction=self._settings.jitter_fraction,
+            )
+        if following is None:
+            state.update(b_status=DELIVERY_FAILED, b_completed=now)
+        else:
+            state.update(b_next=following)
+        return state
+
+    async def _update_endpoints(
+        self,
+        session: AsyncSession,
+        results: Sequence[AttemptResult],
+        now: dt.datetime,
+        report: PassReport,
+    ) -> None:
+        by_endpoint: dict[str, list[AttemptResult]] = {}
+        for result in results:
+            by_endpoint.setdefault(result.delivery.endpoint_id, []).append(result)
+        # Sorted, so concurrent passes lock endpoint rows in one order and cannot deadlock.
+        for endpoint_id in sorted(by_endpoint):
+            outcomes = {r.outcome for r in by_endpoint[endpoint_id]}
+            if AttemptOutcome.GONE in outcomes:
+                await self._disable(session, endpoint_id, "the receiver answered 410 Gone", report)
+            elif AttemptOutcome.SUCCEEDED in outcomes:
+                await session.execute(
+                    update(WebhookEndpoint)
+                    .where(
+                        WebhookEndpoint.endpoint_id == endpoint_id,
+                        WebhookEndpoint.failing_since.is_not(None),
+                    )
+                    .values(failing_since=None)
+                )
+            else:
+                first_failure = min(r.attempted_at for r in by_endpoint[endpoint_id])
+                await self._note_failure(session, endpoint_id, first_failure, now, report)
+
+    async def _note_failure(
+        self,
+        session: AsyncSession,
+        endpoint_id: str,
+        first_failure: dt.datetime,
+        now: dt.datetime,
+        report: PassReport,
+    ) -> None:
+        endpoint = await session.scalar(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.endpoint_id == endpoint_id)
+            .with_for_update()
+        )
+        if endpoint is None or endpoint.status != "enabled":
+            return
+        if endpoint.failing_since is None:
+            endpoint.failing_since = first_failure
+        disable_after = self._settings.disable_after
+        if should_disable_endpoint(endpoint.failing_since, now, disable_after=disable_after):
+            reason = (
+                f"every delivery failed since {endpoint.failing_since.isoformat()} "
+                f"({self._settings.disable_after_days:g} days); fix the receiver, then enable it"
+            )
+            await self._disable(session, endpoint_id, reason, report)
+
+    async def _disable(
+        self, session: AsyncSession, endpoint_id: str, reason: str, report: PassReport
+    ) -> None:
+        view = await disable_endpoint(
+            session, self._clock, endpoint_id, reason=reason, actor="webhooks"
+        )
+        report.disabled_endpoints.append(endpoint_id)
+        log.warning(
+            "webhook endpoint disabled",
+            extra={"endpoint_id": endpoint_id, "org_id": view.org_id, "reason": reason},
+        )
+
+
+_deliveries = cast(Table, WebhookDelivery.__table__)
+_UPDATE_DELIVERY = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.id == bindparam("b_id"),
+        _deliveries.c.claim_token == bindparam("b_token"),
+    )
+    .values(
+        attempts=bindparam("b_attempts"),
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next"),
+        completed_at=bindparam("b_completed"),
+        claim_token=None,
+    )
+)
+
+
+def _attempt_row(result: AttemptResult) -> dict[str, Any]:
+    return {
+        "delivery_id": result.delivery.delivery_id,
+        "event_id": result.delivery.event_id,
+        "endpoint_id": result.delivery.endpoint_id,
+        "attempt_number": result.delivery.attempt_number,
+        "attempted_at": result.attempted_at,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "response_excerpt": result.response_excerpt,
+        "error": result.error,
+        "outcome": result.outcome.value,
+    }
+
+
+async def _load_claims(
+    session: AsyncSession, rows: Sequence[Any], token: str, now: dt.datetime
+) -> list[ClaimedDelivery]:
+    event_ids = {row.event_id for row in rows}
+    endpoint_ids = {row.endpoint_id for row in rows}
+    found_events = {
+        e.event_id: e
+        for e in await session.scalars(
+            select(WebhookEvent).where(WebhookEvent.event_id.in_(event_ids))
+        )
+    }
+    url_rows = await session.execute(
+        select(WebhookEndpoint.endpoint_id, WebhookEndpoint.url).where(
+            WebhookEndpoint.endpoint_id.in_(endpoint_ids)
+        )
+    )
+    urls = {endpoint_id: url for endpoint_id, url in url_rows.all()}
+    secrets = await active_secrets(session, endpoint_ids, now)
+    return [
+        ClaimedDelivery(
+            delivery_id=row.id,
+            claim_token=token,
+            attempt_number=row.attempts + 1,
+            event_id=row.event_id,
+            event_type=found_events[row.event_id].type,
+            api_mode=found_events[row.event_id].api_mode,
+            data=found_events[row.event_id].data,
+            endpoint_id=row.endpoint_id,
+            url=urls[row.endpoint_id],
+            secrets=tuple(secrets.get(row.endpoint_id, ())),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,320 @@
+"""Managing webhook endpoints and their signing secrets (used by the CLI and the admin API).
+
+`org_id` and `api_mode` scope every lookup when given (API callers act for their organization in
+their key's mode); the CLI, run by the operator, may pass None to reach any endpoint by id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect import audit
+from ehiconnect.clock import Clock
+from ehiconnect.errors import Conflict, InvalidRequest, NotFound
+from ehiconnect.http.ssrf import TargetRefused, check_url
+from ehiconnect.ids import API_MODES, ApiMode
+from ehiconnect.orgs.service import get_org
+from ehiconnect.webhooks import events, signing
+from ehiconnect.webhooks.models import (
+    ENDPOINT_DISABLED,
+    ENDPOINT_ENABLED,
+    WebhookEndpoint,
+    WebhookEndpointSecret,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreatedEndpoint:
+    endpoint_id: str
+    secret: str  # shown once, here
+
+    def as_json(self) -> dict[str, str]:
+        return {"endpoint_id": self.endpoint_id, "secret": self.secret}
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointView:
+    endpoint_id: str
+    org_id: str
+    api_mode: str
+    url: str
+    event_types: tuple[str, ...]
+    status: str
+    disabled_reason: str | None
+    failing_since: dt.datetime | None
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: WebhookEndpoint) -> EndpointView:
+        return cls(
+            endpoint_id=row.endpoint_id,
+            org_id=row.org_id,
+            api_mode=row.api_mode,
+            url=row.url,
+            event_types=tuple(row.event_types),
+            status=row.status,
+            disabled_reason=row.disabled_reason,
+            failing_since=row.failing_since,
+            created_at=row.created_at,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "endpoint_id": self.endpoint_id,
+            "org_id": self.org_id,
+            "api_mode": self.api_mode,
+            "url": self.url,
+            "event_types": list(self.event_types),
+            "status": self.status,
+            "disabled_reason": self.disabled_reason,
+            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def normalize_endpoint_url(url: str) -> str:
+    try:
+        parsed = check_url(url.strip())
+    except (TargetRefused, ValueError) as exc:
+        raise InvalidRequest(f"invalid webhook URL: {exc}") from None
+    if parsed.fragment:
+        raise InvalidRequest("a webhook URL cannot have a #fragment; remove it")
+    return str(parsed)
+
+
+def _check_mode(api_mode: str) -> ApiMode:
+    for mode in API_MODES:
+        if api_mode == mode:
+            return mode
+    raise InvalidRequest(f"api_mode must be 'test' or 'live', got {api_mode!r}")
+
+
+def _check_types(event_types: Sequence[str]) -> list[str]:
+    try:
+        return list(events.validate_event_types(tuple(event_types)))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+async def add_endpoint(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    org_id: str,
+    api_mode: str,
+    url: str,
+    event_types: Sequence[str] = (),
+    actor: str = "cli",
+) -> CreatedEndpoint:
+    """Register an endpoint; its first secret is returned once and never shown again."""
+    mode = _check_mode(api_mode)
+    await get_org(session, org_id)
+    normalized = normalize_endpoint_url(url)
+    types = _check_types(event_types)
+    taken = await session.scalar(
+        select(WebhookEndpoint.endpoint_id).where(
+            WebhookEndpoint.org_id == org_id, WebhookEndpoint.url == normalized
+        )
+    )
+    if taken is not None:
+        raise Conflict(
+            f"organization {org_id} already has endpoint {taken} at {normalized}; "
+            "URLs are unique per organization: update or remove that endpoint instead",
+            code="endpoint_url_taken",
+        )
+    now = clock.now()
+    endpoint = WebhookEndpoint(
+        endpoint_id=str(uuid.uuid4()),
+        org_id=org_id,
+        api_mode=mode,
+        url=normalized,
+        event_types=types,
+        status=ENDPOINT_ENABLED,
+        created_at=now,
+    )
+    secret = signing.generate_secret()
+    session.add(endpoint)
+    await session.flush()
+    session.add(
+        WebhookEndpointSecret(endpoint_id=endpoint.endpoint_id, secret=secret, created_at=now)
+    )
+    await audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="webhook_endpoint.added",
+        org_id=org_id,
+        detail={"endpoint_id": endpoint.endpoint_id, "api_mode": mode},
+    )
+    return CreatedEndpoint(endpoint_id=endpoint.endpoint_id, secret=secret)
+
+
+async def get_endpoint(
+    session: AsyncSession,
+    endpoint_id: str,
+    *,
+    org_id: str | None = None,
+    api_mode: str | None = None,
+) -> WebhookEndpoint:
+    """The endpoint, if it belongs to `org_id` and `api_mode` (when given)."""
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if (
+        endpoint is None
+        or (org_id is not None and endpoint.org_id != org_id)
+        or (api_mode is not None and endpoint.api_mode != api_mode)
+    ):
+        raise NotFound(
+            f"no webhook endpoint has id {endpoint_id}; `ehiconnect webhooks list` shows them"
+        )
+    return endpoint
+
+
+async def list_endpoints(
+    session: AsyncSession, *, org_id: str | None = None, api_mode: str | None = None
+) -> list[EndpointView]:
+    query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at)
+    if org_id is not None:
+        query = query.where(WebhookEndpoint.org_id == org_id)
+    if api_mode is not None:
+        query = query.where(WebhookEndpoint.api_mode == _check_mode(api_mode))
+    return [EndpointView.of(row) for row in (await session.scalars(query)).all()]
+
+
+async def enable_endpoint(
+    session: AsyncSession,
+    clock: Clock,
+    endpoint_id: str,
+    *,
+    org_id: str | None = None,
+    api_mode: str | None = None,
+    actor: str = "cli",
+) -> EndpointView:
+    """Turn delivery back on; deliveries still pending resume at once."""
+    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint.status = ENDPOINT_ENABLED
+    endpoint.disabled_reason = None
+    endpoint.disabled_at = None
+    endpoint.failing_since = None
+    await _record(session, clock, endpoint, "webhook_endpoint.enabled", actor)
+    return EndpointView.of(endpoint)
+
+
+async def disable_endpoint(
+    session: AsyncSession,
+    clock: Clock,
+    endpoint_id: str,
+    *,
+    reason: str = "disabled by the organization",
+    org_id: str | None = None,
+    api_mode: str | None = None,
+    actor: str = "cli",
+) -> EndpointView:
+    """Stop delivering; pending deliveries wait (and resume if the endpoint is enabled again)."""
+    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint.status = ENDPOINT_DISABLED
+    endpoint.disabled_reason = reason
+    endpoint.disabled_at = clock.now()
+    await _record(session, clock, endpoint, "webhook_endpoint.disabled", actor, reason=reason)
+    return EndpointView.of(endpoint)
+
+
+async def remove_endpoint(
+    session: AsyncSession,
+    clock: Clock,
+    endpoint_id: str,
+    *,
+    org_id: str | None = None,
+    api_mode: str | None = None,
+    actor: str = "cli",
+) -> None:
+    """Delete the endpoint with its secrets, deliveries and their attempt log."""
+    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    await _record(session, clock, endpoint, "webhook_endpoint.removed", actor)
+    await session.execute(
+        delete(WebhookEndpoint).where(WebhookEndpoint.endpoint_id == endpoint.endpoint_id)
+    )
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    clock: Clock,
+    endpoint_id: str,
+    *,
+    grace: dt.timedelta,
+    org_id: str | None = None,
+    api_mode: str | None = None,
+    actor: str = "cli",
+) -> str:
+    """A new secret; the current ones keep signing (alongside it) until `grace` has passed."""
+    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    now = clock.now()
+    retire_at = now + grace
+    await session.execute(
+        update(WebhookEndpointSecret)
+        .where(
+            WebhookEndpointSecret.endpoint_id == endpoint.endpoint_id,
+            or_(
+                WebhookEndpointSecret.expires_at.is_(None),
+                WebhookEndpointSecret.expires_at > retire_at,
+            ),
+        )
+        .values(expires_at=retire_at)
+    )
+    secret = signing.generate_secret()
+    session.add(
+        WebhookEndpointSecret(endpoint_id=endpoint.endpoint_id, secret=secret, created_at=now)
+    )
+    await _record(
+        session,
+        clock,
+        endpoint,
+        "webhook_endpoint.secret_rotated",
+        actor,
+        old_secrets_expire_at=retire_at.isoformat(),
+    )
+    return secret
+
+
+async def active_secrets(
+    session: AsyncSession, endpoint_ids: Iterable[str], now: dt.datetime
+) -> dict[str, list[str]]:
+    """The secrets that sign at `now`, newest first, per endpoint."""
+    rows = await session.execute(
+        select(WebhookEndpointSecret.endpoint_id, WebhookEndpointSecret.secret)
+        .where(
+            WebhookEndpointSecret.endpoint_id.in_(list(endpoint_ids)),
+            or_(
+                WebhookEndpointSecret.expires_at.is_(None),
+                WebhookEndpointSecret.expires_at > now,
+            ),
+        )
+        .order_by(WebhookEndpointSecret.created_at.desc(), WebhookEndpointSecret.id.desc())
+    )
+    found: dict[str, list[str]] = {}
+    for endpoint_id, secret in rows.all():
+        found.setdefault(endpoint_id, []).append(secret)
+    return found
+
+
+async def _record(
+    session: AsyncSession,
+    clock: Clock,
+    endpoint: WebhookEndpoint,
+    action: str,
+    actor: str,
+    **detail: str,
+) -> None:
+    await audit.record(
+        session,
+        clock,
+        actor=actor,
+        action=action,
+        org_id=endpoint.org_id,
+        detail={"endpoint_id": endpoint.endpoint_id, "api_mode": endpoint.api_mode, **detail},
+    )

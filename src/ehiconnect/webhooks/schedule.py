@@ -1,0 +1,90 @@
+"""When to retry a delivery and when to give up on an endpoint: pure decisions over values.
+
+The schedule is data (DESIGN §2): attempt 1 immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and
+10 h after the previous attempt, each delay spread by a jitter so that a receiver coming back up
+is not hit by every retry at the same second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+DEFAULT_RETRY_SCHEDULE_SECONDS: tuple[float, ...] = (
+    0,
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    10 * 3600,
+)
+DEFAULT_JITTER_FRACTION = 0.2
+
+
+class UniformRandom(Protocol):
+    """What the schedule needs of randomness (`random.Random` fits)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def retry_delay(
+    attempts_made: int,
+    rng: UniformRandom,
+    *,
+    schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE_SECONDS,
+    jitter_fraction: float = DEFAULT_JITTER_FRACTION,
+) -> dt.timedelta | None:
+    """Delay before the next attempt after `attempts_made` attempts, or None when none is left.
+
+    `schedule[n]` is the delay before attempt n+1, so `attempts_made` indexes the next delay.
+    """
+    if attempts_made < 0:
+        raise ValueError(f"attempts_made must be 0 or more, got {attempts_made}")
+    if attempts_made >= len(schedule):
+        return None
+    base = schedule[attempts_made]
+    spread = rng.uniform(-jitter_fraction, jitter_fraction) if base > 0 else 0.0
+    return dt.timedelta(seconds=max(0.0, base * (1 + spread)))
+
+
+def next_attempt_at(
+    attempts_made: int,
+    now: dt.datetime,
+    rng: UniformRandom,
+    *,
+    schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE_SECONDS,
+    jitter_fraction: float = DEFAULT_JITTER_FRACTION,
+) -> dt.datetime | None:
+    """When the next attempt is due, or None when the delivery has used up its schedule."""
+    delay = retry_delay(attempts_made, rng, schedule=schedule, jitter_fraction=jitter_fraction)
+    return None if delay is None else now + delay
+
+
+class AttemptOutcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    GONE = "gone"  # 410: the receiver asks us to stop; the endpoint is disabled at once
+    FAILED = "failed"  # anything else: retry on the schedule
+
+
+def classify_attempt(status_code: int | None) -> AttemptOutcome:
+    """What an attempt's HTTP status means; None is a transport error or timeout."""
+    if status_code is not None and 200 <= status_code < 300:
+        return AttemptOutcome.SUCCEEDED
+    if status_code == 410:
+        return AttemptOutcome.GONE
+    return AttemptOutcome.FAILED
+
+
+def should_disable_endpoint(
+    failing_since: dt.datetime | None, now: dt.datetime, *, disable_after: dt.timedelta
+) -> bool:
+    """True when an endpoint has failed every attempt since `failing_since` for too long.
+
+    `failing_since` is the time of the first failed attempt after the endpoint's last success
+    (None while the endpoint is healthy).
+    """
+    return failing_since is not None and now - failing_since >= disable_after

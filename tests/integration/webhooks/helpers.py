@@ -1,0 +1,106 @@
+"""Steps shared by the webhook integration tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ehiconnect.clock import FrozenClock
+from ehiconnect.ids import ApiMode
+from ehiconnect.runtime import Runtime
+from ehiconnect.webhooks import endpoints, events, outbox
+from ehiconnect.webhooks.delivery import Deliverer, PassReport
+from ehiconnect.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from ehiconnect.webhooks.schedule import UniformRandom
+from ehiconnect.webhooks.settings import WebhookSettings
+
+
+async def add_endpoint(
+    runtime: Runtime, org_id: str, url: str, *, mode: ApiMode = "test", types: tuple[str, ...] = ()
+) -> endpoints.CreatedEndpoint:
+    async with runtime.database.transaction() as session:
+        return await endpoints.add_endpoint(
+            session, runtime.clock, org_id=org_id, api_mode=mode, url=url, event_types=types
+        )
+
+
+async def emit(
+    runtime: Runtime,
+    org_id: str,
+    *,
+    mode: ApiMode = "test",
+    type: str = events.WEBHOOK_TEST,
+    data: dict[str, Any] | None = None,
+    enqueue: bool = False,
+) -> str:
+    async with runtime.database.transaction() as session:
+        return await outbox.emit(
+            session,
+            jobs=runtime.jobs if enqueue else None,
+            clock=runtime.clock,
+            org_id=org_id,
+            api_mode=mode,
+            type=type,
+            data=data or {"n": 1},
+        )
+
+
+def deliverer(
+    runtime: Runtime, settings: WebhookSettings, rng: UniformRandom | None = None
+) -> Deliverer:
+    return Deliverer(runtime.database, runtime.clock, settings, rng=rng)
+
+
+async def next_due(runtime: Runtime) -> dt.datetime | None:
+    async with runtime.database.transaction() as session:
+        return await session.scalar(
+            select(func.min(WebhookDelivery.next_attempt_at))
+            .join(WebhookEndpoint)
+            .where(WebhookDelivery.status == "pending", WebhookEndpoint.status == "enabled")
+        )
+
+
+async def run_schedule(
+    runtime: Runtime, clock: FrozenClock, sender: Deliverer, *, until: dt.datetime | None = None
+) -> PassReport:
+    """Jump the clock from one due time to the next, sending, until nothing is due (or `until`)."""
+    total = PassReport()
+    while True:
+        report = await sender.run_until_idle()
+        total.claimed += report.claimed
+        total.succeeded += report.succeeded
+        total.failed += report.failed
+        total.disabled_endpoints += report.disabled_endpoints
+        due = await next_due(runtime)
+        if due is None or (until is not None and due > until):
+            return total
+        if due > clock.now():
+            clock.advance((due - clock.now()).total_seconds())
+
+
+async def attempts_of(runtime: Runtime, event_id: str) -> list[WebhookAttempt]:
+    async with runtime.database.transaction() as session:
+        rows = await session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.event_id == event_id)
+            .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
+        )
+        return list(rows.all())
+
+
+async def endpoint_row(runtime: Runtime, endpoint_id: str) -> WebhookEndpoint:
+    async with runtime.database.transaction() as session:
+        row = await session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        return row
+
+
+async def delivery_row(runtime: Runtime, event_id: str) -> WebhookDelivery:
+    async with runtime.database.transaction() as session:
+        row = await session.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.event_id == event_id)
+        )
+        assert row is not None
+        return row
