@@ -81,6 +81,30 @@ class ConsentSettings(BaseModel):
     http_timeout_seconds: float = 15.0
 
 
+class ExportSettings(BaseModel):
+    storage: Literal["local", "s3"] = "local"
+    local_dir: Path | None = Field(default=None, description="Default: <data_dir>/exports")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    retention_hours: float = Field(default=24.0, description="Files are deleted this long after")
+    link_lifetime_hours: float = Field(default=24.0, description="Webhook download links expire")
+    presigned_url_seconds: int = Field(default=300, description="S3 redirect URLs expire")
+    deadline_minutes: float = Field(default=120.0, description="An export running longer fails")
+    page_size: int = 200
+    max_concurrency: int = Field(default=6, description="Requests at once to one health system")
+    min_concurrency: int = 1
+    max_attempts: int = Field(default=6, description="Tries of one request before it is an error")
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 30.0
+    retry_after_cap_seconds: float = 120.0
+    request_timeout_seconds: float = 60.0
+    retention_check_cron: str = "*/10 * * * *"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EHICONNECT_",
@@ -101,6 +125,7 @@ class Settings(BaseSettings):
     vault: VaultSettings = VaultSettings()
     sandbox: SandboxSettings = SandboxSettings()
     consent: ConsentSettings = ConsentSettings()
+    exports: ExportSettings = ExportSettings()
 
     @classmethod
     def settings_customise_sources(

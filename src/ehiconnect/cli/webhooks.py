@@ -10,8 +10,7 @@ from rich.table import Table
 from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
 from ehiconnect.runtime import Runtime
 from ehiconnect.webhooks import endpoints, history, outbox
-from ehiconnect.webhooks.delivery import Deliverer
-from ehiconnect.webhooks.tasks import webhook_settings
+from ehiconnect.webhooks.tasks import deliverer_for, webhook_settings
 
 webhooks_app = typer.Typer(help="Webhook endpoints: add, list, rotate secrets, send tests.")
 
@@ -39,7 +38,13 @@ def add(
     async def work(runtime: Runtime) -> endpoints.CreatedEndpoint:
         async with runtime.database.transaction() as session:
             return await endpoints.add_endpoint(
-                session, runtime.clock, org_id=org, api_mode=mode, url=url, event_types=types
+                session,
+                runtime.clock,
+                runtime.cipher,
+                org_id=org,
+                api_mode=mode,
+                url=url,
+                event_types=types,
             )
 
     created = with_runtime(load_settings(), work)
@@ -118,7 +123,9 @@ def rotate_secret(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.database.transaction() as session:
-            secret = await endpoints.rotate_secret(session, runtime.clock, endpoint, grace=grace)
+            secret = await endpoints.rotate_secret(
+                session, runtime.clock, runtime.cipher, endpoint, grace=grace
+            )
         expires = (runtime.clock.now() + grace).isoformat()
         return {"endpoint_id": endpoint, "secret": secret, "old_secrets_expire_at": expires}
 
@@ -135,8 +142,7 @@ def send_test(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
             event_id = await outbox.send_test_event(
                 session, jobs=None, clock=runtime.clock, endpoint_id=endpoint
             )
-        sender = Deliverer(runtime.database, runtime.clock, webhook_settings(settings))
-        async with sender:
+        async with deliverer_for(runtime) as sender:
             await sender.run_pass(event_id=event_id)
         async with runtime.database.transaction() as session:
             attempts = await history.list_attempts(session, event_id=event_id, limit=1)

@@ -5,6 +5,7 @@ from ehiconnect.connections import models as connection_models
 from ehiconnect.consent import models as consent_models
 from ehiconnect.db import models
 from ehiconnect.db.models import Base
+from ehiconnect.exports import models as export_models
 from ehiconnect.webhooks import models as webhook_models
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "catalog_models",
     "connection_models",
     "consent_models",
+    "export_models",
     "models",
     "webhook_models",
 ]

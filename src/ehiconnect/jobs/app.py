@@ -22,6 +22,8 @@ from ehiconnect.settings import Settings
 
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("maintenance", "ehiconnect.jobs.maintenance:make_blueprint"),
+    ("webhooks", "ehiconnect.webhooks.tasks:make_blueprint"),
+    ("exports", "ehiconnect.exports.tasks:make_blueprint"),
 )
 
 
@@ -36,6 +38,9 @@ def build_job_app(url: str, settings: Settings) -> procrastinate.App:
         app.add_tasks_from(_load(target)(), namespace=namespace)
     app.periodic(cron=settings.jobs.stalled_check_cron, periodic_id="recover_stalled")(
         app.tasks["maintenance:recover_stalled"]
+    )
+    app.periodic(cron=settings.exports.retention_check_cron, periodic_id="purge_expired")(
+        app.tasks["exports:purge_expired"]
     )
     return app
 

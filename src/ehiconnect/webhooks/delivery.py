@@ -27,6 +27,7 @@ from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
+from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.db.database import Database
 from ehiconnect.http.ssrf import (
     Resolver,
@@ -129,6 +130,7 @@ class Deliverer:
         database: Database,
         clock: Clock,
         settings: WebhookSettings,
+        cipher: TokenCipher,
         *,
         resolver: Resolver = system_resolver,
         rng: UniformRandom | None = None,
@@ -137,6 +139,7 @@ class Deliverer:
         self._database = database
         self._clock = clock
         self._settings = settings
+        self._cipher = cipher
         self._resolver = resolver
         self._rng: UniformRandom = rng or random.SystemRandom()
         self._transport = transport
@@ -205,7 +208,7 @@ class Deliverer:
             ).all()
             if not rows:
                 return []
-            return await _load_claims(session, rows, token, now)
+            return await _load_claims(session, self._cipher, rows, token, now)
 
     async def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
         now = self._clock.now()
@@ -393,7 +396,7 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
 
 
 async def _load_claims(
-    session: AsyncSession, rows: Sequence[Any], token: str, now: dt.datetime
+    session: AsyncSession, cipher: TokenCipher, rows: Sequence[Any], token: str, now: dt.datetime
 ) -> list[ClaimedDelivery]:
     event_ids = {row.event_id for row in rows}
     endpoint_ids = {row.endpoint_id for row in rows}
@@ -409,7 +412,7 @@ async def _load_claims(
         )
     )
     urls = {endpoint_id: url for endpoint_id, url in url_rows.all()}
-    secrets = await active_secrets(session, endpoint_ids, now)
+    secrets = await active_secrets(session, cipher, endpoint_ids, now)
     return [
         ClaimedDelivery(
             delivery_id=row.id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit
 from ehiconnect.clock import Clock
+from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.errors import Conflict, InvalidRequest, NotFound
 from ehiconnect.http.ssrf import TargetRefused, check_url
 from ehiconnect.ids import API_MODES, ApiMode
@@ -27,6 +29,8 @@ from ehiconnect.webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointSecret,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,7 @@ def _check_types(event_types: Sequence[str]) -> list[str]:
 async def add_endpoint(
     session: AsyncSession,
     clock: Clock,
+    cipher: TokenCipher,
     *,
     org_id: str,
     api_mode: str,
@@ -141,9 +146,7 @@ async def add_endpoint(
     secret = signing.generate_secret()
     session.add(endpoint)
     await session.flush()
-    session.add(
-        WebhookEndpointSecret(endpoint_id=endpoint.endpoint_id, secret=secret, created_at=now)
-    )
+    session.add(_sealed_secret(cipher, endpoint.endpoint_id, secret, now))
     await audit.record(
         session,
         clock,
@@ -244,6 +247,7 @@ async def remove_endpoint(
 async def rotate_secret(
     session: AsyncSession,
     clock: Clock,
+    cipher: TokenCipher,
     endpoint_id: str,
     *,
     grace: dt.timedelta,
@@ -267,9 +271,7 @@ async def rotate_secret(
         .values(expires_at=retire_at)
     )
     secret = signing.generate_secret()
-    session.add(
-        WebhookEndpointSecret(endpoint_id=endpoint.endpoint_id, secret=secret, created_at=now)
-    )
+    session.add(_sealed_secret(cipher, endpoint.endpoint_id, secret, now))
     await _record(
         session,
         clock,
@@ -282,11 +284,11 @@ async def rotate_secret(
 
 
 async def active_secrets(
-    session: AsyncSession, endpoint_ids: Iterable[str], now: dt.datetime
+    session: AsyncSession, cipher: TokenCipher, endpoint_ids: Iterable[str], now: dt.datetime
 ) -> dict[str, list[str]]:
     """The secrets that sign at `now`, newest first, per endpoint."""
-    rows = await session.execute(
-        select(WebhookEndpointSecret.endpoint_id, WebhookEndpointSecret.secret)
+    rows = await session.scalars(
+        select(WebhookEndpointSecret)
         .where(
             WebhookEndpointSecret.endpoint_id.in_(list(endpoint_ids)),
             or_(
@@ -297,9 +299,36 @@ async def active_secrets(
         .order_by(WebhookEndpointSecret.created_at.desc(), WebhookEndpointSecret.id.desc())
     )
     found: dict[str, list[str]] = {}
-    for endpoint_id, secret in rows.all():
-        found.setdefault(endpoint_id, []).append(secret)
+    for row in rows.all():
+        sealed = Sealed(kid=row.secret_kid, ciphertext=row.secret_ciphertext)
+        try:
+            secret = cipher.open(sealed, context=_secret_context(row.endpoint_id))
+        except VaultError as exc:
+            # One unreadable secret must not stop other endpoints' deliveries.
+            log.warning(
+                "cannot open a webhook secret",
+                extra={"endpoint_id": row.endpoint_id, "kid": row.secret_kid, "reason": str(exc)},
+            )
+            continue
+        found.setdefault(row.endpoint_id, []).append(secret)
     return found
+
+
+def _secret_context(endpoint_id: str) -> str:
+    # Binds each ciphertext to its endpoint: copied to another endpoint's row, it does not open.
+    return f"webhook_endpoint:{endpoint_id}:secret"
+
+
+def _sealed_secret(
+    cipher: TokenCipher, endpoint_id: str, secret: str, now: dt.datetime
+) -> WebhookEndpointSecret:
+    sealed = cipher.seal(secret, context=_secret_context(endpoint_id))
+    return WebhookEndpointSecret(
+        endpoint_id=endpoint_id,
+        secret_kid=sealed.kid,
+        secret_ciphertext=sealed.ciphertext,
+        created_at=now,
+    )
 
 
 async def _record(

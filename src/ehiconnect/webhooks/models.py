@@ -6,7 +6,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
@@ -44,7 +54,7 @@ class WebhookEndpoint(Base):
 
 
 class WebhookEndpointSecret(Base):
-    """A signing secret; several are active during a rotation's grace period."""
+    """A signing secret sealed by the vault; several are active during a rotation's grace."""
 
     __tablename__ = "webhook_endpoint_secrets"
 
@@ -52,7 +62,9 @@ class WebhookEndpointSecret(Base):
     endpoint_id: Mapped[str] = mapped_column(
         ForeignKey("webhook_endpoints.endpoint_id", ondelete="CASCADE"), index=True
     )
-    secret: Mapped[str] = mapped_column(Text)
+    # AES-GCM through the token vault; the plaintext `whsec_…` is never stored.
+    secret_kid: Mapped[str] = mapped_column(Text)
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column()
     expires_at: Mapped[dt.datetime | None] = mapped_column()
 

@@ -54,7 +54,10 @@ def sign(msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str]) -> st
     """The `webhook-signature` header value: one `v1,<sig>` per secret, space-separated."""
     signatures = [_signature(secret_key(s), msg_id, timestamp, body) for s in secrets]
     if not signatures:
-        raise ValueError("cannot sign a webhook without a secret; the endpoint has none active")
+        raise ValueError(
+            "cannot sign without a secret: the endpoint has no active secret the vault can open; "
+            "rotate its secret"
+        )
     return " ".join(signatures)
 
 

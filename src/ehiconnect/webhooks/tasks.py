@@ -32,7 +32,9 @@ def webhook_settings(settings: Settings) -> WebhookSettings:
 
 
 def deliverer_for(runtime: Runtime) -> Deliverer:
-    return Deliverer(runtime.database, runtime.clock, webhook_settings(runtime.settings))
+    return Deliverer(
+        runtime.database, runtime.clock, webhook_settings(runtime.settings), runtime.cipher
+    )
 
 
 async def deliver_event(context: procrastinate.JobContext, event_id: str) -> int:

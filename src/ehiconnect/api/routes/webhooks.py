@@ -35,6 +35,7 @@ async def add_endpoint(
     created = await endpoints.add_endpoint(
         session,
         runtime.clock,
+        runtime.cipher,
         org_id=principal.org_id,
         api_mode=principal.api_mode,
         url=body.url,
@@ -93,6 +94,7 @@ async def rotate_secret(
     secret = await endpoints.rotate_secret(
         session,
         runtime.clock,
+        runtime.cipher,
         endpoint_id,
         grace=settings.secret_rotation_grace,
         actor=principal.actor,

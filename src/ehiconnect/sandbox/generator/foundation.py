@@ -113,7 +113,8 @@ def _practitioner(ctx: RecordContext, found: Foundation, when: dt.datetime) -> s
             "organization": ref(rng.choice(found.organizations)),
             "code": [simple_concept(_ROLE, "doctor", "Doctor")],
             "specialty": [concept(rng.choice(codes.SPECIALTIES))],
-            "location": [ref(rng.choice(found.locations))],
+            # Every location, so each is reachable by reference from a search-based crawl.
+            "location": [ref(location) for location in found.locations],
         },
         when,
     )

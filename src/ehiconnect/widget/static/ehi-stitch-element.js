@@ -581,8 +581,12 @@
     async #startCatalog() {
       const brandId = this.#attr('brand-id');
       const portalId = this.#attr('portal-id');
+      // Each opening starts a fresh search, seeded from search-query.
+      this.#search = {
+        query: this.#attr('search-query') || '', city: '', state: '',
+        results: [], searchAfter: null, total: null,
+      };
       if (!brandId && !portalId) {
-        this.#search.query = this.#attr('search-query') || '';
         this.#showSearch();
         this.#runSearch();
         return;

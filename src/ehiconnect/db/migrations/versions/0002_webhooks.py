@@ -47,7 +47,8 @@ def upgrade() -> None:
         "webhook_endpoint_secrets",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("endpoint_id", sa.String(length=36), nullable=False),
-        sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column("secret_kid", sa.Text(), nullable=False),
+        sa.Column("secret_ciphertext", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("expires_at", _TS, nullable=True),
         sa.ForeignKeyConstraint(

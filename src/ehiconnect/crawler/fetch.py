@@ -1,0 +1,237 @@
+"""The crawler's HTTP seam to one health system's FHIR API.
+
+`FhirSession` sends every request with the patient's access token, through an adaptive limit on
+requests in flight (halved on 429/503, grown back after successes, paused for `Retry-After`), and
+retries transient failures (no response, 408/425/429/5xx, a body that is not JSON) on the
+`RetryPolicy`. A 401 gets one fresh token and one more try. Anything else becomes a `FetchError`
+that the engine writes to the export's error report. The export's deadline is checked before each
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+import orjson
+
+from ehiconnect.clock import Clock
+from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, RetryPolicy
+from ehiconnect.errors import FatalError
+
+log = logging.getLogger(__name__)
+
+TokenSource = Callable[[bool], Awaitable[str]]
+"""`await token(force)`: a usable access token; `force=True` after the server refused one."""
+
+
+class FetchError(Exception):
+    """A request that failed for good; `status` is None when no response came."""
+
+    def __init__(self, url: str, status: int | None, detail: str) -> None:
+        super().__init__(f"{url}: {detail}")
+        self.url = url
+        self.status = status
+        self.detail = detail
+
+
+class DeadlineExceeded(FatalError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the export ran past its deadline; the health system may be slow or very large — "
+            "request a new export, or raise exports.deadline_minutes",
+            failure_reason="timeout",
+        )
+
+
+class AdaptiveLimiter:
+    """Requests in flight kept within an AIMD limit that reacts to throttling."""
+
+    def __init__(self, bounds: ConcurrencyBounds) -> None:
+        self.control = AdaptiveConcurrency(bounds)
+        self._in_flight = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._changed:
+            while True:
+                pause = self.control.pause_remaining(time.monotonic())
+                if pause > 0:
+                    self._changed.release()
+                    try:
+                        await asyncio.sleep(pause)
+                    finally:
+                        await self._changed.acquire()
+                    continue
+                if self._in_flight < self.control.limit:
+                    break
+                await self._changed.wait()
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    def record(self, status: int | None, retry_after: float | None) -> None:
+        self.control.on_response(status, time.monotonic(), retry_after)
+
+
+class FhirSession:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: TokenSource,
+        *,
+        policy: RetryPolicy,
+        limiter: AdaptiveLimiter,
+        clock: Clock,
+        deadline: dt.datetime,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/") + "/"
+        self._token = token
+        self.policy = policy
+        self.limiter = limiter
+        self.clock = clock
+        self.deadline = deadline
+        self._rng = rng
+        self.requests = 0
+        self.retries = 0
+
+    def absolute(self, url: str) -> str:
+        return urljoin(self.base_url, url)
+
+    def check_deadline(self) -> None:
+        if self.clock.now() >= self.deadline:
+            raise DeadlineExceeded
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        """GET a FHIR JSON resource or Bundle, with retries; FetchError when it cannot be had."""
+        target = self.absolute(url)
+        async with self._attempts(target, {"Accept": "application/fhir+json"}) as response:
+            body = await response.aread()
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise FetchError(target, response.status_code, "the body is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise FetchError(target, response.status_code, "the body is not a JSON object")
+        return parsed
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: str, *, with_token: bool) -> AsyncIterator[httpx.Response]:
+        """A streaming GET (attachments); the caller reads `aiter_bytes`."""
+        async with self._attempts(
+            self.absolute(url), {"Accept": "*/*"}, stream=True, with_token=with_token
+        ) as response:
+            yield response
+
+    @contextlib.asynccontextmanager
+    async def _attempts(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        stream: bool = False,
+        with_token: bool = True,
+    ) -> AsyncIterator[httpx.Response]:
+        attempt = 0
+        refreshed = False
+        while True:
+            self.check_deadline()
+            request_headers = dict(headers)
+            if with_token:
+                request_headers["Authorization"] = f"Bearer {await self._token(False)}"
+            status: int | None = None
+            retry_after: str | None = None
+            problem = ""
+            async with self.limiter.slot():
+                self.requests += 1
+                try:
+                    request = self.http.build_request("GET", url, headers=request_headers)
+                    response = await self.http.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    problem = f"no response ({type(exc).__name__})"
+                    self.limiter.record(None, None)
+                else:
+                    status = response.status_code
+                    retry_after = response.headers.get("retry-after")
+                    self.limiter.record(status, _seconds(retry_after))
+                    if status == 200:
+                        try:
+                            if not stream:
+                                await response.aread()
+                        except httpx.HTTPError as exc:
+                            await response.aclose()
+                            status, problem = None, f"the body broke off ({type(exc).__name__})"
+                        else:
+                            if stream or _looks_complete(response):
+                                try:
+                                    yield response
+                                finally:
+                                    await response.aclose()
+                                return
+                            problem = "the body is not valid JSON"
+                            await response.aclose()
+                            status = None  # treated as transient: a retry usually fixes it
+                    else:
+                        problem = f"HTTP {status}"
+                        await response.aread()
+                        await response.aclose()
+            if status == 401 and with_token and not refreshed:
+                refreshed = True
+                await self._token(True)
+                continue
+            attempt += 1
+            decision = self.policy.decide(
+                attempt=attempt,
+                status=status,
+                retry_after=retry_after,
+                now=self.clock.now(),
+                random=self._rng,
+            )
+            if not decision.retry:
+                raise FetchError(url, status, f"{problem}; {decision.reason}")
+            self.retries += 1
+            log.info(
+                "retrying a FHIR request",
+                extra={
+                    "status": status,
+                    "attempt": attempt,
+                    "delay": round(decision.delay_seconds, 2),
+                },
+            )
+            await asyncio.sleep(decision.delay_seconds)
+
+
+def _looks_complete(response: httpx.Response) -> bool:
+    content_type = response.headers.get("content-type", "")
+    if "json" not in content_type:
+        return True
+    try:
+        orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    if retry_after is None:
+        return None
+    try:
+        return float(retry_after)
+    except ValueError:
+        return None

@@ -1,0 +1,302 @@
+"""Run one export task: crawl, package, publish — or fail with a reason. Called by the job.
+
+At-least-once safe: a task that is no longer pending is left alone, and a task whose worker died
+is resumed from its staging area by whichever worker picks the job up again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from ehiconnect import audit
+from ehiconnect.catalog.models import CatalogEndpoint
+from ehiconnect.connections.tokens import fresh_access_token
+from ehiconnect.crawler.engine import CrawlContext, crawl
+from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession
+from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
+from ehiconnect.crawler.quirks import quirks_for
+from ehiconnect.db.models import OrgConnection
+from ehiconnect.errors import FatalError, ReconsentRequired
+from ehiconnect.exports import staging
+from ehiconnect.exports.blobs import build_blob_store
+from ehiconnect.exports.models import ExportAttachment, ExportTask
+from ehiconnect.exports.package import package_errors, package_export
+from ehiconnect.exports.states import CANCELLED, FAILED, PENDING, SUCCESS, public_failure_reason
+from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.runtime import Runtime
+from ehiconnect.settings import ExportSettings
+from ehiconnect.webhooks.outbox import emit
+
+log = logging.getLogger(__name__)
+
+MAX_RUNS = 3
+
+
+class Cancelled(Exception):
+    pass
+
+
+def retry_policy(settings: ExportSettings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_seconds=settings.backoff_base_seconds,
+        cap_seconds=settings.backoff_cap_seconds,
+        retry_after_cap_seconds=settings.retry_after_cap_seconds,
+    )
+
+
+def download_url(runtime: Runtime, task_id: str, file_id: str) -> str:
+    base = runtime.settings.public_base_url.rstrip("/")
+    return f"{base}/v1/bridge/fhir/ehi-export/{task_id}/download/{file_id}"
+
+
+async def run_export(runtime: Runtime, task_id: str) -> str:
+    """Drive the task to an end state; returns that state."""
+    blobs = build_blob_store(runtime.settings)
+    clock = runtime.clock
+    async with runtime.database.transaction() as session:
+        task = await session.get(ExportTask, task_id)
+        if task is None or task.status != PENDING:
+            return task.status if task else "missing"
+        connection = await session.get(OrgConnection, task.org_connection_id)
+        endpoint = (
+            await session.get(CatalogEndpoint, connection.catalog_endpoint_id)
+            if connection
+            else None
+        )
+        task.runs += 1
+        task.started_at = task.started_at or clock.now()
+        runs = task.runs
+        if connection is None or endpoint is None or connection.status == "revoked":
+            failure: FatalError | None = FatalError(
+                "the connection was revoked before the export ran; the patient must reconnect",
+                failure_reason="token_refresh_failure",
+            )
+        elif not connection.source_patient_id or not connection.fhir_base_url:
+            failure = FatalError(
+                "the connection names no patient", failure_reason="scope_patient_missing"
+            )
+        else:
+            failure = None
+            fhir_base = connection.fhir_base_url
+            patient_id = connection.source_patient_id
+            scope = connection.scope or ""
+            platform_type = endpoint.platform_type
+    if failure is not None:
+        return await _fail(runtime, blobs, task_id, failure.failure_reason, str(failure))
+
+    settings = runtime.settings.exports
+    margin = dt.timedelta(seconds=runtime.settings.consent.token_refresh_margin_seconds)
+
+    async def token(force: bool) -> str:
+        return await fresh_access_token(
+            runtime.database,
+            runtime.cipher,
+            clock,
+            runtime.http,
+            runtime.jobs,
+            task.org_connection_id,
+            margin=margin,
+            force=force,
+        )
+
+    session_ = FhirSession(
+        runtime.http,
+        fhir_base,
+        token,
+        policy=retry_policy(settings),
+        limiter=AdaptiveLimiter(
+            ConcurrencyBounds(
+                minimum=settings.min_concurrency,
+                maximum=settings.max_concurrency,
+                initial=max(settings.min_concurrency, settings.max_concurrency // 2),
+            )
+        ),
+        clock=clock,
+        deadline=task.deadline_at,
+    )
+    counters: dict[str, int] = {"resources": 0, "attachment_bytes": 0}
+
+    async def on_progress(
+        phase: str | None = None, resources_added: int = 0, attachment_bytes: int = 0
+    ) -> None:
+        counters["resources"] += resources_added
+        counters["attachment_bytes"] += attachment_bytes
+        async with runtime.database.transaction() as db:
+            current = await db.get(ExportTask, task_id)
+            if current is None or current.status != PENDING:
+                raise Cancelled
+            if phase:
+                current.phase = phase
+            current.progress = {
+                **current.progress,
+                "resources": current.progress.get("resources", 0) + resources_added,
+                "attachment_bytes": current.progress.get("attachment_bytes", 0) + attachment_bytes,
+                "requests": session_.requests,
+                "retries": session_.retries,
+            }
+
+    context = CrawlContext(
+        task_id=task_id,
+        database=runtime.database,
+        session=session_,
+        blobs=blobs,
+        patient_id=patient_id,
+        granted_scope=scope,
+        quirks=quirks_for(platform_type),
+        page_size=settings.page_size,
+        on_progress=on_progress,
+    )
+    try:
+        await crawl(context)
+        await on_progress(phase="package")
+        return await _publish(runtime, blobs, task_id)
+    except Cancelled:
+        await _discard_staging(runtime, blobs, task_id)
+        return CANCELLED
+    except ReconsentRequired as exc:
+        return await _fail(runtime, blobs, task_id, "token_refresh_failure", str(exc))
+    except FatalError as exc:
+        return await _fail(runtime, blobs, task_id, exc.failure_reason, str(exc))
+    except Exception:
+        if runs >= MAX_RUNS:
+            log.exception("export failed unexpectedly; giving up", extra={"task_id": task_id})
+            return await _fail(
+                runtime,
+                blobs,
+                task_id,
+                "suppressed_please_contact",
+                "the export failed unexpectedly several times; contact the platform operator",
+            )
+        raise  # the job is retried and resumes from the staging area
+
+
+async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
+    clock = runtime.clock
+    now = clock.now()
+    file_id = str(uuid.uuid4())
+    key = f"exports/{task_id}/{now:%Y-%m-%d}-{file_id}.jsonl"
+    packaged = await package_export(runtime.database, blobs, task_id, key)
+    error_key = f"exports/{task_id}/errors.ndjson"
+    error_count, _ = await package_errors(runtime.database, blobs, task_id, error_key)
+    settings = runtime.settings.exports
+    async with runtime.database.transaction() as session:
+        task = await session.get(ExportTask, task_id)
+        if task is None or task.status != PENDING:
+            await blobs.delete(key)
+            return task.status if task else "missing"
+        done = clock.now()
+        task.status = SUCCESS
+        task.phase = "done"
+        task.completed_at = done
+        task.expires_at = done + dt.timedelta(hours=settings.retention_hours)
+        task.file_id = file_id
+        task.file_key = key
+        task.file_size = packaged.size
+        task.sha256 = packaged.sha256
+        task.error_key = error_key if error_count else None
+        task.error_count = error_count
+        task.stats = {
+            "total_resources": packaged.total_resources,
+            "total_by_resource_type": packaged.by_resource_type,
+        }
+        links_expire = done + dt.timedelta(hours=settings.link_lifetime_hours)
+        data: dict[str, Any] = {
+            "org_connection_id": task.org_connection_id,
+            "task_id": task_id,
+            "org_id": task.org_id,
+            "download_links": [
+                {
+                    "url": download_url(runtime, task_id, file_id),
+                    "export_type": "jsonl",
+                    "content_type": "application/fhir+ndjson",
+                    "expires_at": min(links_expire, task.expires_at).isoformat(),
+                    "size": packaged.size,
+                    "sha256": packaged.sha256,
+                }
+            ],
+            "stats": task.stats,
+        }
+        await emit(
+            session,
+            jobs=runtime.jobs,
+            clock=clock,
+            org_id=task.org_id,
+            api_mode="test" if task.api_mode == "test" else "live",
+            type="patient.ehi_export_success",
+            data=data,
+        )
+        await audit.record(
+            session,
+            clock,
+            actor="system",
+            action="export.completed",
+            org_id=task.org_id,
+            org_connection_id=task.org_connection_id,
+            task_id=task_id,
+            detail={"resources": packaged.total_resources, "errors": error_count},
+        )
+    await _discard_staging(runtime, blobs, task_id)
+    return SUCCESS
+
+
+async def _fail(
+    runtime: Runtime, blobs: BlobStore, task_id: str, reason: str, description: str
+) -> str:
+    clock = runtime.clock
+    async with runtime.database.transaction() as session:
+        task = await session.get(ExportTask, task_id)
+        if task is None or task.status != PENDING:
+            return task.status if task else "missing"
+        task.status = FAILED
+        task.phase = "done"
+        task.completed_at = clock.now()
+        task.failure_reason = public_failure_reason(reason)
+        task.failure_description = description
+        await emit(
+            session,
+            jobs=runtime.jobs,
+            clock=clock,
+            org_id=task.org_id,
+            api_mode="test" if task.api_mode == "test" else "live",
+            type="patient.ehi_export_failed",
+            data={
+                "org_connection_id": task.org_connection_id,
+                "task_id": task_id,
+                "org_id": task.org_id,
+                "failure_reason": task.failure_reason,
+                "failure_description": description,
+            },
+        )
+        await audit.record(
+            session,
+            clock,
+            actor="system",
+            action="export.failed",
+            org_id=task.org_id,
+            org_connection_id=task.org_connection_id,
+            task_id=task_id,
+            detail={"failure_reason": task.failure_reason},
+        )
+    await _discard_staging(runtime, blobs, task_id)
+    return FAILED
+
+
+async def _discard_staging(runtime: Runtime, blobs: BlobStore, task_id: str) -> None:
+    from sqlalchemy import select
+
+    async with runtime.database.transaction() as session:
+        keys = list(
+            await session.scalars(
+                select(ExportAttachment.blob_key).where(
+                    ExportAttachment.task_id == task_id, ExportAttachment.blob_key.is_not(None)
+                )
+            )
+        )
+        await staging.clear_staging(session, task_id)
+    for key in keys:
+        if key:
+            await blobs.delete(key)

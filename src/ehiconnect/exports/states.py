@@ -1,0 +1,56 @@
+"""Export task states and the views the API gives of them (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ehiconnect.exports.models import ExportTask
+
+PENDING, SUCCESS, FAILED, CANCELLED, EXPIRED = (
+    "pending",
+    "success",
+    "failed",
+    "cancelled",
+    "expired",
+)
+
+FAILURE_REASONS = (
+    "token_refresh_failure",
+    "scope_patient_missing",
+    "resource_patient_failure",
+    "resource_invalid_content",
+    "timeout",
+    "suppressed_please_contact",
+)
+
+
+def public_failure_reason(reason: str | None) -> str:
+    """Failure reasons outside the published list are reported as `suppressed_please_contact`."""
+    return reason if reason in FAILURE_REASONS else "suppressed_please_contact"
+
+
+def reusable(task: ExportTask, now: dt.datetime) -> bool:
+    """A new request for the connection gets this task back (idempotency, DESIGN §1)."""
+    if task.status == PENDING:
+        return True
+    return task.status == SUCCESS and task.expires_at is not None and task.expires_at > now
+
+
+def status_view(task: ExportTask) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "task_id": task.task_id,
+        "status": task.status,
+        "org_connection_id": task.org_connection_id,
+        "progress": {"phase": task.phase, **task.progress},
+        "created_at": task.created_at.isoformat(),
+        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+    }
+    if task.status == FAILED:
+        view["failure_reason"] = task.failure_reason
+        view["failure_description"] = task.failure_description
+    if task.status == SUCCESS:
+        view["stats"] = task.stats
+        view["expires_at"] = task.expires_at.isoformat() if task.expires_at else None
+        view["files"] = [{"file_id": task.file_id, "size": task.file_size, "sha256": task.sha256}]
+    return view

@@ -1,0 +1,30 @@
+"""Thin jobs: run an export; purge exports past their retention."""
+
+from __future__ import annotations
+
+import procrastinate
+
+from ehiconnect.exports.retention import purge_expired_exports
+from ehiconnect.exports.runner import run_export as run
+from ehiconnect.jobs.context import runtime_of
+
+
+async def run_export(context: procrastinate.JobContext, task_id: str) -> str:
+    return await run(runtime_of(context), task_id)
+
+
+async def purge_expired(context: procrastinate.JobContext, timestamp: int) -> int:
+    return await purge_expired_exports(runtime_of(context))
+
+
+def make_blueprint() -> procrastinate.Blueprint:
+    blueprint = procrastinate.Blueprint()
+    blueprint.task(
+        name="run_export",
+        pass_context=True,
+        retry=procrastinate.RetryStrategy(max_attempts=3, wait=5),
+    )(run_export)
+    blueprint.task(name="purge_expired", queueing_lock="purge_expired", pass_context=True)(
+        purge_expired
+    )
+    return blueprint

@@ -1,0 +1,114 @@
+"""Stage 2 over real HTTP: export each sandbox health system's persona and check every byte."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import psycopg
+import pytest
+
+from ehiconnect.runtime import Runtime
+from tests.integration.consent.conftest import Platform
+from tests.integration.exports.support import (
+    download,
+    drain,
+    expected,
+    read_export,
+    start,
+    status,
+)
+
+
+@pytest.mark.parametrize(
+    ("slug", "username"),
+    [("harbor", "amy"), ("cedar", "theo"), ("summit", "tess")],
+)
+async def test_export_holds_exactly_the_persona_record(
+    platform: Platform, runtime: Runtime, database_url: str, slug: str, username: str
+) -> None:
+    connection_id = platform.connect(slug, username)["org_connection_id"]
+    task_id = start(platform, connection_id)
+    assert len(task_id) == 32
+    await drain(runtime)
+
+    done = status(platform, task_id)
+    assert done["status"] == "success", done
+    [file] = done["files"]
+    with psycopg.connect(database_url) as conn:
+        [(data,)] = conn.execute(
+            "SELECT data FROM webhook_events WHERE type = 'patient.ehi_export_success'"
+        ).fetchall()
+    [link] = data["download_links"]
+    assert data["task_id"] == task_id
+    assert link["content_type"] == "application/fhir+ndjson"
+    assert link["sha256"] == file["sha256"]
+
+    response = download(platform, link["url"])
+    assert response.status_code == 200
+    body = response.content
+    assert (
+        hashlib.sha256(body).hexdigest() == file["sha256"] == response.headers["x-content-sha256"]
+    )
+    assert len(body) == file["size"] == int(response.headers["content-length"])
+
+    keys, binaries = read_export(body)
+    want_keys, want_hashes = expected(slug, username)
+    assert len(keys) == len(set(keys)), "a resource appears twice"
+    assert set(keys) == want_keys
+    assert binaries == want_hashes  # every attachment's bytes, inline
+    assert keys[0][0] == "Patient"
+    stats = data["stats"]
+    assert stats["total_resources"] == len(want_keys)
+    assert sum(stats["total_by_resource_type"].values()) == len(want_keys)
+
+
+async def test_same_task_while_pending_or_retained_and_range_resume(
+    platform: Platform, runtime: Runtime
+) -> None:
+    connection_id = platform.connect("harbor", "tina")["org_connection_id"]
+    first = start(platform, connection_id)
+    assert start(platform, connection_id) == first  # pending: the same task
+    await drain(runtime)
+    assert start(platform, connection_id) == first  # retained: still the same
+    done = status(platform, first)
+    url = f"{platform.api.url}/v1/bridge/fhir/ehi-export/{first}/download/{done['files'][0]['file_id']}"
+    whole = download(platform, url).content
+    cut = len(whole) // 3
+    head = download(platform, url, range=f"bytes=0-{cut - 1}")
+    tail = download(platform, url, range=f"bytes={cut}-")
+    assert (head.status_code, tail.status_code) == (206, 206)
+    assert tail.headers["content-range"] == f"bytes {cut}-{len(whole) - 1}/{len(whole)}"
+    assert head.content + tail.content == whole
+    assert head.headers["etag"] == tail.headers["etag"]
+    unsatisfiable = download(platform, url, range=f"bytes={len(whole) + 10}-")
+    assert unsatisfiable.status_code == 416
+
+
+async def test_other_orgs_and_modes_cannot_reach_an_export(
+    platform: Platform, runtime: Runtime
+) -> None:
+    from tests.integration.conftest import make_org
+
+    connection_id = platform.connect("harbor", "tina")["org_connection_id"]
+    other = await make_org(runtime, "Other")
+    pair = other.keys["test"]
+    refused = httpx.post(
+        f"{platform.api.url}/v1/bridge/fhir/ehi-export",
+        json={"org_connection_id": connection_id},
+        auth=(pair.public_id, pair.private_key),
+    )
+    assert refused.status_code == 404
+    task_id = start(platform, connection_id)
+    peek = httpx.get(
+        f"{platform.api.url}/v1/bridge/fhir/ehi-export/{task_id}",
+        auth=(pair.public_id, pair.private_key),
+    )
+    assert peek.status_code == 404
+    live = httpx.get(
+        f"{platform.api.url}/v1/bridge/fhir/ehi-export/{task_id}", auth=platform.auth("live")
+    )
+    assert live.status_code == 404
+    bad = httpx.post(f"{platform.api.url}/v1/bridge/fhir/ehi-export", json={}, auth=platform.auth())
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid_request"
