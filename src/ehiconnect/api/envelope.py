@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ehiconnect.api.cors import error_cors_headers
 from ehiconnect.errors import ApiError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def error_response(
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = error_cors_headers(request)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):

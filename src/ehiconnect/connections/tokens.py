@@ -124,8 +124,12 @@ async def fresh_access_token(
     *,
     margin: dt.timedelta,
     force: bool = False,
+    rejected: str | None = None,
 ) -> str:
     """A usable access token, refreshed first when it expires within `margin` (or `force`).
+
+    `rejected` is a token the health system just refused (401): it is refreshed unless another
+    caller already replaced it, in which case the replacement comes back without a new refresh.
 
     Raises ReconsentRequired (after marking the connection revoked and emitting
     `patient.authorization_revoked`) when the health system refuses the refresh token.
@@ -139,6 +143,10 @@ async def fresh_access_token(
             raise ReconsentRequired("the connection is revoked; the patient must connect again")
         tokens = open_tokens(cipher, row)
         expires_at = tokens.access_expires_at
+        if rejected is not None:
+            if rejected != tokens.access_token:
+                return tokens.access_token
+            force = True
         if not force and (expires_at is None or expires_at - margin > clock.now()):
             return tokens.access_token
         if tokens.refresh_token is None:

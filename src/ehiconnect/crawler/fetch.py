@@ -29,8 +29,10 @@ from ehiconnect.errors import FatalError
 
 log = logging.getLogger(__name__)
 
-TokenSource = Callable[[bool], Awaitable[str]]
-"""`await token(force)`: a usable access token; `force=True` after the server refused one."""
+TokenSource = Callable[[str | None], Awaitable[str]]
+"""`await token(rejected)`: a usable access token; `rejected` is one the server just refused."""
+
+MAX_TOKEN_RENEWALS = 3
 
 
 class FetchError(Exception):
@@ -121,15 +123,21 @@ class FhirSession:
     async def get_json(self, url: str) -> dict[str, Any]:
         """GET a FHIR JSON resource or Bundle, with retries; FetchError when it cannot be had."""
         target = self.absolute(url)
-        async with self._attempts(target, {"Accept": "application/fhir+json"}) as response:
-            body = await response.aread()
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise FetchError(target, response.status_code, "the body is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise FetchError(target, response.status_code, "the body is not a JSON object")
-        return parsed
+        parsed: list[dict[str, Any]] = []
+
+        def accept(body: bytes) -> bool:
+            try:
+                value = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return False
+            if not isinstance(value, dict):
+                return False
+            parsed.append(value)
+            return True
+
+        async with self._attempts(target, {"Accept": "application/fhir+json"}, accept=accept):
+            pass
+        return parsed[-1]
 
     @contextlib.asynccontextmanager
     async def stream(self, url: str, *, with_token: bool) -> AsyncIterator[httpx.Response]:
@@ -147,14 +155,20 @@ class FhirSession:
         *,
         stream: bool = False,
         with_token: bool = True,
+        accept: Callable[[bytes], bool] | None = None,
     ) -> AsyncIterator[httpx.Response]:
+        """Send until a 200 whose body `accept` takes (a torn or garbled body is retried)."""
         attempt = 0
-        refreshed = False
+        renewals = 0
+        rejected: str | None = None
         while True:
             self.check_deadline()
             request_headers = dict(headers)
+            used = ""
             if with_token:
-                request_headers["Authorization"] = f"Bearer {await self._token(False)}"
+                used = await self._token(rejected)
+                rejected = None
+                request_headers["Authorization"] = f"Bearer {used}"
             status: int | None = None
             retry_after: str | None = None
             problem = ""
@@ -178,22 +192,22 @@ class FhirSession:
                             await response.aclose()
                             status, problem = None, f"the body broke off ({type(exc).__name__})"
                         else:
-                            if stream or _looks_complete(response):
+                            if stream or accept is None or accept(response.content):
                                 try:
                                     yield response
                                 finally:
                                     await response.aclose()
                                 return
-                            problem = "the body is not valid JSON"
+                            problem = "the body is not a valid FHIR JSON object"
                             await response.aclose()
                             status = None  # treated as transient: a retry usually fixes it
                     else:
                         problem = f"HTTP {status}"
                         await response.aread()
                         await response.aclose()
-            if status == 401 and with_token and not refreshed:
-                refreshed = True
-                await self._token(True)
+            if status == 401 and with_token and renewals < MAX_TOKEN_RENEWALS:
+                renewals += 1
+                rejected = used  # renewed unless another request already did
                 continue
             attempt += 1
             decision = self.policy.decide(
@@ -215,17 +229,6 @@ class FhirSession:
                 },
             )
             await asyncio.sleep(decision.delay_seconds)
-
-
-def _looks_complete(response: httpx.Response) -> bool:
-    content_type = response.headers.get("content-type", "")
-    if "json" not in content_type:
-        return True
-    try:
-        orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _seconds(retry_after: str | None) -> float | None:

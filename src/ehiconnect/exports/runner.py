@@ -91,7 +91,7 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
     settings = runtime.settings.exports
     margin = dt.timedelta(seconds=runtime.settings.consent.token_refresh_margin_seconds)
 
-    async def token(force: bool) -> str:
+    async def token(rejected: str | None) -> str:
         return await fresh_access_token(
             runtime.database,
             runtime.cipher,
@@ -100,7 +100,7 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
             runtime.jobs,
             task.org_connection_id,
             margin=margin,
-            force=force,
+            rejected=rejected,
         )
 
     session_ = FhirSession(

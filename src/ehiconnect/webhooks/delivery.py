@@ -16,14 +16,13 @@ import logging
 import random
 import ssl
 import time
-import uuid
 from collections.abc import Sequence
 from functools import cache
 from types import TracebackType
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
@@ -37,7 +36,8 @@ from ehiconnect.http.ssrf import (
     system_resolver,
 )
 from ehiconnect.webhooks import events, signing
-from ehiconnect.webhooks.endpoints import active_secrets, disable_endpoint
+from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due
+from ehiconnect.webhooks.endpoints import disable_endpoint
 from ehiconnect.webhooks.models import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -45,7 +45,6 @@ from ehiconnect.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
-    WebhookEvent,
 )
 from ehiconnect.webhooks.schedule import (
     AttemptOutcome,
@@ -59,37 +58,6 @@ from ehiconnect.webhooks.settings import WebhookSettings
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ehiconnect-webhooks/1"
-
-_CLAIM_DUE = text(
-    """
-    WITH due AS (
-        SELECT d.id FROM webhook_deliveries d
-        JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
-        WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND e.status = 'enabled'
-          AND (CAST(:event_id AS text) IS NULL OR d.event_id = :event_id)
-        ORDER BY d.next_attempt_at
-        LIMIT :limit
-        FOR UPDATE OF d SKIP LOCKED
-    )
-    UPDATE webhook_deliveries d SET next_attempt_at = :lease_until, claim_token = :token
-    FROM due WHERE d.id = due.id
-    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
-    """
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClaimedDelivery:
-    delivery_id: int
-    claim_token: str
-    attempt_number: int
-    event_id: str
-    event_type: str
-    api_mode: str
-    data: dict[str, Any]
-    endpoint_id: str
-    url: str
-    secrets: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,24 +159,15 @@ class Deliverer:
         return total
 
     async def _claim(self, event_id: str | None) -> list[ClaimedDelivery]:
-        now = self._clock.now()
-        token = str(uuid.uuid4())
         async with self._database.transaction() as session:
-            rows = (
-                await session.execute(
-                    _CLAIM_DUE,
-                    {
-                        "now": now,
-                        "lease_until": now + self._settings.claim_lease,
-                        "token": token,
-                        "limit": self._settings.batch_size,
-                        "event_id": event_id,
-                    },
-                )
-            ).all()
-            if not rows:
-                return []
-            return await _load_claims(session, self._cipher, rows, token, now)
+            return await claim_due(
+                session,
+                self._cipher,
+                now=self._clock.now(),
+                lease=self._settings.claim_lease,
+                limit=self._settings.batch_size,
+                event_id=event_id,
+            )
 
     async def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
         now = self._clock.now()
@@ -393,38 +352,3 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
         "error": result.error,
         "outcome": result.outcome.value,
     }
-
-
-async def _load_claims(
-    session: AsyncSession, cipher: TokenCipher, rows: Sequence[Any], token: str, now: dt.datetime
-) -> list[ClaimedDelivery]:
-    event_ids = {row.event_id for row in rows}
-    endpoint_ids = {row.endpoint_id for row in rows}
-    found_events = {
-        e.event_id: e
-        for e in await session.scalars(
-            select(WebhookEvent).where(WebhookEvent.event_id.in_(event_ids))
-        )
-    }
-    url_rows = await session.execute(
-        select(WebhookEndpoint.endpoint_id, WebhookEndpoint.url).where(
-            WebhookEndpoint.endpoint_id.in_(endpoint_ids)
-        )
-    )
-    urls = {endpoint_id: url for endpoint_id, url in url_rows.all()}
-    secrets = await active_secrets(session, cipher, endpoint_ids, now)
-    return [
-        ClaimedDelivery(
-            delivery_id=row.id,
-            claim_token=token,
-            attempt_number=row.attempts + 1,
-            event_id=row.event_id,
-            event_type=found_events[row.event_id].type,
-            api_mode=found_events[row.event_id].api_mode,
-            data=found_events[row.event_id].data,
-            endpoint_id=row.endpoint_id,
-            url=urls[row.endpoint_id],
-            secrets=tuple(secrets.get(row.endpoint_id, ())),
-        )
-        for row in rows
-    ]

@@ -45,8 +45,9 @@ class WebhookSettings(BaseModel):
         description="A claimed delivery whose worker vanished is retried after this long; "
         "keep it above timeout_seconds",
     )
-    batch_size: int = Field(default=100, gt=0, description="Deliveries claimed per worker pass")
-    concurrency: int = Field(default=32, gt=0, description="Parallel requests per worker pass")
+    batch_size: int = Field(
+        default=100, gt=0, description="Deliveries claimed, and sent concurrently, per worker pass"
+    )
 
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> WebhookSettings:

@@ -72,7 +72,8 @@ async def test_same_task_while_pending_or_retained_and_range_resume(
     await drain(runtime)
     assert start(platform, connection_id) == first  # retained: still the same
     done = status(platform, first)
-    url = f"{platform.api.url}/v1/bridge/fhir/ehi-export/{first}/download/{done['files'][0]['file_id']}"
+    file_id = done["files"][0]["file_id"]
+    url = f"{platform.api.url}/v1/bridge/fhir/ehi-export/{first}/download/{file_id}"
     whole = download(platform, url).content
     cut = len(whole) // 3
     head = download(platform, url, range=f"bytes=0-{cut - 1}")

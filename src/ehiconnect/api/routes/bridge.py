@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
+from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, SessionDep
 from ehiconnect.api.envelope import ok
 from ehiconnect.connections.service import connection_view, get_connection
@@ -16,12 +17,15 @@ router = APIRouter(prefix="/bridge", tags=["bridge"])
 
 @router.get("/org", dependencies=[PublicRateLimit])
 async def organization_card(
+    request: Request,
+    response: Response,
     session: SessionDep,
     public_id: str = Query(description="the organization's public_test_… or public_live_… id"),
     api_mode: str | None = Query(default=None, description="test or live; must match public_id"),
 ) -> dict[str, Any]:
     """What the widget shows about the organization: name, logo, privacy policy."""
     org, mode = await org_for_public_id(session, public_id, api_mode)
+    allow_origin(request, response, org, mode)
     return ok(
         {
             "id": org.org_id,

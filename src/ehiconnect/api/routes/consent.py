@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import ok
 from ehiconnect.catalog.models import CatalogEndpoint
@@ -21,9 +22,7 @@ from ehiconnect.catalog.service import (
 )
 from ehiconnect.connections.lifecycle import revoke_connection
 from ehiconnect.consent.flow import ConnectRequest, FlowFailure, complete_flow, start_flow
-from ehiconnect.db.models import Organization
 from ehiconnect.errors import ApiError, Forbidden, InvalidRequest
-from ehiconnect.ids import ApiMode
 from ehiconnect.orgs.origins import origin_allowed, origin_of
 from ehiconnect.orgs.service import org_for_public_id
 from ehiconnect.runtime import Runtime
@@ -47,28 +46,13 @@ class CatalogSearch(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
 
 
-def _allow_origin(request: Request, response: Response, org: Organization, mode: ApiMode) -> None:
-    """CORS: answer browsers only from the organization's registered origins."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return
-    if not origin_allowed(origin, org, mode):
-        raise Forbidden(
-            f"the origin {origin} is not registered for this organization; register it with "
-            "`ehiconnect orgs create --origin`",
-            code="origin_not_allowed",
-        )
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers["Vary"] = "Origin"
-
-
 @router.options("/catalog/search", include_in_schema=False)
 @router.options("/catalog", include_in_schema=False)
 @router.options("/org", include_in_schema=False)
 async def preflight(request: Request, session: SessionDep, public_id: str = PUBLIC_ID) -> Response:
     org, mode = await org_for_public_id(session, public_id)
     response = Response(status_code=204)
-    _allow_origin(request, response, org, mode)
+    allow_origin(request, response, org, mode)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Content-Type"
     response.headers["Access-Control-Max-Age"] = "600"
@@ -86,7 +70,7 @@ async def search_catalog(
 ) -> dict[str, Any]:
     """Search health systems by name, alias (typo-tolerant), city and state; paged."""
     org, mode = await org_for_public_id(session, public_id, api_mode)
-    _allow_origin(request, response, org, mode)
+    allow_origin(request, response, org, mode)
     searcher: CatalogSearcher = request.app.state.catalog_searcher
     page, brands = await searcher.search(
         session,
@@ -112,7 +96,7 @@ async def read_catalog(
 ) -> dict[str, Any]:
     """One brand (with its portals and endpoints) or one portal (with its endpoints)."""
     org, mode = await org_for_public_id(session, public_id, api_mode)
-    _allow_origin(request, response, org, mode)
+    allow_origin(request, response, org, mode)
     if bool(brand_id) == bool(portal_id):
         raise InvalidRequest("give exactly one of brand_id or portal_id")
     sandbox = mode == "test"

@@ -184,6 +184,8 @@
     #search = { query: '', city: '', state: '', results: [], searchAfter: null, total: null };
     #searchSeq = 0;
     #searchTimer = 0;
+    #searchBusy = false; // a search is scheduled or in flight
+    #searchStale = false; // one was abandoned when the patient moved on
     #popupName = `ehiconnect_signin_${++instanceCount}`;
 
     constructor() {
@@ -206,7 +208,7 @@
     disconnectedCallback() {
       window.removeEventListener('message', this.#onMessage);
       this.#closePopup();
-      clearTimeout(this.#searchTimer);
+      this.#stopSearching();
     }
 
     attributeChangedCallback(name, oldValue, newValue) {
@@ -512,8 +514,7 @@
     #onDialogClosed() {
       // Leaving mid-sign-in abandons the attempt; the popup would have nothing to report to.
       this.#closePopup();
-      clearTimeout(this.#searchTimer);
-      this.#searchSeq++;
+      this.#stopSearching();
       if (this.#accounts.length > 0) {
         this.#emit(EVENT.COMPLETE, this.#accounts.map((account) => account.event));
       }
@@ -630,6 +631,7 @@
       });
       const scheduleSearch = () => {
         clearTimeout(this.#searchTimer);
+        this.#searchBusy = true;
         this.#searchTimer = setTimeout(() => this.#runSearch(), SEARCH_DEBOUNCE_MS);
       };
       const readInputs = () => {
@@ -683,6 +685,8 @@
     async #runSearch({ append = false } = {}) {
       const state = this.#search;
       const seq = ++this.#searchSeq;
+      this.#searchBusy = true;
+      this.#searchStale = false;
       const body = {
         query: state.query, searchAfter: append ? state.searchAfter : null, limit: PAGE_SIZE,
       };
@@ -703,11 +707,13 @@
         );
       } catch (error) {
         if (seq === this.#searchSeq) {
+          this.#searchBusy = false;
           this.#announce(`Search is not available right now: ${error.description} Try again soon.`);
         }
         return;
       }
-      if (seq !== this.#searchSeq) return; // a newer search has started
+      if (seq !== this.#searchSeq) return; // a newer search has started, or the patient moved on
+      this.#searchBusy = false;
       const found = list(data && data.results).filter((brand) => brand && typeof brand === 'object');
       const firstNew = append ? state.results.length : 0;
       state.results = append ? state.results.concat(found) : found;
@@ -762,6 +768,7 @@
     /** Runs inside the click: with one usable endpoint the popup must open right here, or popup
      *  blockers stop it. */
     #chooseBrand(brand) {
+      this.#stopSearching();
       const options = usableEndpoints(brand, this.#attr('portal-id'), this.#attr('endpoint-id'));
       if (options.length === 1) this.#connect({ brand, ...options[0] });
       else this.#showEndpoints(brand);
@@ -887,10 +894,19 @@
       return button('Choose another health system', () => this.#returnToSearch());
     }
 
-    /** The search view as the patient left it (searching afresh if there is nothing to show). */
+    /** The search view as the patient left it (searching again if its results are missing or
+     *  were abandoned half-way). */
     #returnToSearch() {
       this.#showSearch();
-      if (this.#search.results.length === 0) this.#runSearch();
+      if (this.#search.results.length === 0 || this.#searchStale) this.#runSearch();
+    }
+
+    /** Drops any scheduled or in-flight search, so its answer cannot overwrite another view. */
+    #stopSearching() {
+      clearTimeout(this.#searchTimer);
+      this.#searchSeq++;
+      if (this.#searchBusy) this.#searchStale = true;
+      this.#searchBusy = false;
     }
 
     #checkPopup() {

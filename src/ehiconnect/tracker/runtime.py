@@ -1,0 +1,137 @@
+"""What tracker code needs at run time: its settings, the database, its job queue, storage, time.
+
+    async with TrackerRuntime.open(tracker_settings, database_url, data_dir) as tracker:
+        ...
+
+Tasks find it in the job context under "tracker" (the tracker's own worker puts it there), or
+build one from the platform runtime's `settings.tracker` when a platform worker runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import procrastinate
+
+from ehiconnect.clock import Clock, SystemClock
+from ehiconnect.db.database import Database
+from ehiconnect.exports.storage.local import LocalBlobStore
+from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.jobs.context import runtime_of
+from ehiconnect.tracker.client import PlatformClient
+from ehiconnect.tracker.settings import TrackerSettings
+
+CONTEXT_KEY = "tracker"
+QUEUE = "tracker"
+
+
+@dataclass
+class TrackerRuntime:
+    settings: TrackerSettings
+    database: Database
+    jobs: procrastinate.App
+    clock: Clock
+    blobs: BlobStore
+    data_dir: Path
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        settings: TrackerSettings,
+        database_url: str,
+        data_dir: Path,
+        *,
+        clock: Clock | None = None,
+        jobs: procrastinate.App | None = None,
+    ) -> AsyncIterator[TrackerRuntime]:
+        database = Database(database_url, pool_size=4)
+        own_jobs = jobs is None
+        app = jobs or build_tracker_job_app(database_url)
+        try:
+            if own_jobs:
+                async with app.open_async():
+                    yield cls._make(settings, database, app, clock, data_dir)
+            else:
+                yield cls._make(settings, database, app, clock, data_dir)
+        finally:
+            await database.close()
+
+    @classmethod
+    def _make(
+        cls,
+        settings: TrackerSettings,
+        database: Database,
+        jobs: procrastinate.App,
+        clock: Clock | None,
+        data_dir: Path,
+    ) -> TrackerRuntime:
+        return cls(
+            settings=settings,
+            database=database,
+            jobs=jobs,
+            clock=clock or SystemClock(),
+            blobs=build_tracker_store(settings, data_dir),
+            data_dir=data_dir,
+        )
+
+    def platform(self) -> PlatformClient:
+        return PlatformClient(
+            self.settings.platform_base_url,
+            self.settings.public_id,
+            self.settings.private_key.get_secret_value(),
+        )
+
+    @property
+    def partial_dir(self) -> Path:
+        return self.data_dir / "tracker-partial"
+
+    @property
+    def parquet_dir(self) -> Path:
+        return self.settings.parquet_dir or self.data_dir / "parquet"
+
+
+def build_tracker_job_app(database_url: str) -> procrastinate.App:
+    """A job app with only the tracker's tasks (namespace `tracker`), for the tracker process."""
+    from ehiconnect.tracker.tasks import make_blueprint
+
+    connector = procrastinate.PsycopgConnector(conninfo=database_url, min_size=1, max_size=4)
+    app = procrastinate.App(connector=connector)
+    app.add_tasks_from(make_blueprint(), namespace="tracker")
+    return app
+
+
+def build_tracker_store(settings: TrackerSettings, data_dir: Path) -> BlobStore:
+    if settings.storage == "s3":
+        from ehiconnect.exports.storage.s3 import S3BlobStore
+
+        if not settings.s3_bucket:
+            raise ValueError("tracker.storage is s3 but tracker.s3_bucket is not set")
+        secret = settings.s3_secret_access_key
+        return S3BlobStore.connect(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region or "us-east-1",
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            prefix=settings.s3_prefix,
+        )
+    return LocalBlobStore(settings.storage_dir or data_dir / "tracker")
+
+
+@contextlib.asynccontextmanager
+async def tracker_of(context: procrastinate.JobContext) -> AsyncIterator[TrackerRuntime]:
+    """The tracker runtime for a running task."""
+    given = context.additional_context.get(CONTEXT_KEY)
+    if isinstance(given, TrackerRuntime):
+        yield given
+        return
+    runtime = runtime_of(context)
+    section = getattr(runtime.settings, "tracker", None)
+    settings = section if isinstance(section, TrackerSettings) else TrackerSettings()
+    yield TrackerRuntime._make(
+        settings, runtime.database, runtime.jobs, runtime.clock, runtime.settings.data_dir
+    )

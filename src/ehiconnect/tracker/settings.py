@@ -1,0 +1,99 @@
+"""The tracker's settings: one typed section, `Settings.tracker` (env `EHICONNECT_TRACKER__*`).
+
+Policies are values here, not code: the retry schedule, which export failure reasons are worth
+another try, how long to wait for a webhook before polling, how long downloads are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+# An export that failed for one of these reasons is requested again; the others need the patient
+# (scope_patient_missing: reconnect with a patient scope) or support (suppressed_please_contact).
+DEFAULT_RETRYABLE_REASONS = ("token_refresh_failure", "resource_patient_failure", "timeout")
+
+
+class RetryPolicy(BaseModel):
+    """Delays (seconds) between attempts of one step; the list length is the attempt budget."""
+
+    backoff_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
+    retryable_export_reasons: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RETRYABLE_REASONS),
+        description="patient.ehi_export_failed reasons for which a new export is requested",
+    )
+    max_export_requests: int = Field(
+        default=3, description="Export requests per consent, first one included"
+    )
+
+
+class FhirServerSinkSettings(BaseModel):
+    enabled: bool = False
+    base_url: str | None = Field(default=None, description="FHIR R4 base, e.g. http://hapi/fhir")
+    bundle_type: Literal["transaction", "batch"] = "transaction"
+    batch_size: int = 200
+    bearer_token: SecretStr | None = None
+    basic_user: str | None = None
+    basic_password: SecretStr | None = None
+    timeout_seconds: float = 60.0
+
+
+class NotifySettings(BaseModel):
+    smtp_host: str | None = Field(default=None, description="Unset: no email")
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "records@localhost"
+    callback_url: str | None = Field(default=None, description="POSTed a JSON summary when set")
+    email_of_external_id: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where to email a patient, by the external_id the app gave the widget; "
+        "apps with their own user directory pass the address to notify() instead",
+    )
+
+
+class TrackerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8600
+    platform_base_url: str = Field(
+        default="http://127.0.0.1:8400/v1",
+        description="The platform API base (ehiconnect, or the hosted service it follows)",
+    )
+    public_id: str = ""
+    private_key: SecretStr = SecretStr("")
+    webhook_secrets: list[SecretStr] = Field(
+        default_factory=list, description="whsec_… secrets; several during a rotation"
+    )
+    webhook_tolerance_seconds: int = 300
+    stitch_events_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token the customer's frontend backend sends to /stitch-events",
+    )
+    widget_event_cache_hours: float = Field(
+        default=24.0, description="How long recent widget events are kept for support, replay"
+    )
+    auto_export: bool = Field(default=True, description="Request an export on each consent")
+    retry: RetryPolicy = RetryPolicy()
+    watchdog_after_minutes: float = Field(
+        default=30.0, description="Poll the export status when no webhook came in this long"
+    )
+    watchdog_cron: str = "*/5 * * * *"
+    storage: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = Field(default=None, description="Default: <data_dir>/tracker")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = "tracker/"
+    retention_hours: float = Field(default=24.0 * 7, description="Downloaded files are deleted")
+    download_chunk_bytes: int = 1024 * 1024
+    fhir_store_enabled: bool = True
+    parquet_enabled: bool = False
+    parquet_dir: Path | None = Field(default=None, description="Default: <data_dir>/parquet")
+    fhir_server: FhirServerSinkSettings = FhirServerSinkSettings()
+    notify: NotifySettings = NotifySettings()
+    ingest_batch_size: int = 500

@@ -1,0 +1,112 @@
+"""Claiming due deliveries: the only place that decides which worker sends what.
+
+A claim takes due deliveries of enabled endpoints with FOR UPDATE SKIP LOCKED (so concurrent
+workers never take the same row), moves their `next_attempt_at` to the end of a lease and stamps
+them with a claim token, all in one short transaction. If the worker dies, the lease runs out and
+the deliveries are due again; a late result is recorded only under the token it was claimed with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect.connections.vault import TokenCipher
+from ehiconnect.webhooks.endpoints import active_secrets
+from ehiconnect.webhooks.models import WebhookEndpoint, WebhookEvent
+
+_CLAIM_DUE = text(
+    """
+    WITH due AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
+        WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND e.status = 'enabled'
+          AND (CAST(:event_id AS text) IS NULL OR d.event_id = :event_id)
+        ORDER BY d.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d SET next_attempt_at = :lease_until, claim_token = :token
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
+    """
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedDelivery:
+    delivery_id: int
+    claim_token: str
+    attempt_number: int
+    event_id: str
+    event_type: str
+    api_mode: str
+    data: dict[str, Any]
+    endpoint_id: str
+    url: str
+    secrets: tuple[str, ...]
+
+
+async def claim_due(
+    session: AsyncSession,
+    cipher: TokenCipher,
+    *,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+    event_id: str | None = None,
+) -> list[ClaimedDelivery]:
+    """Claim up to `limit` deliveries due at `now` (of one event, if given), oldest first."""
+    token = str(uuid.uuid4())
+    params = {
+        "now": now,
+        "lease_until": now + lease,
+        "token": token,
+        "limit": limit,
+        "event_id": event_id,
+    }
+    rows = (await session.execute(_CLAIM_DUE, params)).all()
+    if not rows:
+        return []
+    return await _load_claims(session, cipher, rows, token, now)
+
+
+async def _load_claims(
+    session: AsyncSession, cipher: TokenCipher, rows: Sequence[Any], token: str, now: dt.datetime
+) -> list[ClaimedDelivery]:
+    event_ids = {row.event_id for row in rows}
+    endpoint_ids = {row.endpoint_id for row in rows}
+    found_events = {
+        e.event_id: e
+        for e in await session.scalars(
+            select(WebhookEvent).where(WebhookEvent.event_id.in_(event_ids))
+        )
+    }
+    url_rows = await session.execute(
+        select(WebhookEndpoint.endpoint_id, WebhookEndpoint.url).where(
+            WebhookEndpoint.endpoint_id.in_(endpoint_ids)
+        )
+    )
+    urls = {endpoint_id: url for endpoint_id, url in url_rows.all()}
+    secrets = await active_secrets(session, cipher, endpoint_ids, now)
+    return [
+        ClaimedDelivery(
+            delivery_id=row.id,
+            claim_token=token,
+            attempt_number=row.attempts + 1,
+            event_id=row.event_id,
+            event_type=found_events[row.event_id].type,
+            api_mode=found_events[row.event_id].api_mode,
+            data=found_events[row.event_id].data,
+            endpoint_id=row.endpoint_id,
+            url=urls[row.endpoint_id],
+            secrets=tuple(secrets.get(row.endpoint_id, ())),
+        )
+        for row in rows
+    ]
