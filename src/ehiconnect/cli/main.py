@@ -34,10 +34,20 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 # Commands contributed by feature packages: (module, function `register(app)`), loaded if present.
-_PLUGINS = ("ehiconnect.cli.sandbox", "ehiconnect.cli.webhooks")
+_PLUGINS = (
+    "ehiconnect.cli.sandbox",
+    "ehiconnect.cli.webhooks",
+    "ehiconnect.cli.export",
+    "ehiconnect.cli.catalog",
+    "ehiconnect.cli.vault",
+    "ehiconnect.cli.tracker",
+)
 for _module in _PLUGINS:
-    with contextlib.suppress(ModuleNotFoundError):
+    try:
         importlib.import_module(_module).register(app)
+    except ModuleNotFoundError as missing:
+        if missing.name != _module:  # a plug-in that exists but is broken must say so
+            raise
 
 
 @app.command()

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from ehiconnect.exports.retention import purge_expired_exports
 from ehiconnect.runtime import Runtime
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import (
@@ -113,3 +120,59 @@ async def test_other_orgs_and_modes_cannot_reach_an_export(
     bad = httpx.post(f"{platform.api.url}/v1/bridge/fhir/ehi-export", json={}, auth=platform.auth())
     assert bad.status_code == 422
     assert bad.json()["error"] == "invalid_request"
+
+
+async def test_the_export_command_starts_and_reports_an_export(
+    platform: Platform, runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    connection_id = platform.connect("summit", "tess")["org_connection_id"]
+    env = {
+        **os.environ,
+        "EHICONNECT_DATABASE_URL": database_url,
+        "EHICONNECT_DATA_DIR": str(runtime.settings.data_dir),
+    }
+
+    def cli(*args: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-m", "ehiconnect", "export", connection_id, "--json", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        view: dict[str, Any] = json.loads(result.stdout)
+        return view
+
+    started = cli()
+    assert started["status"] == "pending"
+    await drain(runtime)
+    finished = cli("--wait")
+    assert finished["task_id"] == started["task_id"]
+    assert finished["status"] == "success"
+    assert finished["stats"]["total_resources"] == len(expected("summit", "tess")[0])
+
+
+async def test_retention_deletes_the_file_and_a_new_request_crawls_afresh(
+    platform: Platform, runtime: Runtime, database_url: str
+) -> None:
+    connection_id = platform.connect("harbor", "tina")["org_connection_id"]
+    first = start(platform, connection_id)
+    await drain(runtime)
+    done = status(platform, first)
+    url = (
+        f"{platform.api.url}/v1/bridge/fhir/ehi-export/{first}/download/"
+        f"{done['files'][0]['file_id']}"
+    )
+    assert download(platform, url).status_code == 200
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE export_tasks SET expires_at = now() - interval '1 minute'")
+    assert await purge_expired_exports(runtime) == 1
+    gone = download(platform, url)
+    assert gone.status_code == 410
+    assert gone.json()["error"] == "gone"
+    assert status(platform, first)["status"] == "expired"
+    assert not list((runtime.settings.data_dir / "exports").rglob("*.jsonl"))
+    second = start(platform, connection_id)
+    assert second != first
