@@ -38,6 +38,7 @@ _PLUGINS = (
     "ehiconnect.cli.sandbox",
     "ehiconnect.cli.webhooks",
     "ehiconnect.cli.export",
+    "ehiconnect.cli.connections",
     "ehiconnect.cli.catalog",
     "ehiconnect.cli.vault",
     "ehiconnect.cli.tracker",
