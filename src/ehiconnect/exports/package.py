@@ -35,11 +35,14 @@ async def package_export(
 ) -> PackagedFile:
     async with blobs.open_writer(key) as sink:
         writer = AsyncNdjsonWriter(sink)
-        async for _, _, body in staging.iter_items(database, task_id, types=frozenset({"Patient"})):
-            await writer.write(orjson.loads(body))
-        async for resource_type, _, body in staging.iter_items(database, task_id):
+        # Staged bodies are already compact JSON: written as they are, not parsed again.
+        async for resource_type, resource_id, body in staging.iter_items(
+            database, task_id, types=frozenset({"Patient"})
+        ):
+            await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
+        async for resource_type, resource_id, body in staging.iter_items(database, task_id):
             if resource_type != "Patient":
-                await writer.write(orjson.loads(body))
+                await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
         async with database.transaction() as session:
             attachments = list(
                 await session.scalars(
