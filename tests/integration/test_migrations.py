@@ -50,3 +50,32 @@ def test_processes_starting_together_migrate_once(postgres: PostgresForTests) ->
         assert versions == [(head_revision(),)]
     finally:
         postgres.drop_database(url)
+
+
+def test_models_and_migrations_agree(postgres: PostgresForTests) -> None:
+    """A model changed without a migration (or the reverse) shows up here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from ehiconnect.db.all_models import Base
+    from ehiconnect.db.urls import to_sqlalchemy_url
+
+    url = postgres.create_database()
+    engine = create_engine(to_sqlalchemy_url(url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "compare_type": True,
+                    "include_object": lambda obj, name, kind, reflected, other: not (
+                        getattr(getattr(obj, "table", obj), "name", name) or ""
+                    ).startswith("procrastinate_"),
+                },
+            )
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+        postgres.drop_database(url)
+    assert differences == []
