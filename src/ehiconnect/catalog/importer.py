@@ -19,7 +19,17 @@ from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPort
 
 Row = TypeVar("Row", CatalogBrand, CatalogPortal, CatalogEndpoint)
 
-_CONNECTION_FIELDS = ("client_id", "client_auth_method", "scopes", "aud_required")
+# Values a file may leave out: then the operator's setting (`catalog configure`) or what discovery
+# found (the consent flow stores the advertised OAuth endpoints) is kept, not reset to empty.
+_CONNECTION_FIELDS = (
+    "client_id",
+    "client_auth_method",
+    "scopes",
+    "aud_required",
+    "authorization_endpoint",
+    "token_endpoint",
+    "revoke_endpoint",
+)
 
 
 @dataclass

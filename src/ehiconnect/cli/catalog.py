@@ -182,7 +182,9 @@ def import_(
     catalog_format: Annotated[
         CatalogFormat, typer.Option("--format", help="auto detects a FHIR Bundle")
     ] = CatalogFormat.auto,
-    max_mb: Annotated[int, typer.Option(help="Refuse catalogs larger than this")] = DEFAULT_MAX_MB,
+    max_mb: Annotated[
+        int, typer.Option(min=1, help="Refuse catalogs larger than this many MiB")
+    ] = DEFAULT_MAX_MB,
     json: JsonFlag = False,
 ) -> None:
     """Import a SMART User-access Brands Bundle or a plain catalog; rerunning it changes nothing.

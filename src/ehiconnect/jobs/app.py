@@ -24,6 +24,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("maintenance", "ehiconnect.jobs.maintenance:make_blueprint"),
     ("webhooks", "ehiconnect.webhooks.tasks:make_blueprint"),
     ("exports", "ehiconnect.exports.tasks:make_blueprint"),
+    ("connections", "ehiconnect.connections.tasks:make_blueprint"),
 )
 
 
@@ -41,6 +42,9 @@ def build_job_app(url: str, settings: Settings) -> procrastinate.App:
     )
     app.periodic(cron=settings.exports.retention_check_cron, periodic_id="purge_expired")(
         app.tasks["exports:purge_expired"]
+    )
+    app.periodic(cron=settings.consent.refresh_check_cron, periodic_id="refresh_expiring")(
+        app.tasks["connections:refresh_expiring"]
     )
     return app
 
