@@ -1,12 +1,14 @@
 """Benchmark: webhook throughput and event-to-receipt latency through the real pipeline.
 
 Emits N events (default 10,000) through the transactional outbox, in transactions of 100, while
-real `ehiconnect worker` processes deliver them to a loopback receiver. Prints deliveries/s,
+real `ehiconnect worker` processes deliver them to a loopback receiver (or, with --backlog, emits
+them all first and then times how fast the workers drain the backlog). Prints deliveries/s,
 p50/p99 latency from emit to receipt, and the count received (it must equal the count emitted;
 duplicates, which at-least-once delivery allows, are counted apart). Every 100th request's
 signature is verified with the `standardwebhooks` package.
 
-    .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4] [--json]
+    .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4]
+                                       [--backlog] [--json]
 
 Uses EHICONNECT_DATABASE_URL when set (a fresh database is created on that server), otherwise
 an embedded PostgreSQL in a temporary directory.
@@ -119,8 +121,8 @@ def start_workers(
 ) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "ehiconnect", "worker", "--concurrency", str(args.concurrency)]
     return [
-        subprocess.Popen(command, env=worker_env(url, scratch / f"w{n}"))
-        for n in range(args.workers)
+        subprocess.Popen(command, env=worker_env(url, scratch / "data"))
+        for _ in range(args.workers)
     ]
 
 
@@ -153,14 +155,15 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
                 created = await endpoints.add_endpoint(
                     session,
                     runtime.clock,
+                    runtime.cipher,
                     org_id=org.org_id,
                     api_mode="test",
                     url=server.url + "/hooks",
                 )
             receiver.secret = created.secret
-            workers = start_workers(args, url, scratch)
+            workers = [] if args.backlog else start_workers(args, url, scratch)
             try:
-                await asyncio.sleep(2)  # let the workers connect
+                await asyncio.sleep(0 if args.backlog else 2)  # let the workers connect
                 started = time.time()
                 for first in range(0, args.events, BATCH):
                     async with runtime.database.transaction() as session:
@@ -175,6 +178,9 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
                                 data={"n": n, "emitted_at": time.time()},
                             )
                 emitted_in = time.time() - started
+                if args.backlog:
+                    workers = start_workers(args, url, scratch)
+                    started = time.time()
                 await asyncio.to_thread(receiver.all_received.wait, args.timeout)
             finally:
                 for worker in workers:
@@ -194,6 +200,7 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
         "deliveries_per_second": round(received / elapsed, 1) if elapsed > 0 else 0.0,
         "latency_p50_ms": round(percentile(receiver.latencies, 0.50) * 1000, 1),
         "latency_p99_ms": round(percentile(receiver.latencies, 0.99) * 1000, 1),
+        "mode": "backlog" if args.backlog else "live",
         "workers": args.workers,
         "concurrency": args.concurrency,
     }
@@ -205,6 +212,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600, help="give up after this long")
+    parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="emit everything first, then start the workers and time the drain "
+        "(latency then includes the wait for the workers)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
@@ -218,7 +231,7 @@ def main() -> None:
             f"webhooks: {result['events_received']}/{result['events_emitted']} events received "
             f"({result['duplicates']} duplicates), {result['deliveries_per_second']} deliveries/s, "
             f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms "
-            f"(emitting took {result['emit_seconds']} s; "
+            f"({result['mode']}: emitting took {result['emit_seconds']} s; "
             f"{result['workers']} workers x {result['concurrency']})"
         )
     if result["events_received"] != result["events_emitted"] or result["bad_signatures_in_sample"]:

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ehiconnect.webhooks.settings import WebhookSettings
+
 
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = SandboxSettings()
     consent: ConsentSettings = ConsentSettings()
     exports: ExportSettings = ExportSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
     def settings_customise_sources(

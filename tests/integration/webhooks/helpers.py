@@ -22,7 +22,13 @@ async def add_endpoint(
 ) -> endpoints.CreatedEndpoint:
     async with runtime.database.transaction() as session:
         return await endpoints.add_endpoint(
-            session, runtime.clock, org_id=org_id, api_mode=mode, url=url, event_types=types
+            session,
+            runtime.clock,
+            runtime.cipher,
+            org_id=org_id,
+            api_mode=mode,
+            url=url,
+            event_types=types,
         )
 
 
@@ -50,7 +56,7 @@ async def emit(
 def deliverer(
     runtime: Runtime, settings: WebhookSettings, rng: UniformRandom | None = None
 ) -> Deliverer:
-    return Deliverer(runtime.database, runtime.clock, settings, rng=rng)
+    return Deliverer(runtime.database, runtime.clock, settings, runtime.cipher, rng=rng)
 
 
 async def next_due(runtime: Runtime) -> dt.datetime | None:

@@ -66,7 +66,7 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        if self.delay_seconds:
+        if self.delay_seconds:  # recorded after the delay: a request cut short is not received
             await asyncio.sleep(self.delay_seconds)
         with self._lock:
             self.received.append(Received(headers, body, time.time()))

@@ -156,7 +156,7 @@ async def test_rotation_signs_with_old_and_new_secret_until_the_grace_ends(
     endpoint = await add_endpoint(runtime, org.org_id, receiver_server.url + "/rot")
     async with runtime.database.transaction() as session:
         new_secret = await endpoints.rotate_secret(
-            session, clock, endpoint.endpoint_id, grace=dt.timedelta(minutes=1)
+            session, clock, runtime.cipher, endpoint.endpoint_id, grace=dt.timedelta(minutes=1)
         )
     async with deliverer(runtime, webhook_settings) as sender:
         await emit(runtime, org.org_id)

@@ -69,7 +69,7 @@ def test_verify_rejects_a_changed_body() -> None:
 
 
 def test_signing_without_a_secret_is_an_error() -> None:
-    with pytest.raises(ValueError, match="without a secret"):
+    with pytest.raises(ValueError, match="no active secret"):
         signing.sign("msg", 1, BODY, [])
 
 
