@@ -37,15 +37,15 @@ def _asset_response(request: Request, asset: WidgetAsset) -> Response:
     return Response(content=asset.content, media_type=asset.media_type, headers=headers)
 
 
-@router.api_route("/widget/ehi-stitch-element.js", methods=["GET", "HEAD"], response_class=Response)
+@router.get("/widget/ehi-stitch-element.js", response_class=Response)
+@router.head("/widget/ehi-stitch-element.js", response_class=Response, include_in_schema=False)
 async def widget_script(request: Request) -> Response:
     """The `<ehi-stitch-element>` web component (plain JavaScript, no dependencies)."""
     return _asset_response(request, widget_asset("ehi-stitch-element.js"))
 
 
-@router.api_route(
-    "/widget/ehi-stitch-element.css", methods=["GET", "HEAD"], response_class=Response
-)
+@router.get("/widget/ehi-stitch-element.css", response_class=Response)
+@router.head("/widget/ehi-stitch-element.css", response_class=Response, include_in_schema=False)
 async def widget_stylesheet(request: Request) -> Response:
     """The widget's stylesheet, linked from inside its shadow root."""
     return _asset_response(request, widget_asset("ehi-stitch-element.css"))
