@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.webhooks.settings import WebhookSettings
 
 
@@ -129,6 +130,7 @@ class Settings(BaseSettings):
     consent: ConsentSettings = ConsentSettings()
     exports: ExportSettings = ExportSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    tracker: TrackerSettings = TrackerSettings()
 
     @classmethod
     def settings_customise_sources(

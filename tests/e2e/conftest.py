@@ -265,15 +265,23 @@ def events() -> EventLog:
 
 
 @pytest.fixture
-def screenshot(request: pytest.FixtureRequest, artifacts_dir: Path) -> Screenshot:
-    """`await screenshot(page, step)` saves test-artifacts/e2e/<test>-<nn>-<step>.png."""
+def screenshot_prefix() -> str:
+    """Put in front of every screenshot's file name; a module overrides it to group its files."""
+    return ""
+
+
+@pytest.fixture
+def screenshot(
+    request: pytest.FixtureRequest, artifacts_dir: Path, screenshot_prefix: str
+) -> Screenshot:
+    """`await screenshot(page, step)` saves test-artifacts/e2e/<prefix><test>-<nn>-<step>.png."""
     folder = artifacts_dir / "e2e"
     folder.mkdir(parents=True, exist_ok=True)
     test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     counter = itertools.count(1)
 
     async def take(page: Page, step: str) -> Path:
-        path = folder / f"{test_name}-{next(counter):02d}-{step}.png"
+        path = folder / f"{screenshot_prefix}{test_name}-{next(counter):02d}-{step}.png"
         await page.screenshot(path=str(path))
         return path
 

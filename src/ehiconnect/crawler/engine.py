@@ -100,7 +100,8 @@ async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> None:
             failure_reason="resource_invalid_content",
         )
     async with ctx.database.transaction() as session:
-        await staging.stage_resources(session, ctx.task_id, [patient])
+        added = await staging.stage_resources(session, ctx.task_id, [patient])
+    await ctx.on_progress(resources_added=added)
 
 
 async def _crawl_search(

@@ -6,6 +6,7 @@ from ehiconnect.consent import models as consent_models
 from ehiconnect.db import models
 from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
+from ehiconnect.tracker import models as tracker_models
 from ehiconnect.webhooks import models as webhook_models
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "consent_models",
     "export_models",
     "models",
+    "tracker_models",
     "webhook_models",
 ]

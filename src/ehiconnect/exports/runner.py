@@ -11,6 +11,8 @@ import logging
 import uuid
 from typing import Any
 
+from sqlalchemy import text
+
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.tokens import fresh_access_token
@@ -112,32 +114,46 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
             ConcurrencyBounds(
                 minimum=settings.min_concurrency,
                 maximum=settings.max_concurrency,
-                initial=max(settings.min_concurrency, settings.max_concurrency // 2),
+                # Start at the ceiling: throttling halves it quickly, and small exports never
+                # make enough requests to climb up from below.
+                initial=settings.max_concurrency,
             )
         ),
         clock=clock,
         deadline=task.deadline_at,
     )
-    counters: dict[str, int] = {"resources": 0, "attachment_bytes": 0}
 
     async def on_progress(
         phase: str | None = None, resources_added: int = 0, attachment_bytes: int = 0
     ) -> None:
-        counters["resources"] += resources_added
-        counters["attachment_bytes"] += attachment_bytes
+        # One atomic UPDATE: concurrent pages and downloads add to the counters without losing any.
         async with runtime.database.transaction() as db:
-            current = await db.get(ExportTask, task_id)
-            if current is None or current.status != PENDING:
-                raise Cancelled
-            if phase:
-                current.phase = phase
-            current.progress = {
-                **current.progress,
-                "resources": current.progress.get("resources", 0) + resources_added,
-                "attachment_bytes": current.progress.get("attachment_bytes", 0) + attachment_bytes,
-                "requests": session_.requests,
-                "retries": session_.retries,
-            }
+            still_pending = await db.scalar(
+                text(
+                    """
+                    UPDATE export_tasks SET
+                      phase = coalesce(:phase, phase),
+                      progress = progress || jsonb_build_object(
+                        'resources', coalesce((progress->>'resources')::bigint, 0) + :resources,
+                        'attachment_bytes',
+                          coalesce((progress->>'attachment_bytes')::bigint, 0) + :bytes,
+                        'requests', :requests,
+                        'retries', :retries)
+                    WHERE task_id = :task_id AND status = 'pending'
+                    RETURNING true
+                    """
+                ),
+                {
+                    "phase": phase,
+                    "resources": resources_added,
+                    "bytes": attachment_bytes,
+                    "requests": session_.requests,
+                    "retries": session_.retries,
+                    "task_id": task_id,
+                },
+            )
+        if not still_pending:
+            raise Cancelled
 
     context = CrawlContext(
         task_id=task_id,

@@ -25,6 +25,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("webhooks", "ehiconnect.webhooks.tasks:make_blueprint"),
     ("exports", "ehiconnect.exports.tasks:make_blueprint"),
     ("connections", "ehiconnect.connections.tasks:make_blueprint"),
+    ("tracker", "ehiconnect.tracker.tasks:make_blueprint"),
 )
 
 

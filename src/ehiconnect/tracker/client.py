@@ -17,12 +17,13 @@ Errors, by what the caller does:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -174,11 +175,7 @@ class PlatformClient:
         The file is checked against `expected_sha256` (or the response's sha256 header) and size;
         on a mismatch it is deleted and DownloadCorrupt raised, so the next try starts over.
         """
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        offset = partial.stat().st_size if partial.exists() else 0
-        if expected_size is not None and offset > expected_size:
-            partial.unlink()
-            offset = 0
+        offset = await asyncio.to_thread(_bytes_kept, partial, expected_size)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             if expected_size is None or offset < expected_size:
@@ -188,17 +185,19 @@ class PlatformClient:
             raise PlatformUnavailable(
                 f"download interrupted ({type(exc).__name__}); it resumes from the bytes kept"
             ) from exc
-        return _verify(partial, offset, expected_sha256, expected_size)
+        return await asyncio.to_thread(_verify, partial, offset, expected_sha256, expected_size)
 
     async def _fetch_into(
         self, url: str, partial: Path, offset: int, headers: dict[str, str], chunk_bytes: int
     ) -> str | None:
-        auth = self._auth if self._is_platform(url) else None
+        # The link came from the platform (a signed webhook or the status endpoint), so its own
+        # host gets the credentials, whatever public name it uses; a redirect elsewhere (presigned
+        # storage) must not: S3 refuses a request signed two ways, and the key is not theirs.
         target = url
-        for _ in range(3):  # the platform may redirect to a presigned storage URL
+        for _ in range(3):
             request = self._http.build_request("GET", target, headers=headers)
-            if auth is not None and self._is_platform(target):
-                request = next(auth.auth_flow(request))
+            if _origin(target) == _origin(url):
+                request = next(self._auth.auth_flow(request))
             response = await self._http.send(request, stream=True)
             try:
                 if response.status_code in (301, 302, 303, 307, 308):
@@ -209,20 +208,21 @@ class PlatformClient:
                 _raise_for_download(response)
                 if offset and response.status_code == 200:  # Range ignored: start over
                     offset = 0
-                mode = "ab" if offset else "wb"
-                with partial.open(mode) as file:
-                    async for chunk in response.aiter_bytes(chunk_bytes):
-                        file.write(chunk)
-                    file.flush()
-                    os.fsync(file.fileno())
+                file = await asyncio.to_thread(partial.open, "ab" if offset else "wb")
+                buffer = bytearray()
+                try:
+                    async for chunk in response.aiter_bytes():
+                        buffer += chunk
+                        if len(buffer) >= chunk_bytes:
+                            await asyncio.to_thread(file.write, bytes(buffer))
+                            buffer.clear()
+                finally:
+                    # Keep every byte received, even when the connection dropped: resumed later.
+                    await asyncio.to_thread(_write_sync_close, file, bytes(buffer))
                 return _announced_sha256(response.headers)
             finally:
                 await response.aclose()
         raise PlatformRejected(502, "too_many_redirects", f"download of {url} redirected 3 times")
-
-    def _is_platform(self, url: str) -> bool:
-        mine, theirs = urlsplit(self.base_url), urlsplit(url)
-        return (mine.scheme, mine.netloc) == (theirs.scheme, theirs.netloc)
 
     async def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
         try:
@@ -238,6 +238,11 @@ class PlatformClient:
         body = response.json()
         data = body.get("data") if isinstance(body, dict) and "success" in body else body
         return data if isinstance(data, dict) else {}
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -269,6 +274,23 @@ def _raise_for_download(response: httpx.Response) -> None:
 def _announced_sha256(headers: httpx.Headers) -> str | None:
     value = headers.get("x-content-sha256")
     return value.lower() if value else None
+
+
+def _bytes_kept(partial: Path, expected_size: int | None) -> int:
+    """How many bytes an earlier, interrupted download left (0 when they cannot be right)."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    kept = partial.stat().st_size if partial.exists() else 0
+    if expected_size is not None and kept > expected_size:
+        partial.unlink()
+        return 0
+    return kept
+
+
+def _write_sync_close(file: BinaryIO, tail: bytes) -> None:
+    file.write(tail)
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
 
 
 def _verify(partial: Path, offset: int, sha256: str | None, size: int | None) -> Downloaded:

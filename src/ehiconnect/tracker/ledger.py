@@ -55,7 +55,8 @@ ALLOWED: dict[JobState, frozenset[JobState]] = {
         {JobState.EXPORT_READY, JobState.CONSENTED, JobState.FAILED}
     ),
     JobState.EXPORT_READY: frozenset({JobState.DOWNLOADING, JobState.FAILED}),
-    JobState.DOWNLOADING: frozenset({JobState.DOWNLOADED, JobState.FAILED}),
+    # Back to consented when the export's files are gone (links expired): request it again.
+    JobState.DOWNLOADING: frozenset({JobState.DOWNLOADED, JobState.CONSENTED, JobState.FAILED}),
     JobState.DOWNLOADED: frozenset({JobState.INGESTING, JobState.FAILED}),
     JobState.INGESTING: frozenset({JobState.INGESTED, JobState.FAILED}),
     JobState.INGESTED: frozenset(),

@@ -98,9 +98,10 @@ def move(job: TrackerJob, target: JobState, now: dt.datetime) -> bool:
 
 def count_attempt(job: TrackerJob, step: Step) -> int:
     attempts = dict(job.attempts)
-    attempts[step] = int(attempts.get(step, 0)) + 1
+    count = int(attempts.get(step, 0)) + 1
+    attempts[step] = count
     job.attempts = attempts
-    return attempts[step]
+    return count
 
 
 def reset_attempts(job: TrackerJob, step: Step) -> None:
@@ -109,9 +110,7 @@ def reset_attempts(job: TrackerJob, step: Step) -> None:
     job.attempts = attempts
 
 
-def fail(
-    job: TrackerJob, step: Step, reason: str, description: str, now: dt.datetime
-) -> None:
+def fail(job: TrackerJob, step: Step, reason: str, description: str, now: dt.datetime) -> None:
     move(job, JobState.FAILED, now)
     job.failed_step = step
     job.failure_reason = reason

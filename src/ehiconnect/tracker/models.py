@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, Identity, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
@@ -83,6 +84,7 @@ class TrackerJob(Base):
     updated_at: Mapped[dt.datetime] = mapped_column()
     export_requested_at: Mapped[dt.datetime | None] = mapped_column()
     webhook_at: Mapped[dt.datetime | None] = mapped_column()
+    polled_at: Mapped[dt.datetime | None] = mapped_column()  # the watchdog's last status poll
     downloaded_at: Mapped[dt.datetime | None] = mapped_column()
     ingested_at: Mapped[dt.datetime | None] = mapped_column()
     notified_at: Mapped[dt.datetime | None] = mapped_column()

@@ -80,7 +80,6 @@ class TrackerSettings(BaseModel):
     watchdog_after_minutes: float = Field(
         default=30.0, description="Poll the export status when no webhook came in this long"
     )
-    watchdog_cron: str = "*/5 * * * *"
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = Field(default=None, description="Default: <data_dir>/tracker")
     s3_bucket: str | None = None

@@ -16,11 +16,13 @@ import pytest
 
 from ehiconnect.exports.retention import purge_expired_exports
 from ehiconnect.runtime import Runtime
+from ehiconnect.sandbox.generator import expected_attachments
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import (
     download,
     drain,
     expected,
+    persona_id,
     read_export,
     start,
     status,
@@ -67,6 +69,10 @@ async def test_export_holds_exactly_the_persona_record(
     assert keys[0][0] == "Patient"
     stats = data["stats"]
     assert stats["total_resources"] == len(want_keys)
+    # Progress counts every staged resource and attachment byte, however concurrent the crawl.
+    sizes = sum(spec.size for spec in expected_attachments(slug, persona_id(slug, username)))
+    assert done["progress"]["resources"] == len(want_keys) - len(want_hashes)
+    assert done["progress"]["attachment_bytes"] == sizes
     assert sum(stats["total_by_resource_type"].values()) == len(want_keys)
 
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from ehiconnect.clock import FrozenClock
-from ehiconnect.jobs.app import BLUEPRINTS
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -22,18 +21,6 @@ from tests.integration.webhooks.receiver import Receiver
 class NoJitter:
     def uniform(self, a: float, b: float) -> float:
         return 0.0
-
-
-def webhook_tasks_registered() -> bool:
-    return any(namespace == "webhooks" for namespace, _ in BLUEPRINTS)
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """The shared settings, with the webhook tasks loaded until the job app lists them itself."""
-    if not webhook_tasks_registered():
-        settings.jobs.extra_task_modules = ["ehiconnect.webhooks"]
-    return settings
 
 
 @pytest.fixture

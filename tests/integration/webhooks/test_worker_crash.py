@@ -20,7 +20,6 @@ from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.webhooks import events, outbox
 from ehiconnect.webhooks.models import WebhookDelivery
 from tests.integration.conftest import make_org
-from tests.integration.webhooks.conftest import webhook_tasks_registered
 from tests.integration.webhooks.helpers import add_endpoint
 from tests.integration.webhooks.receiver import Receiver
 
@@ -29,21 +28,10 @@ pytestmark = pytest.mark.integration
 EVENTS = 300
 
 # Until Settings has a `webhooks` section, the worker runs with one added the same way.
-_WORKER_WITH_WEBHOOK_SETTINGS = """
-import ehiconnect.settings as s
-from ehiconnect.webhooks.settings import WebhookSettings
-class WithWebhooks(s.Settings):
-    webhooks: WebhookSettings = WebhookSettings()
-s.Settings = WithWebhooks
-from ehiconnect.cli.main import main
-main()
-"""
 
 
 def worker_command() -> list[str]:
-    if "webhooks" in Settings.model_fields:
-        return [sys.executable, "-m", "ehiconnect", "worker"]
-    return [sys.executable, "-c", _WORKER_WITH_WEBHOOK_SETTINGS, "worker"]
+    return [sys.executable, "-m", "ehiconnect", "worker"]
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -62,8 +50,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "EHICONNECT_WEBHOOKS__BATCH_SIZE": "10",
     }
     env.pop("EHICONNECT_CONFIG", None)
-    if not webhook_tasks_registered():
-        env["EHICONNECT_JOBS__EXTRA_TASK_MODULES"] = '["ehiconnect.webhooks"]'
     return env
 
 

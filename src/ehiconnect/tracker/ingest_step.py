@@ -1,0 +1,173 @@
+"""Ingest downloaded files into every enabled sink, in batches, resumable.
+
+For each (job, sink, file) a checkpoint in `tracker_ingest_progress` counts the resources already
+written. A restarted ingest skips that many and goes on; the batch that was being written when
+the worker died is written again, which the sinks absorb (they are idempotent), so nothing is lost
+and nothing doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from sqlalchemy.dialects.postgresql import insert
+
+from ehiconnect.fhir.ndjson import NdjsonReader
+from ehiconnect.tracker import ledger_store as store
+from ehiconnect.tracker.export_steps import retry_or_fail, schedule
+from ehiconnect.tracker.ledger import JobState, Step
+from ehiconnect.tracker.models import TrackerIngestProgress
+from ehiconnect.tracker.runtime import TrackerRuntime
+from ehiconnect.tracker.settings import FhirServerSinkSettings
+from ehiconnect.tracker.sinks.base import Sink, SinkError, TemporarySinkError
+from ehiconnect.tracker.sinks.fhir_server import FhirServerSink
+from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
+from ehiconnect.tracker.sinks.parquet import ParquetSink
+
+log = logging.getLogger(__name__)
+
+
+def enabled_sinks(tracker: TrackerRuntime) -> list[Sink]:
+    settings = tracker.settings
+    sinks: list[Sink] = []
+    if settings.fhir_store_enabled:
+        sinks.append(FhirStoreSink(tracker.database, tracker.clock))
+    if settings.parquet_enabled:
+        sinks.append(ParquetSink(tracker.parquet_dir))
+    if settings.fhir_server.enabled:
+        sinks.append(fhir_server_sink(settings.fhir_server))
+    return sinks
+
+
+def fhir_server_sink(settings: FhirServerSinkSettings) -> FhirServerSink:
+    if not settings.base_url:
+        raise ValueError(
+            "tracker.fhir_server.enabled is set but tracker.fhir_server.base_url is not"
+        )
+    auth: httpx.Auth | None = None
+    if settings.bearer_token is not None:
+        auth = _Bearer(settings.bearer_token.get_secret_value())
+    elif settings.basic_user and settings.basic_password is not None:
+        auth = httpx.BasicAuth(settings.basic_user, settings.basic_password.get_secret_value())
+    return FhirServerSink(
+        settings.base_url,
+        bundle_type=settings.bundle_type,
+        auth=auth,
+        timeout=settings.timeout_seconds,
+    )
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None = None) -> None:
+    async with tracker.database.transaction() as session:
+        job = await store.lock_job(session, job_id)
+        if job.state not in (JobState.DOWNLOADED, JobState.INGESTING):
+            return
+        store.move(job, JobState.INGESTING, tracker.clock.now())
+        store.count_attempt(job, Step.INGEST)
+        files = list(job.files)
+    chosen = sinks if sinks is not None else enabled_sinks(tracker)
+    written = 0
+    try:
+        for sink in chosen:
+            for number, file in enumerate(files):
+                written += await ingest_file(tracker, job_id, sink, number, str(file["key"]))
+    except TemporarySinkError as exc:
+        async with tracker.database.transaction() as session:
+            await retry_or_fail(
+                session, tracker, await store.lock_job(session, job_id), Step.INGEST, exc
+            )
+        return
+    except SinkError as exc:
+        async with tracker.database.transaction() as session:
+            job = await store.lock_job(session, job_id)
+            store.fail(job, Step.INGEST, "sink_rejected", str(exc)[:1000], tracker.clock.now())
+            await schedule(session, tracker, "notify", job_id=job_id)
+        return
+    finally:
+        for sink in chosen:
+            await sink.close()
+    async with tracker.database.transaction() as session:
+        job = await store.lock_job(session, job_id)
+        now = tracker.clock.now()
+        if store.move(job, JobState.INGESTED, now):
+            store.reset_attempts(job, Step.INGEST)
+            detail = {"sinks": [s.name for s in chosen], "resources_written": written}
+            await store.log_event(session, job_id, now, Step.INGEST, "done", detail)
+            await schedule(session, tracker, "notify", job_id=job_id)
+
+
+async def ingest_file(
+    tracker: TrackerRuntime, job_id: str, sink: Sink, number: int, key: str
+) -> int:
+    """Write one file into one sink from its checkpoint on; the resources written now."""
+    done, finished = await _checkpoint(tracker, job_id, sink.name, key)
+    if finished:
+        return 0
+    size = tracker.settings.ingest_batch_size
+    written = 0
+    batch: list[dict[str, Any]] = []
+    start = done
+    async for position, resource in _resources_after(tracker, key, done):
+        if not batch:
+            start = position
+        batch.append(resource)
+        if len(batch) >= size:
+            await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{start:09d}")
+            written += len(batch)
+            await _save_checkpoint(tracker, job_id, sink.name, key, position + 1, False)
+            batch = []
+    if batch:
+        await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{start:09d}")
+        written += len(batch)
+    await _save_checkpoint(tracker, job_id, sink.name, key, done + written, True)
+    return written
+
+
+async def _resources_after(
+    tracker: TrackerRuntime, key: str, skip: int
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    reader = NdjsonReader(skip_malformed=True)
+    position = 0
+    async for resource in reader.aiter(tracker.blobs.open_reader(key)):
+        if position >= skip:
+            yield position, resource
+        position += 1
+    if reader.malformed_count:
+        log.warning(
+            "malformed NDJSON lines skipped", extra={"key": key, "count": reader.malformed_count}
+        )
+
+
+async def _checkpoint(
+    tracker: TrackerRuntime, job_id: str, sink: str, key: str
+) -> tuple[int, bool]:
+    async with tracker.database.transaction() as session:
+        row = await session.get(TrackerIngestProgress, (job_id, sink, key))
+        return (row.lines_done, row.finished) if row else (0, False)
+
+
+async def _save_checkpoint(
+    tracker: TrackerRuntime, job_id: str, sink: str, key: str, done: int, finished: bool
+) -> None:
+    statement = insert(TrackerIngestProgress).values(
+        job_id=job_id, sink=sink, file_key=key, lines_done=done, finished=finished
+    )
+    async with tracker.database.transaction() as session:
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["job_id", "sink", "file_key"],
+                set_={"lines_done": done, "finished": finished},
+            )
+        )

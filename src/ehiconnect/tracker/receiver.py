@@ -1,0 +1,178 @@
+"""The tracker's HTTP surface: `build_tracker_app(open_tracker)`.
+
+`open_tracker` opens the TrackerRuntime inside the server's event loop (its lifespan), e.g.
+`lambda: TrackerRuntime.open(settings, database_url, data_dir)`.
+
+    POST /stitch-events   the customer's backend forwards a widget event (Bearer token)
+    POST /webhooks        the platform's signed webhooks (Standard Webhooks)
+    GET  /fhir/{type}     search the built-in FHIR store (patient, code, date, _count, _offset)
+    GET  /fhir/{type}/{id}
+    GET  /healthz
+
+Both POST endpoints record what they received and enqueue the work in the same transaction, then
+answer at once: the slow parts (confirming, exporting, downloading) run as jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ehiconnect.tracker.consent_log import (
+    InvalidWidgetEvent,
+    parse_widget_event,
+    remember_widget_event,
+)
+from ehiconnect.tracker.export_steps import consent_received, schedule
+from ehiconnect.tracker.intake import Rejected, check_webhook, record_webhook
+from ehiconnect.tracker.runtime import TrackerRuntime
+from ehiconnect.tracker.settings import TrackerSettings
+from ehiconnect.tracker.sinks.fhir_store import SearchQuery, as_searchset, read, search
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+FHIR_JSON = "application/fhir+json"
+
+
+def _error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "error": code, "error_description": description}, status_code=status
+    )
+
+
+def build_tracker_app(
+    open_tracker: Callable[[], AbstractAsyncContextManager[TrackerRuntime]],
+    settings: TrackerSettings,
+) -> Starlette:
+    opened: list[TrackerRuntime] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_tracker() as runtime:
+            opened.append(runtime)
+            yield
+            opened.clear()
+
+    def current() -> TrackerRuntime:
+        return opened[0]
+
+    async def stitch_events(request: Request) -> Response:
+        tracker = current()
+        expected = settings.stitch_events_token.get_secret_value()
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            return _error(401, "unauthorized", "send Authorization: Bearer <stitch_events_token>")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", "a widget event is at most 1 MiB")
+        try:
+            payload = orjson.loads(body)
+            event = parse_widget_event(payload)
+        except (orjson.JSONDecodeError, InvalidWidgetEvent) as exc:
+            return _error(400, "invalid_event", str(exc))
+        now = tracker.clock.now()
+        async with tracker.database.transaction() as session:
+            fresh = await remember_widget_event(
+                session, event, payload, now, settings.widget_event_cache_hours
+            )
+            if fresh:
+                for artifact in event.accounts:
+                    await consent_received(
+                        session, tracker, artifact, "widget", now, event.event_type, event.event_at
+                    )
+        ids = [a.org_connection_id for a in event.accounts]
+        return JSONResponse(
+            {"success": True, "data": {"recorded": fresh, "org_connection_ids": ids}},
+            status_code=202 if fresh else 200,
+        )
+
+    async def webhooks(request: Request) -> Response:
+        tracker = current()
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", "a webhook is at most 1 MiB")
+        verdict = check_webhook(
+            body,
+            dict(request.headers),
+            [s.get_secret_value() for s in settings.webhook_secrets],
+            now=int(tracker.clock.now().timestamp()),
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
+        if isinstance(verdict, Rejected):
+            log.warning("webhook rejected", extra={"reason": verdict.code})
+            return _error(verdict.status, verdict.code, verdict.description)
+        async with tracker.database.transaction() as session:
+            fresh = await record_webhook(session, verdict, tracker.clock.now())
+            if fresh:
+                await schedule(session, tracker, "process_webhook", webhook_id=verdict.webhook_id)
+        return JSONResponse({"success": True, "data": {"duplicate": not fresh}})
+
+    async def fhir_search(request: Request) -> Response:
+        tracker = current()
+        params = request.query_params
+        dates = params.getlist("date")
+        query = SearchQuery(
+            resource_type=request.path_params["resource_type"],
+            patient=params.get("patient") or params.get("subject"),
+            code=params.get("code"),
+            date_ge=next((d[2:] for d in dates if d.startswith("ge")), None),
+            date_le=next((d[2:] for d in dates if d.startswith("le")), None),
+            count=_int(params.get("_count"), 100),
+            offset=_int(params.get("_offset"), 0),
+        )
+        total, found = await search(tracker.database, query)
+        return _fhir(as_searchset(total, found, tracker.clock.now()))
+
+    async def fhir_read(request: Request) -> Response:
+        tracker = current()
+        kind, rid = request.path_params["resource_type"], request.path_params["resource_id"]
+        found = await read(tracker.database, kind, rid)
+        if found is None:
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "error",
+                        "code": "not-found",
+                        "diagnostics": f"{kind}/{rid} is not in the tracker's FHIR store",
+                    }
+                ],
+            }
+            return _fhir(outcome, 404)
+        return _fhir(found)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"success": True, "data": {"status": "ok"}})
+
+    return Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/stitch-events", stitch_events, methods=["POST"]),
+            Route("/webhooks", webhooks, methods=["POST"]),
+            Route("/fhir/{resource_type}", fhir_search, methods=["GET"]),
+            Route("/fhir/{resource_type}/{resource_id}", fhir_read, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+    )
+
+
+def _fhir(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default

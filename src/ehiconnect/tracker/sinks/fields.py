@@ -1,0 +1,73 @@
+"""Search fields pulled from a resource (pure): its patient, codes and clinically relevant date."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+_PATIENT_KEYS = ("subject", "patient", "beneficiary", "individual")
+_DATE_KEYS = (
+    "effectiveDateTime",
+    "effectiveInstant",
+    "onsetDateTime",
+    "performedDateTime",
+    "authoredOn",
+    "recordedDate",
+    "occurrenceDateTime",
+    "issued",
+    "date",
+    "created",
+)
+_PERIOD_KEYS = ("effectivePeriod", "period", "performedPeriod", "onsetPeriod")
+_CODE_KEYS = ("code", "vaccineCode", "medicationCodeableConcept", "type")
+
+
+def patient_of(resource: dict[str, Any]) -> str | None:
+    """The id of the Patient the resource is about, when it names one by a relative reference."""
+    if resource.get("resourceType") == "Patient":
+        value = resource.get("id")
+        return value if isinstance(value, str) else None
+    for key in _PATIENT_KEYS:
+        ref = resource.get(key)
+        if isinstance(ref, dict):
+            text = ref.get("reference")
+            if isinstance(text, str) and "Patient/" in text:
+                return text.rsplit("Patient/", 1)[1].split("/", 1)[0]
+    return None
+
+
+def codes_of(resource: dict[str, Any]) -> list[str]:
+    """`system|code` and bare `code` of the resource's main codings (for token search)."""
+    found: list[str] = []
+    for key in _CODE_KEYS:
+        concept = resource.get(key)
+        concepts = concept if isinstance(concept, list) else [concept]
+        for item in concepts:
+            if not isinstance(item, dict):
+                continue
+            for coding in item.get("coding") or []:
+                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                    system = coding.get("system") if isinstance(coding.get("system"), str) else ""
+                    found.append(f"{system}|{coding['code']}")
+                    found.append(coding["code"])
+    return sorted(set(found))
+
+
+def date_of(resource: dict[str, Any]) -> str | None:
+    for key in _DATE_KEYS:
+        value = resource.get(key)
+        if isinstance(value, str):
+            return value
+    for key in _PERIOD_KEYS:
+        period = resource.get(key)
+        if isinstance(period, dict) and isinstance(period.get("start"), str):
+            return str(period["start"])
+    return None
+
+
+def content_sha256(resource: dict[str, Any]) -> str:
+    """A digest of the resource's content, ignoring `meta` (servers restamp it)."""
+    content = {k: v for k, v in resource.items() if k != "meta"}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
