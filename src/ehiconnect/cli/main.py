@@ -105,9 +105,16 @@ def up(
     url = database_url(settings)  # starts the embedded server before the children race for it
     upgrade_database(url)
     console.print(f"[bold]ehiconnect {__version__}[/bold] data in {settings.data_dir.resolve()}")
-    children = ["worker"]
-    if "sandbox" in _registered_commands():
-        children.append("sandbox")
+    children = [["worker"]]
+    if settings.sandbox.enabled and "sandbox" in _registered_commands():
+        children.append(["sandbox"])
+    if settings.tracker.public_id:
+        children.append(["tracker", "serve"])
+    else:
+        console.print(
+            "tracker not started: configure EHICONNECT_TRACKER__PUBLIC_ID, __PRIVATE_KEY and "
+            "__WEBHOOK_SECRETS (see docs/tracker.md), or run `ehiconnect tracker serve` later"
+        )
     with _child_processes(children):
         try:
             _serve(settings, host, port)
@@ -121,9 +128,9 @@ def _registered_commands() -> set[str]:
 
 
 @contextlib.contextmanager
-def _child_processes(commands: list[str]) -> Iterator[None]:
+def _child_processes(commands: list[list[str]]) -> Iterator[None]:
     processes = [
-        subprocess.Popen([sys.executable, "-m", "ehiconnect", command], env=os.environ.copy())  # noqa: S603 (our own entry point)
+        subprocess.Popen([sys.executable, "-m", "ehiconnect", *command], env=os.environ.copy())  # noqa: S603 (our own entry point)
         for command in commands
     ]
     try:
