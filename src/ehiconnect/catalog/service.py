@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,8 @@ from ehiconnect.errors import Forbidden, InvalidRequest, NotFound
 from ehiconnect.ids import ApiMode
 
 MAX_MERGE_HOPS = 5
+
+CatalogRow = TypeVar("CatalogRow", CatalogBrand, CatalogPortal, CatalogEndpoint)
 
 
 class CatalogSearcher:
@@ -159,38 +161,30 @@ class Resolved:
     endpoint: CatalogEndpoint
 
 
-async def resolve_brand(session: AsyncSession, brand_id: str) -> CatalogBrand:
-    """The brand, following merges, so ids stored before a merge keep working."""
-    current = await session.get(CatalogBrand, brand_id)
+async def _follow_merges(
+    session: AsyncSession, model: type[CatalogRow], entry_id: str, what: str
+) -> CatalogRow:
+    """The entry, following `merged_into`, so ids stored before a merge keep working."""
+    current = await session.get(model, entry_id)
     hops = 0
     while current is not None and current.merged_into and hops < MAX_MERGE_HOPS:
-        current = await session.get(CatalogBrand, current.merged_into)
+        current = await session.get(model, current.merged_into)
         hops += 1
     if current is None:
-        raise NotFound(f"no health system has brand_id {brand_id}; search the catalog for it")
+        raise NotFound(f"no {what} has {what}_id {entry_id}; search the catalog for it")
     return current
+
+
+async def resolve_brand(session: AsyncSession, brand_id: str) -> CatalogBrand:
+    return await _follow_merges(session, CatalogBrand, brand_id, "brand")
 
 
 async def resolve_portal(session: AsyncSession, portal_id: str) -> CatalogPortal:
-    current = await session.get(CatalogPortal, portal_id)
-    hops = 0
-    while current is not None and current.merged_into and hops < MAX_MERGE_HOPS:
-        current = await session.get(CatalogPortal, current.merged_into)
-        hops += 1
-    if current is None:
-        raise NotFound(f"no portal has portal_id {portal_id}; search the catalog for it")
-    return current
+    return await _follow_merges(session, CatalogPortal, portal_id, "portal")
 
 
 async def resolve_endpoint(session: AsyncSession, endpoint_id: str) -> CatalogEndpoint:
-    current = await session.get(CatalogEndpoint, endpoint_id)
-    hops = 0
-    while current is not None and current.merged_into and hops < MAX_MERGE_HOPS:
-        current = await session.get(CatalogEndpoint, current.merged_into)
-        hops += 1
-    if current is None:
-        raise NotFound(f"no endpoint has endpoint_id {endpoint_id}; search the catalog for it")
-    return current
+    return await _follow_merges(session, CatalogEndpoint, endpoint_id, "endpoint")
 
 
 def check_mode(endpoint: CatalogEndpoint, mode: ApiMode) -> None:
