@@ -16,6 +16,7 @@ import procrastinate
 from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.connections.vault import TokenCipher, cipher_from_config
+from ehiconnect.consent.client_keys import ClientSigner, load_signer
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.urls import resolve_database_url
@@ -31,6 +32,7 @@ class Runtime:
     clock: Clock
     cipher: TokenCipher
     http: httpx.AsyncClient
+    client_signer: ClientSigner
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -52,6 +54,7 @@ class Runtime:
                     clock=clock or SystemClock(),
                     cipher=cipher,
                     http=http,
+                    client_signer=load_signer(settings.data_dir),
                 )
         finally:
             await database.close()

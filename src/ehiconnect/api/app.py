@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from ehiconnect import __version__
 from ehiconnect.api.envelope import install_error_handlers
 from ehiconnect.api.ratelimit import TokenBucketLimiter
-from ehiconnect.api.routes import bridge, consent, exports, health, webhooks, widget
+from ehiconnect.api.routes import bridge, consent, exports, health, webhooks, wellknown, widget
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
@@ -48,6 +48,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.state.catalog_searcher = CatalogSearcher()
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(wellknown.router)
     app.include_router(bridge.router, prefix="/v1")
     app.include_router(consent.router, prefix="/v1")
     app.include_router(exports.router, prefix="/v1")

@@ -53,6 +53,7 @@ class CatalogFormat(enum.StrEnum):
 class AuthMethod(enum.StrEnum):
     none = "none"
     client_secret_basic = "client_secret_basic"  # noqa: S105 (a method name, not a secret)
+    private_key_jwt = "private_key_jwt"
 
 
 class Mode(enum.StrEnum):

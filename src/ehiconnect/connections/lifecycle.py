@@ -34,7 +34,7 @@ async def revoke_connection(
         if row is not None and endpoint is not None and endpoint.revoke_endpoint:
             tokens = open_tokens(runtime.cipher, row)
             try:
-                auth = endpoint_auth(runtime.cipher, endpoint)
+                auth = endpoint_auth(runtime.cipher, endpoint, runtime.client_signer)
             except FatalError:
                 auth = None
             if auth is not None:

@@ -119,6 +119,7 @@ async def _refresh(
             runtime.jobs,
             connection_id,
             margin=margin,
+            signer=runtime.client_signer,
         )
     except ReconsentRequired:
         report.revoked += 1

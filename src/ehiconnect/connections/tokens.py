@@ -22,6 +22,7 @@ from ehiconnect.clock import Clock
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.vault import Sealed, TokenCipher
 from ehiconnect.consent import smart
+from ehiconnect.consent.client_keys import ClientSigner
 from ehiconnect.db.database import Database
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
@@ -89,7 +90,9 @@ def open_tokens(cipher: TokenCipher, row: ConnectionTokens) -> Tokens:
     )
 
 
-def endpoint_auth(cipher: TokenCipher, endpoint: CatalogEndpoint) -> smart.ClientAuth:
+def endpoint_auth(
+    cipher: TokenCipher, endpoint: CatalogEndpoint, signer: ClientSigner | None = None
+) -> smart.ClientAuth:
     if not endpoint.client_id:
         raise FatalError(
             f"endpoint {endpoint.id} has no client_id configured; set it with "
@@ -102,8 +105,15 @@ def endpoint_auth(cipher: TokenCipher, endpoint: CatalogEndpoint) -> smart.Clien
             Sealed(endpoint.client_secret_kid, endpoint.client_secret_ct),
             context=f"endpoint:{endpoint.id}:client_secret",
         )
+    client_id = endpoint.client_id
+    assertion = (
+        (lambda audience: signer.assertion(client_id, audience)) if signer is not None else None
+    )
     return smart.ClientAuth(
-        client_id=endpoint.client_id, method=endpoint.client_auth_method, secret=secret
+        client_id=client_id,
+        method=endpoint.client_auth_method,
+        secret=secret,
+        assertion=assertion,
     )
 
 
@@ -125,6 +135,7 @@ async def fresh_access_token(
     margin: dt.timedelta,
     force: bool = False,
     rejected: str | None = None,
+    signer: ClientSigner | None = None,
 ) -> str:
     """A usable access token, refreshed first when it expires within `margin` (or `force`).
 
@@ -164,7 +175,7 @@ async def fresh_access_token(
             response = await smart.refresh(
                 http,
                 endpoint.token_endpoint,
-                endpoint_auth(cipher, endpoint),
+                endpoint_auth(cipher, endpoint, signer),
                 refresh_token=tokens.refresh_token,
             )
         except ReconsentRequired as exc:

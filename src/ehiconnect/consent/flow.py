@@ -259,7 +259,7 @@ async def complete_flow(
         endpoint = await session.get(CatalogEndpoint, flow.endpoint_id)
         if endpoint is None:
             raise FlowFailure("invalid_state", "the endpoint left the catalog", flow=flow)
-        auth = endpoint_auth(runtime.cipher, endpoint)
+        auth = endpoint_auth(runtime.cipher, endpoint, runtime.client_signer)
         fhir_base, platform_type = endpoint.url, endpoint.platform_type
     try:
         response = await smart.exchange_code(

@@ -9,6 +9,7 @@ FatalError (misconfiguration or a broken server; give up).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -30,11 +31,16 @@ class SmartConfiguration:
     scopes_supported: frozenset[str]
 
 
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
 @dataclass(frozen=True)
 class ClientAuth:
     client_id: str
-    method: str  # none | client_secret_basic
+    method: str  # none | client_secret_basic | private_key_jwt
     secret: str | None = None
+    # For private_key_jwt: signs a client assertion for a given token endpoint URL.
+    assertion: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ async def discover(client: httpx.AsyncClient, fhir_base: str) -> SmartConfigurat
     )
 
 
-def _auth(auth: ClientAuth, form: dict[str, str]) -> dict[str, str]:
+def _auth(auth: ClientAuth, form: dict[str, str], audience: str) -> dict[str, str]:
     headers = {"Accept": "application/json"}
     if auth.method == "client_secret_basic":
         if not auth.secret:
@@ -93,6 +99,14 @@ def _auth(auth: ClientAuth, form: dict[str, str]) -> dict[str, str]:
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     elif auth.method == "none":
         form["client_id"] = auth.client_id
+    elif auth.method == "private_key_jwt":
+        if auth.assertion is None:
+            raise FatalError(
+                "the endpoint uses private_key_jwt but no platform signing key is available",
+                failure_reason="endpoint_misconfigured",
+            )
+        form["client_assertion_type"] = JWT_BEARER
+        form["client_assertion"] = auth.assertion(audience)
     else:
         raise FatalError(
             f"client authentication {auth.method!r} is not supported yet",
@@ -104,7 +118,7 @@ def _auth(auth: ClientAuth, form: dict[str, str]) -> dict[str, str]:
 async def _token_request(
     client: httpx.AsyncClient, token_endpoint: str, auth: ClientAuth, form: dict[str, str]
 ) -> TokenResponse:
-    headers = _auth(auth, form)
+    headers = _auth(auth, form, token_endpoint)
     try:
         response = await client.post(token_endpoint, data=form, headers=headers)
     except httpx.HTTPError as exc:
@@ -182,7 +196,7 @@ async def revoke(
     """RFC 7009 revocation; True when the server accepted it. Never raises for a refusal."""
     form = {"token": token, "token_type_hint": token_type_hint}
     try:
-        headers = _auth(auth, form)
+        headers = _auth(auth, form, revocation_endpoint)
         response = await client.post(revocation_endpoint, data=form, headers=headers)
     except (httpx.HTTPError, FatalError):
         return False

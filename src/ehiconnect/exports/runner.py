@@ -103,6 +103,7 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
             task.org_connection_id,
             margin=margin,
             rejected=rejected,
+            signer=runtime.client_signer,
         )
 
     session_ = FhirSession(
