@@ -13,3 +13,4 @@ from tests.integration.consent.conftest import (  # noqa: F401 (fixtures)
     sandbox_state,
     settings,
 )
+from tests.support.s3_server import s3_server  # noqa: F401 (fixture)
