@@ -34,7 +34,8 @@ async def package_export(
     database: Database, blobs: BlobStore, task_id: str, key: str
 ) -> PackagedFile:
     async with blobs.open_writer(key) as sink:
-        writer = AsyncNdjsonWriter(sink)
+        # The blob writer hashes what it stores: the NDJSON writer need not hash it too.
+        writer = AsyncNdjsonWriter(sink, digest=False)
         # Staged bodies are already compact JSON: written as they are, not parsed again.
         async for resource_type, resource_id, body in staging.iter_items(
             database, task_id, types=frozenset({"Patient"})

@@ -92,7 +92,7 @@ def identity_of(resource: Any) -> tuple[str, str]:
 class _WriterCore:
     """Bookkeeping shared by both writers: dedupe keys, counts, hash, size, output buffer."""
 
-    def __init__(self, chunk_size: int) -> None:
+    def __init__(self, chunk_size: int, *, digest: bool = True) -> None:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
         self.chunk_size = chunk_size
@@ -100,7 +100,7 @@ class _WriterCore:
         self.counts: Counter[str] = Counter()
         self.duplicates = 0
         self.size = 0
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if digest else None
         self.buffer = bytearray()
         self.broken: str | None = None
 
@@ -122,7 +122,8 @@ class _WriterCore:
         return True
 
     def account(self, data: bytes) -> None:
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.size += len(data)
 
     def take_buffer(self) -> bytes:
@@ -135,7 +136,7 @@ class _WriterCore:
             total_resources=sum(self.counts.values()),
             by_resource_type=dict(sorted(self.counts.items())),
             size=self.size,
-            sha256=self.hash.hexdigest(),
+            sha256=self.hash.hexdigest() if self.hash is not None else "",
             duplicates_skipped=self.duplicates,
         )
 
@@ -211,11 +212,16 @@ class NdjsonWriter:
 
 
 class AsyncNdjsonWriter:
-    """Deduplicating NDJSON writer over an asynchronous sink. Call `await flush()` at the end."""
+    """Deduplicating NDJSON writer over an asynchronous sink. Call `await flush()` at the end.
 
-    def __init__(self, sink: AsyncSink, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    `digest=False` skips the sha256 (stats carry ""), for sinks that hash what they store anyway.
+    """
+
+    def __init__(
+        self, sink: AsyncSink, *, chunk_size: int = DEFAULT_CHUNK_SIZE, digest: bool = True
+    ) -> None:
         self._sink = sink
-        self._core = _WriterCore(chunk_size)
+        self._core = _WriterCore(chunk_size, digest=digest)
 
     def __contains__(self, identity: tuple[str, str]) -> bool:
         return resource_key(*identity) in self._core.seen

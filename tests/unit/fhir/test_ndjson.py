@@ -196,3 +196,22 @@ def test_a_stream_failing_midway_breaks_the_writer_instead_of_corrupting_silentl
         writer.write(_obs(2))
     with pytest.raises(WriterBroken):
         writer.flush()
+
+
+async def test_async_writer_can_leave_hashing_to_its_sink() -> None:
+    from ehiconnect.fhir.ndjson import AsyncNdjsonWriter
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        async def write(self, data: bytes, /) -> None:
+            self.data += data
+
+    sink = Sink()
+    writer = AsyncNdjsonWriter(sink, digest=False)
+    assert await writer.write({"resourceType": "Patient", "id": "1"})
+    stats = await writer.flush()
+    assert stats.sha256 == ""
+    assert stats.size == len(sink.data) > 0
+    assert stats.total_resources == 1
