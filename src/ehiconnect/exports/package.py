@@ -2,7 +2,8 @@
 
 Resources stream from the database a batch at a time and attachments from their blobs a chunk at
 a time, base64-encoded on the fly into inline `Binary` lines, so memory stays flat whatever the
-export's size. The Patient comes first, then every other type in (type, id) order.
+export's size. The Patient comes first, then the organizations, locations, clinicians and
+medications others refer to, then every other type in (type, id) order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from ehiconnect.exports.models import ExportAttachment, ExportError
 from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fhir.binary import awrite_binary
 from ehiconnect.fhir.ndjson import AsyncNdjsonWriter
+
+LEADING_TYPES = (
+    "Patient",
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Medication",
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +47,15 @@ async def package_export(
         # The blob writer hashes what it stores: the NDJSON writer need not hash it too.
         writer = AsyncNdjsonWriter(sink, digest=False)
         # Staged bodies are already compact JSON: written as they are, not parsed again.
-        async for resource_type, resource_id, body in staging.iter_items(
-            database, task_id, types=frozenset({"Patient"})
-        ):
-            await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
+        # The patient and what many resources point at come first, so a consumer that loads the
+        # file in order (e.g. into a FHIR server, in batches) meets referenced resources early.
+        for first in LEADING_TYPES:
+            async for resource_type, resource_id, body in staging.iter_items(
+                database, task_id, types=frozenset({first})
+            ):
+                await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
         async for resource_type, resource_id, body in staging.iter_items(database, task_id):
-            if resource_type != "Patient":
+            if resource_type not in LEADING_TYPES:
                 await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
         async with database.transaction() as session:
             attachments = list(
