@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
+PLATFORM_QUEUES = ("default",)
 
 
 def limit_malloc_arenas(count: int = 2) -> None:
@@ -40,6 +41,9 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
             name=name,
             wait=wait,
             concurrency=settings.jobs.concurrency,
+            # The platform's own queue: the tracker (same database by default) runs its queue
+            # in `ehiconnect tracker serve`, with its own settings.
+            queues=list(PLATFORM_QUEUES),
             additional_context={RUNTIME_KEY: runtime},
             update_heartbeat_interval=settings.jobs.heartbeat_seconds,
             stalled_worker_timeout=settings.jobs.stalled_after_seconds,
