@@ -11,6 +11,15 @@ ApiMode = Literal["test", "live"]
 API_MODES: tuple[ApiMode, ...] = ("test", "live")
 
 
+def as_api_mode(value: str) -> ApiMode:
+    """A stored or typed mode string as `ApiMode`; anything else is a bug or bad input."""
+    if value == "test":
+        return "test"
+    if value == "live":
+        return "live"
+    raise ValueError(f"api mode must be 'test' or 'live', not {value!r}")
+
+
 def new_org_id() -> str:
     return str(uuid.uuid4())
 

@@ -20,6 +20,8 @@ from ehiconnect.consent.client_keys import ClientSigner, load_signer
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.urls import resolve_database_url
+from ehiconnect.exports.blobs import build_blob_store
+from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings
 
@@ -33,6 +35,7 @@ class Runtime:
     cipher: TokenCipher
     http: httpx.AsyncClient
     client_signer: ClientSigner
+    blobs: BlobStore
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -55,6 +58,7 @@ class Runtime:
                     cipher=cipher,
                     http=http,
                     client_signer=load_signer(settings.data_dir),
+                    blobs=build_blob_store(settings),
                 )
         finally:
             await database.close()

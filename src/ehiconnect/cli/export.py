@@ -15,6 +15,7 @@ from ehiconnect.errors import ApiError
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.service import request_export
 from ehiconnect.exports.states import PENDING, status_view
+from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
 
@@ -44,7 +45,7 @@ def export(
                     raise typer.BadParameter(f"no connection has id {org_connection_id}")
                 principal = Principal(
                     org_id=connection.org_id,
-                    api_mode="test" if connection.api_mode == "test" else "live",
+                    api_mode=as_api_mode(connection.api_mode),
                     public_id="cli",
                     key_id=0,
                 )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
-from ehiconnect.ids import API_MODES, ApiMode
+from ehiconnect.ids import API_MODES, ApiMode, as_api_mode
 from ehiconnect.orgs import service
 from ehiconnect.runtime import Runtime
 
@@ -102,7 +102,7 @@ def rotate(
     """Issue a new private key; the old one keeps working for a grace period."""
     if mode not in API_MODES:
         raise typer.BadParameter("mode must be test or live")
-    api_mode: ApiMode = "test" if mode == "test" else "live"
+    api_mode: ApiMode = as_api_mode(mode)
     settings = load_settings()
     hours = settings.keys.rotation_grace_hours if grace_hours is None else grace_hours
 

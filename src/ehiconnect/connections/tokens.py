@@ -23,9 +23,11 @@ from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.vault import Sealed, TokenCipher
 from ehiconnect.consent import smart
 from ehiconnect.consent.client_keys import ClientSigner
+from ehiconnect.consent.records import record_consent
 from ehiconnect.db.database import Database
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
+from ehiconnect.ids import as_api_mode
 from ehiconnect.webhooks.outbox import emit
 
 
@@ -215,8 +217,6 @@ async def mark_revoked(
     reason: str,
 ) -> None:
     """Destroy the tokens, mark the connection revoked, record it and emit the event."""
-    from ehiconnect.consent.records import record_consent  # consent imports connections
-
     row = await session.get(ConnectionTokens, connection.org_connection_id)
     if row is not None:
         await session.delete(row)
@@ -236,7 +236,7 @@ async def mark_revoked(
         jobs=jobs,
         clock=clock,
         org_id=connection.org_id,
-        api_mode="test" if connection.api_mode == "test" else "live",
+        api_mode=as_api_mode(connection.api_mode),
         type="patient.authorization_revoked",
         data={
             "org_connection_id": connection.org_connection_id,

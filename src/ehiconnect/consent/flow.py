@@ -32,7 +32,7 @@ from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
 from ehiconnect.consent.records import record_consent
 from ehiconnect.db.models import Organization, OrgConnection
 from ehiconnect.errors import FatalError, Forbidden, NotFound, SourceError
-from ehiconnect.ids import ApiMode, new_connection_id
+from ehiconnect.ids import ApiMode, as_api_mode, new_connection_id
 from ehiconnect.runtime import Runtime
 from ehiconnect.webhooks.outbox import emit
 
@@ -349,7 +349,7 @@ async def _record_connection(
             jobs=runtime.jobs,
             clock=clock,
             org_id=flow.org_id,
-            api_mode="test" if flow.api_mode == "test" else "live",
+            api_mode=as_api_mode(flow.api_mode),
             type="patient.connection_success",
             data=data,
         )

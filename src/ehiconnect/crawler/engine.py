@@ -116,18 +116,7 @@ async def _crawl_search(
         try:
             bundle = await ctx.session.get_json(url)
         except FetchError as exc:
-            async with ctx.database.transaction() as session:
-                await staging.record_error(
-                    session,
-                    ctx.task_id,
-                    outcome_for_http_failure(
-                        url=exc.url,
-                        status=exc.status,
-                        resource_type=resource_type,
-                        detail=exc.detail,
-                    ),
-                )
-                await staging.save_step(session, ctx.task_id, step, cursor=None, done=True, added=0)
+            await _give_up(ctx, step, exc.url, exc.status, exc.detail, resource_type)
             return
         resources = [
             entry["resource"]
@@ -184,17 +173,7 @@ async def _read_one(ctx: CrawlContext, resource_type: str, resource_id: str) -> 
     try:
         resource = await ctx.session.get_json(url)
     except FetchError as exc:
-        async with ctx.database.transaction() as session:
-            await staging.record_error(
-                session,
-                ctx.task_id,
-                outcome_for_http_failure(
-                    url=exc.url, status=exc.status, resource_type=resource_type, detail=exc.detail
-                ),
-            )
-            await staging.save_step(
-                session, ctx.task_id, f"read:{url}", cursor=None, done=True, added=0
-            )
+        await _give_up(ctx, f"read:{url}", exc.url, exc.status, exc.detail, resource_type)
         return
     async with ctx.database.transaction() as session:
         added = await staging.stage_resources(session, ctx.task_id, [resource])
@@ -271,12 +250,21 @@ async def _download(
 async def _attachment_failed(
     ctx: CrawlContext, binary_id: str, url: str, status: int | None, detail: str
 ) -> None:
+    await _give_up(ctx, f"attachment:{binary_id}", url, status, detail, "Binary")
+
+
+async def _give_up(
+    ctx: CrawlContext,
+    step: str,
+    url: str,
+    status: int | None,
+    detail: str,
+    resource_type: str | None,
+) -> None:
+    """Record a failure in the error report and mark its step done, in one transaction."""
+    outcome = outcome_for_http_failure(
+        url=url, status=status, resource_type=resource_type, detail=detail
+    )
     async with ctx.database.transaction() as session:
-        await staging.record_error(
-            session,
-            ctx.task_id,
-            outcome_for_http_failure(url=url, status=status, resource_type="Binary", detail=detail),
-        )
-        await staging.save_step(
-            session, ctx.task_id, f"attachment:{binary_id}", cursor=None, done=True, added=0
-        )
+        await staging.record_error(session, ctx.task_id, outcome)
+        await staging.save_step(session, ctx.task_id, step, cursor=None, done=True, added=0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ehiconnect import audit
-from ehiconnect.exports.blobs import build_blob_store
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.states import EXPIRED, SUCCESS
 from ehiconnect.runtime import Runtime
@@ -13,7 +12,7 @@ from ehiconnect.runtime import Runtime
 
 async def purge_expired_exports(runtime: Runtime, *, limit: int = 200) -> int:
     """Delete the files of successful exports past `expires_at`; mark them expired. How many."""
-    blobs = build_blob_store(runtime.settings)
+    blobs = runtime.blobs
     now = runtime.clock.now()
     async with runtime.database.transaction() as session:
         tasks = list(

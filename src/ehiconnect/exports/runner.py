@@ -11,7 +11,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
@@ -23,11 +23,11 @@ from ehiconnect.crawler.quirks import quirks_for
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
 from ehiconnect.exports import staging
-from ehiconnect.exports.blobs import build_blob_store
 from ehiconnect.exports.models import ExportAttachment, ExportTask
 from ehiconnect.exports.package import package_errors, package_export
 from ehiconnect.exports.states import CANCELLED, FAILED, PENDING, SUCCESS, public_failure_reason
 from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import ExportSettings
 from ehiconnect.webhooks.outbox import emit
@@ -57,7 +57,7 @@ def download_url(runtime: Runtime, task_id: str, file_id: str) -> str:
 
 async def run_export(runtime: Runtime, task_id: str) -> str:
     """Drive the task to an end state; returns that state."""
-    blobs = build_blob_store(runtime.settings)
+    blobs = runtime.blobs
     clock = runtime.clock
     async with runtime.database.transaction() as session:
         task = await session.get(ExportTask, task_id)
@@ -242,7 +242,7 @@ async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
             jobs=runtime.jobs,
             clock=clock,
             org_id=task.org_id,
-            api_mode="test" if task.api_mode == "test" else "live",
+            api_mode=as_api_mode(task.api_mode),
             type="patient.ehi_export_success",
             data=data,
         )
@@ -278,7 +278,7 @@ async def _fail(
             jobs=runtime.jobs,
             clock=clock,
             org_id=task.org_id,
-            api_mode="test" if task.api_mode == "test" else "live",
+            api_mode=as_api_mode(task.api_mode),
             type="patient.ehi_export_failed",
             data={
                 "org_connection_id": task.org_connection_id,
@@ -303,8 +303,6 @@ async def _fail(
 
 
 async def _discard_staging(runtime: Runtime, blobs: BlobStore, task_id: str) -> None:
-    from sqlalchemy import select
-
     async with runtime.database.transaction() as session:
         keys = list(
             await session.scalars(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from ehiconnect.runtime import Runtime
@@ -14,16 +15,21 @@ from tests.integration.exports.support import drain, expected, read_export, star
 from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 
-async def test_an_export_in_s3_is_served_by_presigned_redirect(
-    platform: Platform, runtime: Runtime, settings: Settings, s3_server: S3Server
-) -> None:
+@pytest.fixture
+def settings(settings: Settings, s3_server: S3Server) -> Settings:
+    """The platform's settings with export storage in S3 (before any runtime opens)."""
     settings.exports.storage = "s3"
     settings.exports.s3_bucket = BUCKET
     settings.exports.s3_endpoint_url = s3_server.endpoint_url
     settings.exports.s3_access_key_id = ACCESS_KEY
     settings.exports.s3_secret_access_key = SecretStr(SECRET_KEY)
     settings.exports.presigned_url_seconds = 60
+    return settings
 
+
+async def test_an_export_in_s3_is_served_by_presigned_redirect(
+    platform: Platform, runtime: Runtime, s3_server: S3Server
+) -> None:
     connection_id = platform.connect("harbor", "tina")["org_connection_id"]
     task_id = start(platform, connection_id)
     await drain(runtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -187,7 +188,7 @@ async def _start(
     widget_origin = (
         referer_origin if referer_origin and origin_allowed(referer_origin, org, mode) else None
     )
-    connect_request = ConnectRequest(**{**connect_request.__dict__, "widget_origin": widget_origin})
+    connect_request = dataclasses.replace(connect_request, widget_origin=widget_origin)
     try:
         url = await start_flow(runtime, org, mode, connect_request)
     except (ApiError, FlowFailure) as exc:

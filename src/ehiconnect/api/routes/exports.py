@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -16,7 +16,6 @@ from ehiconnect import audit
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.envelope import ok
 from ehiconnect.errors import Gone, InvalidRequest, NotFound
-from ehiconnect.exports.blobs import build_blob_store
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.runner import download_url
 from ehiconnect.exports.service import get_task, request_export
@@ -78,7 +77,7 @@ async def download(
         sha256, size = task.sha256 or "", task.file_size or 0
         if file_id == "errors":
             sha256 = ""
-    blobs = build_blob_store(runtime.settings)
+    blobs = runtime.blobs
     info = await blobs.stat(key)
     if info is None:
         raise Gone("the export file is no longer stored; request a new export")
@@ -165,9 +164,7 @@ def _type_of(line: bytes) -> str | None:
 
 
 @router.get("/fhir/bulkstatus/{task_id}", tags=["bulk-data"])
-async def bulk_status(
-    task_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
-) -> Response:
+async def bulk_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Bulk Data status: 202 + `X-Progress`/`Retry-After` while running, then the manifest."""
     async with runtime.database.transaction() as session:
         task = await get_task(session, principal, task_id)
@@ -214,7 +211,7 @@ async def bulk_status(
 @router.delete("/fhir/bulkstatus/{task_id}", tags=["bulk-data"])
 async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Cancel a running export, or purge a finished one's files now."""
-    blobs = build_blob_store(runtime.settings)
+    blobs = runtime.blobs
     async with runtime.database.transaction() as session:
         task = await get_task(session, principal, task_id)
         if task.status == PENDING:
