@@ -326,6 +326,7 @@ class NdjsonReader:
     malformed: list[MalformedLine] = field(default_factory=list)
     malformed_count: int = 0
     line_number: int = 0
+    last_line_size: int = 0  # bytes of the line just parsed (without its newline)
 
     def iter(self, chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         splitter = _LineSplitter()
@@ -353,6 +354,7 @@ class NdjsonReader:
 
     def _parse(self, line: bytes) -> dict[str, Any] | None:
         self.line_number += 1
+        self.last_line_size = len(line)
         if not line.strip():
             return None
         try:

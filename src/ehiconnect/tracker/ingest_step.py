@@ -1,7 +1,9 @@
 """Ingest downloaded files into every enabled sink, in batches, resumable.
 
-For each (job, sink, file) a checkpoint in `tracker_ingest_progress` counts the resources already
-written. A restarted ingest skips that many and goes on; the batch that was being written when
+Each sink says how it wants its batches cut (`Batching`: sizes, and whether referenced resources
+must come first, see `ingest_batches`). For each (job, sink, file) a checkpoint in
+`tracker_ingest_progress` counts the resources already written, in that sink's order, and names
+the cut. A restarted ingest skips that many and goes on; the batch that was being written when
 the worker died is written again, which the sinks absorb (they are idempotent), so nothing is lost
 and nothing doubled.
 """
@@ -9,20 +11,19 @@ and nothing doubled.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from sqlalchemy.dialects.postgresql import insert
 
-from ehiconnect.fhir.ndjson import NdjsonReader
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.export_steps import retry_or_fail, schedule
+from ehiconnect.tracker.ingest_batches import batches
 from ehiconnect.tracker.ledger import JobState, Step
 from ehiconnect.tracker.models import TrackerIngestProgress
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
-from ehiconnect.tracker.sinks.base import Sink, SinkError, TemporarySinkError
+from ehiconnect.tracker.sinks.base import Batching, Sink, SinkError, TemporarySinkError
 from ehiconnect.tracker.sinks.fhir_server import FhirServerSink
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
 from ehiconnect.tracker.sinks.parquet import ParquetSink
@@ -57,6 +58,7 @@ def fhir_server_sink(settings: FhirServerSinkSettings) -> FhirServerSink:
         bundle_type=settings.bundle_type,
         auth=auth,
         timeout=settings.timeout_seconds,
+        batching=Batching(settings.batch_size, settings.batch_max_bytes, references_first=True),
     )
 
 
@@ -112,62 +114,53 @@ async def ingest_file(
     tracker: TrackerRuntime, job_id: str, sink: Sink, number: int, key: str
 ) -> int:
     """Write one file into one sink from its checkpoint on; the resources written now."""
-    done, finished = await _checkpoint(tracker, job_id, sink.name, key)
+    batching = sink.batching or Batching(
+        tracker.settings.ingest_batch_size, tracker.settings.ingest_batch_bytes
+    )
+    done, finished = await _checkpoint(tracker, job_id, sink.name, key, batching.signature)
     if finished:
         return 0
-    size = tracker.settings.ingest_batch_size
     written = 0
-    batch: list[dict[str, Any]] = []
-    start = done
-    async for position, resource in _resources_after(tracker, key, done):
-        if not batch:
-            start = position
-        batch.append(resource)
-        if len(batch) >= size:
-            await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{start:09d}")
-            written += len(batch)
-            await _save_checkpoint(tracker, job_id, sink.name, key, position + 1, False)
-            batch = []
-    if batch:
-        await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{start:09d}")
+    async for before, batch in batches(tracker.blobs, key, batching, done):
+        await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{before:09d}")
         written += len(batch)
-    await _save_checkpoint(tracker, job_id, sink.name, key, done + written, True)
+        done = before + len(batch)
+        await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
+    await _save_checkpoint(tracker, job_id, sink.name, key, done, True, batching.signature)
     return written
 
 
-async def _resources_after(
-    tracker: TrackerRuntime, key: str, skip: int
-) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    reader = NdjsonReader(skip_malformed=True)
-    position = 0
-    async for resource in reader.aiter(tracker.blobs.open_reader(key)):
-        if position >= skip:
-            yield position, resource
-        position += 1
-    if reader.malformed_count:
-        log.warning(
-            "malformed NDJSON lines skipped", extra={"key": key, "count": reader.malformed_count}
-        )
-
-
 async def _checkpoint(
-    tracker: TrackerRuntime, job_id: str, sink: str, key: str
+    tracker: TrackerRuntime, job_id: str, sink: str, key: str, batching: str
 ) -> tuple[int, bool]:
+    """(resources already written, finished); a count made with other batching starts over."""
     async with tracker.database.transaction() as session:
         row = await session.get(TrackerIngestProgress, (job_id, sink, key))
-        return (row.lines_done, row.finished) if row else (0, False)
+        if row is None:
+            return 0, False
+        if row.finished:
+            return row.lines_done, True
+        # Batches cut another way (the settings changed) cover other resources: write them all
+        # again, which idempotent sinks absorb.
+        return (row.lines_done if row.batching == batching else 0), False
 
 
 async def _save_checkpoint(
-    tracker: TrackerRuntime, job_id: str, sink: str, key: str, done: int, finished: bool
+    tracker: TrackerRuntime,
+    job_id: str,
+    sink: str,
+    key: str,
+    done: int,
+    finished: bool,
+    batching: str,
 ) -> None:
+    values = {"lines_done": done, "finished": finished, "batching": batching}
     statement = insert(TrackerIngestProgress).values(
-        job_id=job_id, sink=sink, file_key=key, lines_done=done, finished=finished
+        job_id=job_id, sink=sink, file_key=key, **values
     )
     async with tracker.database.transaction() as session:
         await session.execute(
             statement.on_conflict_do_update(
-                index_elements=["job_id", "sink", "file_key"],
-                set_={"lines_done": done, "finished": finished},
+                index_elements=["job_id", "sink", "file_key"], set_=values
             )
         )

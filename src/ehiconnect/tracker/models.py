@@ -110,6 +110,8 @@ class TrackerIngestProgress(Base):
     file_key: Mapped[str] = mapped_column(Text, primary_key=True)
     lines_done: Mapped[int] = mapped_column(BigInteger, default=0)
     finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How the batches were cut (`Batching.signature`); lines_done counts in that order only.
+    batching: Mapped[str | None] = mapped_column(Text)
 
 
 class TrackerFhirResource(Base):

@@ -32,8 +32,16 @@ class RetryPolicy(BaseModel):
 class FhirServerSinkSettings(BaseModel):
     enabled: bool = False
     base_url: str | None = Field(default=None, description="FHIR R4 base, e.g. http://hapi/fhir")
-    bundle_type: Literal["transaction", "batch"] = "transaction"
-    batch_size: int = 200
+    bundle_type: Literal["transaction", "batch"] = Field(
+        default="transaction",
+        description="transaction: a reference cycle (Encounter <-> Condition) can be created",
+    )
+    batch_size: int = Field(default=200, ge=1, description="Resources per Bundle")
+    batch_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="JSON bytes per Bundle; a larger single resource goes alone",
+    )
     bearer_token: SecretStr | None = None
     basic_user: str | None = None
     basic_password: SecretStr | None = None
@@ -95,4 +103,9 @@ class TrackerSettings(BaseModel):
     parquet_dir: Path | None = Field(default=None, description="Default: <data_dir>/parquet")
     fhir_server: FhirServerSinkSettings = FhirServerSinkSettings()
     notify: NotifySettings = NotifySettings()
-    ingest_batch_size: int = 500
+    ingest_batch_size: int = Field(
+        default=500, ge=1, description="Resources per batch into the FHIR store and Parquet"
+    )
+    ingest_batch_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="JSON bytes per batch (store, Parquet)"
+    )

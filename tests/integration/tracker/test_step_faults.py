@@ -9,13 +9,15 @@ from typing import Any
 import duckdb
 import pytest
 
-from ehiconnect.testing.servers import ThreadedServer
+from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from ehiconnect.tracker import export_steps, ingest_step
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.runtime import TrackerRuntime
+from ehiconnect.tracker.settings import FhirServerSinkSettings
 from ehiconnect.tracker.sinks.base import Sink
 from tests.integration.tracker.conftest import drain
+from tests.integration.tracker.fake_fhir_server import FakeFhirServer
 from tests.integration.tracker.fake_platform import FakePlatform
 from tests.integration.tracker.helpers import count, forward, job_of, widget_complete
 from tests.integration.tracker.records import patient_record, to_ndjson
@@ -79,6 +81,7 @@ class CrashAfter:
 
     def __init__(self, inner: Sink, batches: int) -> None:
         self.inner, self.left, self.name = inner, batches, inner.name
+        self.batching = inner.batching
         self.received = 0
 
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
@@ -206,3 +209,65 @@ async def test_export_whose_files_are_gone_is_requested_again(
     assert job.state == JobState.EXPORT_REQUESTED
     assert job.export_requests == 2
     assert job.task_id not in (None, task_id)
+
+
+async def test_fhir_server_ingest_resolves_forward_references_and_resumes_mid_plan(
+    platform: FakePlatform, receiver: ThreadedServer, tracker: TrackerRuntime
+) -> None:
+    """A file listing the Patient last, with an Encounter <-> Condition cycle, into a FHIR
+    server that refuses unresolved references, four resources per transaction, killed after
+    three transactions and restarted: every resource lands once."""
+    connection_id, task_id = await _exported(platform, receiver, tracker)
+    resources = patient_record(observations=20)
+    resources += [
+        {
+            "resourceType": "Encounter",
+            "id": "enc-1",
+            "subject": {"reference": "Patient/p1"},
+            "diagnosis": [{"condition": {"reference": "Condition/cond-1"}}],
+        },
+        {
+            "resourceType": "Condition",
+            "id": "cond-1",
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "Encounter/enc-1"},
+        },
+    ]
+    resources.reverse()  # everything before the Patient it points at
+    tracker.settings.fhir_store_enabled = False
+    tracker.settings.parquet_enabled = False
+    data = platform.complete(task_id, to_ndjson(resources))
+    platform.send_webhook(f"{receiver.url}/webhooks", "patient.ehi_export_success", data)
+    await drain(tracker)
+    job = await job_of(tracker, connection_id)
+    assert job.state == JobState.INGESTED
+
+    server = FakeFhirServer()
+    with serve_in_thread(server.app()) as fhir:
+        tracker.settings.fhir_server = FhirServerSinkSettings(
+            enabled=True, base_url=f"{fhir.url}/fhir", batch_size=4
+        )
+        async with tracker.database.transaction() as session:
+            row = await session.get(type(job), job.job_id, with_for_update=True)
+            assert row is not None
+            row.state = JobState.DOWNLOADED
+        crashing: list[Sink] = [
+            CrashAfter(s, batches=3) for s in ingest_step.enabled_sinks(tracker)
+        ]
+        with pytest.raises(KeyboardInterrupt):
+            await ingest_step.ingest(tracker, job.job_id, crashing)
+        assert server.requests == 3
+        written_before = len(server.store)
+        assert 9 <= written_before <= 12  # (a batch closes early before the 2-member cycle)
+
+        counting = CrashAfter(ingest_step.enabled_sinks(tracker)[0], batches=-1)
+        await ingest_step.ingest(tracker, job.job_id, [counting])
+
+    assert (await job_of(tracker, connection_id)).state == JobState.INGESTED, (
+        await job_of(tracker, connection_id)
+    ).failure_description
+    assert counting.received == len(resources) - written_before  # after the checkpointed three
+    assert len(server.store) == len(resources) == 26
+    assert set(server.versions.values()) == {1}
+    condition = server.store["Condition/cond-1"]
+    assert condition["encounter"] == {"reference": "Encounter/enc-1"}

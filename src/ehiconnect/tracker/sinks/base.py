@@ -7,6 +7,7 @@ names the batch stably across such re-runs (job, file, first line).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -18,8 +19,36 @@ class TemporarySinkError(SinkError):
     """The destination is unavailable or overloaded: retry the batch later."""
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a sink wants its batches cut.
+
+    `references_first`: a resource must reach the sink in the same batch as the resources it
+    references, or after them (FHIR servers that check references); batches are then planned
+    from the whole file (`sinks.ordering`) instead of cut in file order.
+    """
+
+    max_count: int
+    max_bytes: int
+    references_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_count < 1 or self.max_bytes < 1:
+            raise ValueError("a batch must be allowed at least one resource and one byte")
+
+    @property
+    def signature(self) -> str:
+        """Names the cut: a checkpoint counts resources in batches cut this way only."""
+        order = "references-first" if self.references_first else "file-order"
+        return f"{order}:{self.max_count}:{self.max_bytes}"
+
+
 class Sink(Protocol):
     name: str
+
+    @property
+    def batching(self) -> Batching | None:
+        """None: the tracker's `ingest_batch_size` / `ingest_batch_bytes`, in file order."""
 
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None: ...
 

@@ -1,10 +1,13 @@
 """Any FHIR R4 server (HAPI, Medplum, Azure, AWS HealthLake, GCP) via batch/transaction Bundles.
 
-Every resource goes as `PUT <Type>/<id>` (ids and references mapped by `IdMapper`), so sending
-the same batch twice updates the same resources instead of creating copies. `Binary` resources
-go the same way (JSON with `contentType` and base64 `data`). Overloaded or failing servers (429,
-5xx, network errors) are retried with backoff; a batch the server rejects raises SinkError with
-the server's OperationOutcome diagnostics (never the resources).
+Batches are planned so that every reference resolves on a server that checks them: a resource
+travels with, or after, the resources it points at (`sinks.ordering`; the ingest step plans them
+because this sink asks for `references_first`). Every resource goes as `PUT <Type>/<id>` (ids
+and references mapped by `IdMapper`), so sending the same batch twice updates the same resources
+instead of creating copies. `Binary` resources go the same way (JSON with `contentType` and
+base64 `data`). Overloaded or failing servers (429, 5xx, network errors) are retried with
+backoff; a batch the server rejects raises SinkError with the server's OperationOutcome
+diagnostics (never the resources).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import Any, Literal
 
 import httpx
 
-from ehiconnect.tracker.sinks.base import SinkError, TemporarySinkError
+from ehiconnect.tracker.sinks.base import Batching, SinkError, TemporarySinkError
 from ehiconnect.tracker.sinks.references import IdMapper, rewrite_resource
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_BACKOFF = (0.5, 2.0, 5.0)
+DEFAULT_BATCHING = Batching(max_count=200, max_bytes=16 * 1024 * 1024, references_first=True)
 
 
 def build_bundle(
@@ -57,8 +61,10 @@ class FhirServerSink:
         auth: httpx.Auth | None = None,
         timeout: float = 60.0,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
+        batching: Batching = DEFAULT_BATCHING,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.batching = batching
         self.bundle_type = bundle_type
         self.mapper = mapper or IdMapper()
         self._backoff = tuple(backoff)

@@ -52,6 +52,7 @@ def _iso(value: object) -> str:
 
 class FhirStoreSink:
     name = "fhir_store"
+    batching = None  # the tracker's default, in file order
 
     def __init__(self, database: Database, clock: Clock) -> None:
         self._database = database

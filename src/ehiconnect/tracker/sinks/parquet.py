@@ -38,6 +38,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class ParquetSink:
     name = "parquet"
+    batching = None  # the tracker's default, in file order
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

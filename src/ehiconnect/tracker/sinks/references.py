@@ -16,7 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]+)?$")
+_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]+)?$")
+
+
+def relative_target(value: str) -> tuple[str, str] | None:
+    """`(Type, id)` of a relative reference (`Patient/1`, `Binary/9/_history/2`), else None."""
+    match = _RELATIVE.match(value)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def is_reference(key: str, value: object) -> bool:
+    """Whether a JSON member holds a reference: `reference`, or an attachment `url` to Binary."""
+    if not isinstance(value, str):
+        return False
+    return key == "reference" or (key == "url" and value.startswith("Binary/"))
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,10 @@ class IdMapper:
         return f"{self.prefix}{digest}"
 
     def rewrite_reference(self, value: str) -> str:
-        match = _RELATIVE.match(value)
-        if not match:
+        target = relative_target(value)
+        if target is None:
             return value  # absolute, contained (#x), urn: left as they are
-        kind, rid, _history = match.groups()
+        kind, rid = target
         # The target keeps its own history; pointing at one source version would dangle.
         return f"{kind}/{self.target_id(kind, rid)}"
 
@@ -60,12 +73,6 @@ def _walk(node: Any, mapper: IdMapper) -> Any:
     if not isinstance(node, dict):
         return node
     return {
-        key: mapper.rewrite_reference(value) if _is_reference(key, value) else _walk(value, mapper)
+        key: mapper.rewrite_reference(value) if is_reference(key, value) else _walk(value, mapper)
         for key, value in node.items()
     }
-
-
-def _is_reference(key: str, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    return key == "reference" or (key == "url" and value.startswith("Binary/"))

@@ -1,0 +1,102 @@
+"""Cut a stored NDJSON file into the batches a sink asked for (`Batching`).
+
+- File order: lines are read once and cut every `max_count` resources or `max_bytes` of JSON.
+- References first (FHIR servers): one pass indexes the file's identities and references, a
+  second pass streams it again and sends each planned batch (`sinks.ordering`) as soon as its
+  last line has been read, holding only the lines that wait for a later one.
+
+Both skip the first `skip` resources of their order (an ingest resumed from its checkpoint) and
+yield `(resources before this batch, batch)`, so the caller can checkpoint after each batch.
+Positions count parsed resources; malformed lines are skipped the same way in every pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.fhir.ndjson import NdjsonReader
+from ehiconnect.tracker.sinks.base import Batching
+from ehiconnect.tracker.sinks.ordering import ReferenceIndex
+
+log = logging.getLogger(__name__)
+
+Resources = list[dict[str, Any]]
+
+
+async def batches(
+    blobs: BlobStore, key: str, batching: Batching, skip: int
+) -> AsyncIterator[tuple[int, Resources]]:
+    cut = _references_first if batching.references_first else _file_order
+    async for before, batch in cut(blobs, key, batching, skip):
+        yield before, batch
+
+
+async def _file_order(
+    blobs: BlobStore, key: str, batching: Batching, skip: int
+) -> AsyncIterator[tuple[int, Resources]]:
+    reader = NdjsonReader(skip_malformed=True)
+    batch: Resources = []
+    size = 0
+    before = skip
+    position = 0
+    async for resource in reader.aiter(blobs.open_reader(key)):
+        position += 1
+        if position <= skip:
+            continue
+        line = reader.last_line_size
+        if batch and (len(batch) >= batching.max_count or size + line > batching.max_bytes):
+            yield before, batch
+            before += len(batch)
+            batch, size = [], 0
+        batch.append(resource)
+        size += line
+    if batch:
+        yield before, batch
+    _warn_malformed(reader, key)
+
+
+async def _references_first(
+    blobs: BlobStore, key: str, batching: Batching, skip: int
+) -> AsyncIterator[tuple[int, Resources]]:
+    index = ReferenceIndex()
+    reader = NdjsonReader(skip_malformed=True)
+    async for resource in reader.aiter(blobs.open_reader(key)):
+        index.add(resource, reader.last_line_size)
+    plan = index.plan(batching.max_count, batching.max_bytes)
+    del index
+
+    before = 0
+    first = 0
+    while first < len(plan) and before + len(plan[first].positions) <= skip:
+        before += len(plan[first].positions)
+        first += 1
+    wanted = {position for batch in plan[first:] for position in batch.positions}
+    held: dict[int, dict[str, Any]] = {}
+    pending = first
+    reader = NdjsonReader(skip_malformed=True)
+    position = -1
+    async for resource in reader.aiter(blobs.open_reader(key)):
+        position += 1
+        if position in wanted:
+            held[position] = resource
+        while pending < len(plan) and plan[pending].ready_at <= position:
+            batch = [held.pop(p) for p in plan[pending].positions]
+            yield before, batch
+            before += len(batch)
+            pending += 1
+    if pending < len(plan):
+        raise RuntimeError(
+            f"{key} changed while it was being ingested ({len(plan) - pending} batches unsent); "
+            "ingest it again"
+        )
+    _warn_malformed(reader, key)
+
+
+def _warn_malformed(reader: NdjsonReader, key: str) -> None:
+    if reader.malformed_count:
+        log.warning(
+            "malformed NDJSON lines skipped", extra={"key": key, "count": reader.malformed_count}
+        )
