@@ -16,10 +16,13 @@ from typing import Any
 import httpx
 from sqlalchemy.dialects.postgresql import insert
 
+from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.tracker import ledger_store as store
+from ehiconnect.tracker.binary_lift import LiftError
 from ehiconnect.tracker.export_steps import retry_or_fail, schedule
 from ehiconnect.tracker.ingest_batches import batches
 from ehiconnect.tracker.ledger import JobState, Step
+from ehiconnect.tracker.lift_step import LiftedFile, lift_file
 from ehiconnect.tracker.models import TrackerIngestProgress
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
@@ -39,11 +42,13 @@ def enabled_sinks(tracker: TrackerRuntime) -> list[Sink]:
     if settings.parquet_enabled:
         sinks.append(ParquetSink(tracker.parquet_dir))
     if settings.fhir_server.enabled:
-        sinks.append(fhir_server_sink(settings.fhir_server))
+        sinks.append(fhir_server_sink(settings.fhir_server, tracker.blobs))
     return sinks
 
 
-def fhir_server_sink(settings: FhirServerSinkSettings) -> FhirServerSink:
+def fhir_server_sink(
+    settings: FhirServerSinkSettings, payloads: BlobStore | None = None
+) -> FhirServerSink:
     if not settings.base_url:
         raise ValueError(
             "tracker.fhir_server.enabled is set but tracker.fhir_server.base_url is not"
@@ -59,6 +64,7 @@ def fhir_server_sink(settings: FhirServerSinkSettings) -> FhirServerSink:
         auth=auth,
         timeout=settings.timeout_seconds,
         batching=Batching(settings.batch_size, settings.batch_max_bytes, references_first=True),
+        payloads=payloads,
     )
 
 
@@ -79,12 +85,22 @@ async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None 
         store.move(job, JobState.INGESTING, tracker.clock.now())
         store.count_attempt(job, Step.INGEST)
         files = list(job.files)
+    try:
+        keys = [
+            await _ingest_key(tracker, job_id, number, file) for number, file in enumerate(files)
+        ]
+    except LiftError as exc:
+        async with tracker.database.transaction() as session:
+            job = await store.lock_job(session, job_id)
+            store.fail(job, Step.INGEST, "file_damaged", str(exc), tracker.clock.now())
+            await schedule(session, tracker, "notify", job_id=job_id)
+        return
     chosen = sinks if sinks is not None else enabled_sinks(tracker)
     written = 0
     try:
         for sink in chosen:
-            for number, file in enumerate(files):
-                written += await ingest_file(tracker, job_id, sink, number, str(file["key"]))
+            for number, key in enumerate(keys):
+                written += await ingest_file(tracker, job_id, sink, number, key)
     except TemporarySinkError as exc:
         async with tracker.database.transaction() as session:
             await retry_or_fail(
@@ -108,6 +124,26 @@ async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None 
             detail = {"sinks": [s.name for s in chosen], "resources_written": written}
             await store.log_event(session, job_id, now, Step.INGEST, "done", detail)
             await schedule(session, tracker, "notify", job_id=job_id)
+
+
+async def _ingest_key(
+    tracker: TrackerRuntime, job_id: str, number: int, file: dict[str, Any]
+) -> str:
+    """The key the sinks read for a downloaded file: the file, or its lifted version (made once
+    and remembered in the job's `files` entry: `ingest_key`, `payload_keys`)."""
+    if "ingest_key" in file:
+        return str(file["ingest_key"])
+    key = str(file["key"])
+    threshold = tracker.settings.inline_data_max_bytes
+    lifted = LiftedFile(ingest_key=key)
+    if int(file.get("size") or 0) > threshold:  # a smaller file cannot hold a longer line
+        lifted = await lift_file(tracker.blobs, key, threshold)
+    async with tracker.database.transaction() as session:
+        job = await store.lock_job(session, job_id)
+        entries = [dict(entry) for entry in job.files]
+        entries[number] |= {"ingest_key": lifted.ingest_key, "payload_keys": lifted.payload_keys}
+        job.files = entries
+    return lifted.ingest_key
 
 
 async def ingest_file(

@@ -106,6 +106,12 @@ class TrackerSettings(BaseModel):
     ingest_batch_size: int = Field(
         default=500, ge=1, description="Resources per batch into the FHIR store and Parquet"
     )
+    inline_data_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64,
+        description="A Binary line longer than this has its data decoded into its own stored "
+        "object before ingesting; sinks get the resource with a pointer to it",
+    )
     ingest_batch_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="JSON bytes per batch (store, Parquet)"
     )

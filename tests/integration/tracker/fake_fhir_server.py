@@ -2,13 +2,15 @@
 
 Follows R4 where the sink depends on it: `transaction` is all-or-nothing and every reference in
 it must resolve (to the server's store or to an entry of the bundle), `batch` answers per entry;
-`PUT Type/id` creates or updates (a version only when the content changed); ids must be valid FHIR
-ids and, like HAPI's default, not all digits. `GET [base]/Type` returns a searchset with a total.
+`PUT Type/id` creates or updates (a version only when the content changed), also as
+`PUT Binary/id` with raw content (FHIR's Binary REST form); ids must be valid FHIR ids and, like
+HAPI's default, not all digits. `GET [base]/Type` returns a searchset with a total.
 Faults: `fail_next` answers that many requests with 503.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,12 +54,14 @@ class FakeFhirServer:
     versions: dict[str, int] = field(default_factory=dict)
     fail_next: int = 0
     requests: int = 0
+    raw_binaries: dict[str, bytes] = field(default_factory=dict)  # id → bytes of raw PUTs
 
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/fhir", self._bundle, methods=["POST"]),
                 Route("/fhir/{kind}", self._search, methods=["GET"]),
+                Route("/fhir/Binary/{rid}", self._put_raw_binary, methods=["PUT"]),
             ]
         )
 
@@ -71,6 +75,27 @@ class FakeFhirServer:
                 "total": len(matches),
                 "entry": [{"resource": r} for r in matches],
             }
+        )
+
+    async def _put_raw_binary(self, request: Request) -> Response:
+        """FHIR's Binary REST form: the body is the content, Content-Type its type."""
+        self.requests += 1
+        rid = request.path_params["rid"]
+        if not _ID.match(rid) or rid.isdigit():
+            return _outcome(400, f"invalid client-assigned id {rid!r}")
+        body = await request.body()
+        if len(body) != int(request.headers.get("content-length", -1)):
+            return _outcome(400, "body shorter than its Content-Length")
+        self.raw_binaries[rid] = body
+        resource = {
+            "resourceType": "Binary",
+            "id": rid,
+            "contentType": request.headers.get("content-type"),
+            "data": base64.b64encode(body).decode(),
+        }
+        status = self._put(resource)
+        return JSONResponse(
+            {"resourceType": "Binary", "id": rid}, status_code=int(status.split()[0])
         )
 
     async def _bundle(self, request: Request) -> Response:

@@ -130,10 +130,7 @@ def test_random_reference_graphs_plan_into_sendable_batches(seed: int) -> None:
     assert_sendable(lines, plan)
     # A batch over the limit is one reference cycle: taking any member out would break it.
     components = strongly_connected(
-        [
-            [int(ref.split("/x")[1]) for ref in references_in(line) if "/x" in ref]
-            for line in lines
-        ]
+        [[int(ref.split("/x")[1]) for ref in references_in(line) if "/x" in ref] for line in lines]
     )
     largest = max(len(c) for c in components)
     assert all(len(b.positions) <= max(max_count, largest) for b in plan)
