@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/lift.py
 
 clean:
 	rm -rf $(VENV) .ehiconnect .mypy_cache .ruff_cache .pytest_cache
