@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, any_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
@@ -243,4 +243,20 @@ async def resolve_for_connect(
             code="endpoint_suspended",
         )
     check_mode(endpoint, mode)
+    # Given only an endpoint (or a portal), name the portal and brand it belongs to when there
+    # is exactly one, so the connection can show the patient which health system it is.
+    if portal is None:
+        portal = await _sole(
+            session, select(CatalogPortal).where(any_(CatalogPortal.endpoint_ids) == endpoint.id)
+        )
+    if brand is None and portal is not None:
+        brand = await _sole(
+            session, select(CatalogBrand).where(any_(CatalogBrand.portal_ids) == portal.id)
+        )
     return Resolved(brand=brand, portal=portal, endpoint=endpoint)
+
+
+async def _sole(session: AsyncSession, query: Select[CatalogRow]) -> CatalogRow | None:
+    """The one row `query` finds, None when it finds none or several."""
+    found = list((await session.scalars(query.limit(2))).all())
+    return found[0] if len(found) == 1 else None

@@ -103,6 +103,7 @@ class PlatformClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._public_id = public_id
         self._auth = httpx.BasicAuth(public_id, private_key)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
@@ -224,10 +225,20 @@ class PlatformClient:
                 await response.aclose()
         raise PlatformRejected(502, "too_many_redirects", f"download of {url} redirected 3 times")
 
-    async def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+    async def brand_name(self, brand_id: str) -> str | None:
+        """The health system's display name in the platform's catalog, None when it has none."""
+        data = await self._call(
+            "GET", "/bridge/catalog", params={"public_id": self._public_id, "brand_id": brand_id}
+        )
+        name = data.get("name")
+        return name if isinstance(name, str) and name.strip() else None
+
+    async def _call(
+        self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
             response = await self._http.request(
-                method, self.base_url + path, json=json, auth=self._auth
+                method, self.base_url + path, json=json, params=params, auth=self._auth
             )
         except httpx.TransportError as exc:
             raise PlatformUnavailable(

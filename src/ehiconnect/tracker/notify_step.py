@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 
 import httpx
 
 from ehiconnect.tracker import ledger_store as store
+from ehiconnect.tracker.client import PlatformRejected, PlatformUnavailable
 from ehiconnect.tracker.export_steps import schedule
 from ehiconnect.tracker.ledger import JobState, RetryLater, Step, after_transient_failure
 from ehiconnect.tracker.notify import Notice, deliver
 from ehiconnect.tracker.runtime import TrackerRuntime
+
+log = logging.getLogger(__name__)
+
+
+GENERIC_HEALTH_SYSTEM = "your health system"
+
+
+async def health_system_name(tracker: TrackerRuntime, brand_id: str | None) -> str:
+    """The name the patient knows their health system by, from the platform's catalog; a
+    generic phrase when the catalog cannot say (never the opaque brand id)."""
+    if not brand_id:
+        return GENERIC_HEALTH_SYSTEM
+    try:
+        async with tracker.platform() as platform:
+            name = await platform.brand_name(brand_id)
+    except (PlatformRejected, PlatformUnavailable) as exc:
+        log.warning("health system name unavailable", extra={"error": type(exc).__name__})
+        return GENERIC_HEALTH_SYSTEM
+    return name or GENERIC_HEALTH_SYSTEM
 
 
 async def notify(tracker: TrackerRuntime, job_id: str) -> None:
@@ -25,7 +46,7 @@ async def notify(tracker: TrackerRuntime, job_id: str) -> None:
             job_id=job.job_id,
             org_connection_id=job.org_connection_id,
             external_id=job.external_id,
-            health_system=job.brand_id or "your health system",
+            health_system=await health_system_name(tracker, job.brand_id),
             total_resources=int(job.stats.get("total_resources") or 0),
             failure_reason=job.failure_reason,
         )

@@ -58,6 +58,15 @@ async def test_a_patient_connects_and_the_tokens_are_sealed(
     assert read["status"] == "authorized"
     assert read["api_mode"] == "test"
     assert "patient/*.rs" in read["scope"].split()
+    # The widget named only the endpoint; the connection still says which health system it is.
+    assert read["catalog_endpoint_id"] == harbor["harbor"]
+    assert result["brand_id"] == read["catalog_brand_id"] is not None
+    assert result["portal_id"] == read["catalog_portal_id"] is not None
+    brand = httpx.get(
+        f"{platform.api.url}/v1/bridge/catalog",
+        params={"public_id": platform.auth()[0], "brand_id": read["catalog_brand_id"]},
+    ).json()["data"]
+    assert brand["name"] == "Harbor Health (Sandbox)"
 
     async with runtime.database.transaction() as session:
         row = await session.get(ConnectionTokens, connection_id)

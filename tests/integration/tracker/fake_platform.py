@@ -50,6 +50,9 @@ class FakePlatform:
     redirect_downloads: bool = False  # 302 to a "presigned" URL on another host name
     presigned_authorization: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    brand_names: dict[str, str] = field(
+        default_factory=lambda: {"brand-harbor": "Harbor Health (Sandbox)"}
+    )
 
     def add_connection(self, status: str = "authorized") -> str:
         connection_id = str(uuid.uuid4())
@@ -99,12 +102,22 @@ class FakePlatform:
                 Route("/v1/bridge/fhir/ehi-export/{tid}", self._status, methods=["GET"]),
                 Route("/v1/bridge/fhir/ehi-export/{tid}/download/{fid}", self._download),
                 Route("/presigned/{tid}", self._presigned),
+                Route("/v1/bridge/catalog", self._catalog, methods=["GET"]),
             ]
         )
 
     def _authorized(self, request: Request) -> bool:
         expected = base64.b64encode(f"{PUBLIC_ID}:{PRIVATE_KEY}".encode()).decode()
         return request.headers.get("authorization") == f"Basic {expected}"
+
+    async def _catalog(self, request: Request) -> Response:
+        """The public catalog read: one brand by id (the tracker names the health system)."""
+        if request.query_params.get("public_id") != PUBLIC_ID:
+            return _error(401, "unauthorized", "unknown public_id")
+        brand_id = request.query_params.get("brand_id")
+        if brand_id not in self.brand_names:
+            return _error(404, "not_found", "no such brand")
+        return _ok({"id": brand_id, "name": self.brand_names[brand_id], "portals": []})
 
     async def _connection(self, request: Request) -> Response:
         if not self._authorized(request):

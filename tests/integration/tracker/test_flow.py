@@ -136,5 +136,27 @@ async def test_consent_to_ingested_records_and_email(
     box, _ = mailbox
     assert box.recipients == [["patient@example.test"]]
     message = box.messages[0]
-    assert message["Subject"] == "Your records from brand-harbor are ready"
+    assert message["Subject"] == "Your records from Harbor Health (Sandbox) are ready"
     assert "34 items" in message.get_payload()
+
+
+async def test_email_names_the_health_system_generically_when_the_catalog_cannot(
+    platform: FakePlatform,
+    receiver: ThreadedServer,
+    tracker: TrackerRuntime,
+    mailbox: tuple[MailBox, int],
+) -> None:
+    platform.brand_names.clear()  # the brand left the catalog: never show its opaque id
+    connection_id = platform.add_connection()
+    assert forward(receiver, widget_complete(connection_id)).status_code == 202
+    await drain(tracker)
+    data = platform.complete(
+        platform.task_for(connection_id).task_id, to_ndjson(patient_record(observations=1))
+    )
+    platform.send_webhook(f"{receiver.url}/webhooks", "patient.ehi_export_success", data)
+    await drain(tracker)
+
+    box, _ = mailbox
+    [message] = box.messages
+    assert message["Subject"] == "Your records from your health system are ready"
+    assert "brand-harbor" not in message.get_payload()

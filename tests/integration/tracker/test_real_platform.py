@@ -407,7 +407,7 @@ async def assert_collected_once(
     assert inbox.recipients == [[PATIENT_EMAIL]]
     [message] = inbox.messages
     assert message["From"] == "records@acme.test"
-    assert message["Subject"].startswith("Your records from ")
+    assert message["Subject"] == "Your records from Harbor Health (Sandbox) are ready"
     assert f"({total} items)" in message.get_payload()
 
 
