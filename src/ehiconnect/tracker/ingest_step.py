@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from ehiconnect.exports.storage.port import BlobStore
@@ -23,7 +24,7 @@ from ehiconnect.tracker.export_steps import retry_or_fail, schedule
 from ehiconnect.tracker.ingest_batches import batches
 from ehiconnect.tracker.ledger import JobState, Step
 from ehiconnect.tracker.lift_step import LiftedFile, lift_file
-from ehiconnect.tracker.models import TrackerIngestProgress
+from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
 from ehiconnect.tracker.sinks.base import Batching, Sink, SinkError, TemporarySinkError
@@ -116,6 +117,10 @@ async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None 
     finally:
         for sink in chosen:
             await sink.close()
+    superseded = await _superseded_jobs(tracker, job_id)
+    for sink in chosen:
+        if isinstance(sink, ParquetSink) and superseded:
+            await sink.forget_jobs(superseded)
     async with tracker.database.transaction() as session:
         job = await store.lock_job(session, job_id)
         now = tracker.clock.now()
@@ -124,6 +129,24 @@ async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None 
             detail = {"sinks": [s.name for s in chosen], "resources_written": written}
             await store.log_event(session, job_id, now, Step.INGEST, "done", detail)
             await schedule(session, tracker, "notify", job_id=job_id)
+
+
+async def _superseded_jobs(tracker: TrackerRuntime, job_id: str) -> list[str]:
+    """Jobs whose export this one's supersedes for the same connection: earlier ingested ones,
+    or this job itself when a later export of the connection is already in (it finished late)."""
+    async with tracker.database.transaction() as session:
+        job = await store.lock_job(session, job_id)
+        rows = await session.execute(
+            select(TrackerJob.job_id, TrackerJob.created_at).where(
+                TrackerJob.org_connection_id == job.org_connection_id,
+                TrackerJob.job_id != job_id,
+                TrackerJob.state == JobState.INGESTED,
+            )
+        )
+        others = list(rows)
+    if any(created > job.created_at for _, created in others):
+        return [job_id, *(other for other, created in others if created <= job.created_at)]
+    return [other for other, _ in others]
 
 
 async def _ingest_key(

@@ -14,11 +14,12 @@ from aiosmtpd.controller import Controller
 
 from ehiconnect.testing.servers import ThreadedServer, free_port
 from ehiconnect.tracker.ledger import JobState
+from ehiconnect.tracker.models import TrackerFhirResource
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import NotifySettings, TrackerSettings
 from tests.integration.tracker.conftest import drain
 from tests.integration.tracker.fake_platform import FakePlatform
-from tests.integration.tracker.helpers import consent_kinds, forward, job_of, widget_complete
+from tests.integration.tracker.helpers import consent_kinds, count, forward, job_of, widget_complete
 from tests.integration.tracker.records import patient_record, to_ndjson
 
 
@@ -160,3 +161,33 @@ async def test_email_names_the_health_system_generically_when_the_catalog_cannot
     [message] = box.messages
     assert message["Subject"] == "Your records from your health system are ready"
     assert "brand-harbor" not in message.get_payload()
+
+
+async def test_a_newer_export_of_the_connection_replaces_its_parquet_snapshot(
+    platform: FakePlatform, receiver: ThreadedServer, tracker: TrackerRuntime, tmp_path: Path
+) -> None:
+    connection_id = platform.add_connection()
+    observations = str(tmp_path / "parquet" / "Observation" / "*.parquet")
+
+    def parquet_observations() -> tuple[int, int] | None:
+        query = "select count(*), count(distinct id) from read_parquet(?)"
+        return duckdb.connect().execute(query, [observations]).fetchone()
+
+    for sent, event_date in ((10, "2026-11-29T02:00:00Z"), (4, "2026-11-29T03:00:00Z")):
+        # A consent (the first, then a reconnect) starts a job; its export is a whole snapshot.
+        consent = widget_complete(connection_id) | {"date": event_date}
+        assert forward(receiver, consent).status_code == 202
+        await drain(tracker)
+        task = [t for t in platform.tasks.values() if t.org_connection_id == connection_id][-1]
+        data = platform.complete(task.task_id, to_ndjson(patient_record(observations=sent)))
+        platform.send_webhook(f"{receiver.url}/webhooks", "patient.ehi_export_success", data)
+        await drain(tracker)
+        assert parquet_observations() == (sent, sent)  # the latest snapshot, once
+
+    # The FHIR store keeps every version it saw (upserts), Parquet the latest export.
+    assert (
+        await count(
+            tracker, TrackerFhirResource, TrackerFhirResource.resource_type == "Observation"
+        )
+        == 10
+    )

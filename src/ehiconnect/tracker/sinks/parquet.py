@@ -1,10 +1,13 @@
 """Parquet per resource type, readable by DuckDB (`read_parquet('<dir>/Observation/*.parquet')`).
 
 Each batch is written as one file per resource type, named after the batch
-(`<dir>/<Type>/<batch_key>.parquet`) and replaced atomically: writing a batch again replaces its
-files, so a re-run adds nothing. Columns are fixed for every type (id, patient_id, codes, date,
-last_updated, and the resource as JSON text), so all files of a type read as one table; DuckDB's
-JSON functions reach any other field.
+(`<dir>/<Type>/<batch_key>.parquet`, the key starting with the job id) and replaced
+atomically: writing a batch again replaces its files, so a re-run adds nothing. Each export is a
+whole snapshot of the patient's record, so once a newer export of the same connection is in, the
+ingest step deletes the older exports' files (`forget_jobs`): the dataset holds each resource of
+a connection once, as of its latest export. Columns are fixed for every type (id, patient_id,
+codes, date, last_updated, and the resource as JSON text), so all files of a type read as one
+table; DuckDB's JSON functions reach any other field.
 """
 
 from __future__ import annotations
@@ -74,6 +77,20 @@ class ParquetSink:
             temporary = folder / f".{batch_key}.parquet.tmp"
             pq.write_table(table, temporary, compression="zstd")
             os.replace(temporary, target)
+
+    async def forget_jobs(self, job_ids: list[str]) -> int:
+        """Delete the files written for these jobs (superseded snapshots); how many went."""
+        return await asyncio.to_thread(self._forget, job_ids)
+
+    def _forget(self, job_ids: list[str]) -> int:
+        removed = 0
+        for job_id in job_ids:
+            if not _SAFE.match(job_id):
+                raise ValueError(f"job id {job_id!r} is not a safe file name")
+            for path in self.directory.glob(f"*/{job_id}-*.parquet"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     async def close(self) -> None:
         return None
