@@ -6,7 +6,10 @@
     POST /stitch-events   the customer's backend forwards a widget event (Bearer token)
     POST /webhooks        the platform's signed webhooks (Standard Webhooks)
     GET  /fhir/{type}     search the built-in FHIR store (patient, code, date, _count, _offset)
-    GET  /fhir/{type}/{id}
+    GET  /fhir/{type}/{id}  (a Binary whose payload was lifted: its bytes, unless FHIR JSON is
+                          asked for with Accept)
+    The FHIR routes hold health data: they answer only with `Authorization: Bearer
+    <fhir_api_token>`, and not at all while no token is configured.
     GET  /healthz
 
 Both POST endpoints record what they received and enqueue the work in the same transaction, then
@@ -25,7 +28,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ehiconnect.tracker.consent_log import (
@@ -35,6 +38,7 @@ from ehiconnect.tracker.consent_log import (
 )
 from ehiconnect.tracker.export_steps import consent_received, schedule
 from ehiconnect.tracker.intake import Rejected, check_webhook, record_webhook
+from ehiconnect.tracker.lift_step import stored_data
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.tracker.sinks.fhir_store import SearchQuery, as_searchset, read, search
@@ -66,6 +70,20 @@ def build_tracker_app(
 
     def current() -> TrackerRuntime:
         return opened[0]
+
+    def fhir_refusal(request: Request) -> Response | None:
+        expected = settings.fhir_api_token.get_secret_value()
+        if not expected:
+            return _error(
+                403,
+                "fhir_api_disabled",
+                "the tracker's FHIR API is off: set tracker.fhir_api_token and send it as "
+                "Authorization: Bearer <token>",
+            )
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return _error(401, "unauthorized", "send Authorization: Bearer <fhir_api_token>")
+        return None
 
     async def stitch_events(request: Request) -> Response:
         tracker = current()
@@ -119,6 +137,8 @@ def build_tracker_app(
         return JSONResponse({"success": True, "data": {"duplicate": not fresh}})
 
     async def fhir_search(request: Request) -> Response:
+        if (refused := fhir_refusal(request)) is not None:
+            return refused
         tracker = current()
         params = request.query_params
         dates = params.getlist("date")
@@ -135,6 +155,8 @@ def build_tracker_app(
         return _fhir(as_searchset(total, found, tracker.clock.now()))
 
     async def fhir_read(request: Request) -> Response:
+        if (refused := fhir_refusal(request)) is not None:
+            return refused
         tracker = current()
         kind, rid = request.path_params["resource_type"], request.path_params["resource_id"]
         found = await read(tracker.database, kind, rid)
@@ -150,6 +172,14 @@ def build_tracker_app(
                 ],
             }
             return _fhir(outcome, 404)
+        pointer = stored_data(found) if kind == "Binary" else None
+        if pointer is not None and not _wants_fhir_json(request.headers.get("accept", "")):
+            key, size, sha256 = pointer
+            return StreamingResponse(
+                tracker.blobs.open_reader(key),
+                media_type=str(found.get("contentType") or "application/octet-stream"),
+                headers={"Content-Length": str(size), "X-Content-SHA256": sha256},
+            )
         return _fhir(found)
 
     async def healthz(request: Request) -> Response:
@@ -169,6 +199,11 @@ def build_tracker_app(
 
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
+
+
+def _wants_fhir_json(accept: str) -> bool:
+    """FHIR's Binary read: the resource as JSON only when asked for; else its content."""
+    return "fhir+json" in accept or "application/json" in accept
 
 
 def _int(value: str | None, default: int) -> int:

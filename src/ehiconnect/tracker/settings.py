@@ -80,6 +80,11 @@ class TrackerSettings(BaseModel):
         default=SecretStr(""),
         description="Bearer token the customer's frontend backend sends to /stitch-events",
     )
+    fhir_api_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token for the tracker's FHIR read API (/fhir/...); unset: the API "
+        "is off",
+    )
     widget_event_cache_hours: float = Field(
         default=24.0, description="How long recent widget events are kept for support, replay"
     )

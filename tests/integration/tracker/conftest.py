@@ -19,6 +19,8 @@ from tests.integration.tracker.fake_platform import (
 )
 
 STITCH_TOKEN = "stitch-token-for-tests"
+FHIR_TOKEN = "fhir-api-token-for-tests"
+FHIR_AUTH = {"Authorization": f"Bearer {FHIR_TOKEN}"}
 
 
 @pytest.fixture
@@ -37,6 +39,7 @@ def tracker_settings(platform: FakePlatform, tmp_path: Path) -> TrackerSettings:
         private_key=PRIVATE_KEY,
         webhook_secrets=[WEBHOOK_SECRET],
         stitch_events_token=STITCH_TOKEN,
+        fhir_api_token=FHIR_TOKEN,
         retry=RetryPolicy(backoff_seconds=[0.0, 0.0, 0.0]),
         storage_dir=tmp_path / "store",
         parquet_enabled=True,

@@ -11,13 +11,14 @@ import duckdb
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from ehiconnect.testing.servers import ThreadedServer, free_port
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerFhirResource
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import NotifySettings, TrackerSettings
-from tests.integration.tracker.conftest import drain
+from tests.integration.tracker.conftest import FHIR_AUTH, STITCH_TOKEN, drain
 from tests.integration.tracker.fake_platform import FakePlatform
 from tests.integration.tracker.helpers import consent_kinds, count, forward, job_of, widget_complete
 from tests.integration.tracker.records import patient_record, to_ndjson
@@ -101,7 +102,10 @@ async def test_consent_to_ingested_records_and_email(
     assert job.notified_at is not None
 
     search = httpx.get(
-        f"{receiver.url}/fhir/Observation", params={"patient": "p1", "_count": 5}, timeout=10
+        f"{receiver.url}/fhir/Observation",
+        params={"patient": "p1", "_count": 5},
+        headers=FHIR_AUTH,
+        timeout=10,
     )
     assert search.status_code == 200
     bundle = search.json()
@@ -110,6 +114,7 @@ async def test_consent_to_ingested_records_and_email(
     by_code = httpx.get(
         f"{receiver.url}/fhir/Observation",
         params={"patient": "Patient/p1", "code": "http://loinc.org|8867-4", "date": "ge2025-06"},
+        headers=FHIR_AUTH,
         timeout=10,
     ).json()
     expected = [
@@ -191,3 +196,24 @@ async def test_a_newer_export_of_the_connection_replaces_its_parquet_snapshot(
         )
         == 10
     )
+
+
+def test_the_fhir_api_answers_only_with_its_token(
+    receiver: ThreadedServer, tracker_settings: TrackerSettings
+) -> None:
+    url = f"{receiver.url}/fhir/Observation"
+    assert httpx.get(url, headers=FHIR_AUTH, timeout=10).status_code == 200
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {STITCH_TOKEN}"},
+    ):
+        refused = httpx.get(url, headers=headers, timeout=10)
+        assert refused.status_code == 401
+        assert "fhir_api_token" in refused.json()["error_description"]
+    assert httpx.get(f"{url}/o1", timeout=10).status_code == 401
+
+    tracker_settings.fhir_api_token = SecretStr("")  # not configured: the API is off
+    off = httpx.get(url, headers=FHIR_AUTH, timeout=10)
+    assert off.status_code == 403
+    assert off.json()["error"] == "fhir_api_disabled"

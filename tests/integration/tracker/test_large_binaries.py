@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import orjson
 import pytest
 
@@ -18,7 +19,7 @@ from ehiconnect.tracker.lift_step import STORED_DATA_URL, stored_data
 from ehiconnect.tracker.models import TrackerFhirResource
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
-from tests.integration.tracker.conftest import drain
+from tests.integration.tracker.conftest import FHIR_AUTH, drain
 from tests.integration.tracker.fake_fhir_server import FakeFhirServer
 from tests.integration.tracker.fake_platform import FakePlatform
 from tests.integration.tracker.helpers import count, forward, job_of, widget_complete
@@ -96,6 +97,18 @@ async def test_large_binary_lands_in_every_sink_without_its_payload_inline(
     assert binary["meta"]["source"] == "https://ehr/Binary/9"
     assert stored_data(binary) == (payload_key, len(payload), hashlib.sha256(payload).hexdigest())
     assert await count(tracker, TrackerFhirResource) == len(record) + 2
+    # Read over the tracker's FHIR API: the content itself, or the resource when JSON is asked.
+    raw = httpx.get(f"{receiver.url}/fhir/Binary/scan-1", headers=FHIR_AUTH, timeout=10)
+    assert raw.status_code == 200
+    assert raw.headers["content-type"] == "application/dicom"
+    assert raw.content == payload
+    as_json = httpx.get(
+        f"{receiver.url}/fhir/Binary/scan-1",
+        headers={**FHIR_AUTH, "Accept": "application/fhir+json"},
+        timeout=10,
+    )
+    assert as_json.json()["id"] == "scan-1"
+    assert "data" not in as_json.json()
 
     # Parquet: the same pointer, no payload.
     rows = (

@@ -55,7 +55,7 @@ from ehiconnect.webhooks.tasks import webhook_settings
 from tests.integration.consent import conftest as consent
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import persona_id
-from tests.integration.tracker.conftest import STITCH_TOKEN, drain
+from tests.integration.tracker.conftest import FHIR_AUTH, FHIR_TOKEN, STITCH_TOKEN, drain
 from tests.integration.tracker.fake_fhir_server import FakeFhirServer
 from tests.integration.tracker.helpers import consent_kinds, job_events, job_of
 
@@ -178,6 +178,7 @@ def tracker_settings(
         private_key=private_key,
         webhook_secrets=[endpoint.secret],
         stitch_events_token=STITCH_TOKEN,
+        fhir_api_token=FHIR_TOKEN,
         retry=RetryPolicy(backoff_seconds=[0.0, 0.0, 0.0]),
         storage_dir=tmp_path / "tracker-store",
         parquet_enabled=True,
@@ -243,7 +244,9 @@ class TrackerService:
         )
 
     def search(self, resource_type: str, **params: str | int) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/fhir/{resource_type}", params=params, timeout=10)
+        response = httpx.get(
+            f"{self.url}/fhir/{resource_type}", params=params, headers=FHIR_AUTH, timeout=10
+        )
         assert response.status_code == 200, response.text
         bundle: dict[str, Any] = response.json()
         return bundle
