@@ -7,7 +7,8 @@ tracker blob store, and times, in one run:
 - baseline: orjson parse of every line of the same file (no sink);
 - fhir_store: the built-in PostgreSQL JSONB store, first load and an idempotent re-run;
 - parquet: one Parquet file per resource type and batch, then a DuckDB count over them;
-- fhir_server: transaction Bundles into Medplum's FHIR router on loopback when its packages are
+- fhir_server: transaction Bundles (200 resources each, planned references-first: one pass to
+  index references, one to send) into Medplum's FHIR router on loopback when its packages are
   installed (see tests/integration/tracker/medplum_server.py), else the spec-following fake.
 
 Each sink goes through the real ingest path (`ingest_file`: streaming read, batches,
