@@ -21,7 +21,7 @@ def sandbox_catalog(base_url: str, config: SandboxConfig | None = None) -> list[
     `base_url` is where the sandbox is served, e.g. `http://127.0.0.1:8500`. Ids are stable
     UUIDs (same for every `base_url`). Shape:
 
-    - brand: `id, name, aliases, brand_website, logo, locations[{city, state, postal_code}]`
+    - brand: `id, name, aliases, brand_website, logo, locations[{city, state, postalCode}]`
     - portal: `id, name`
     - endpoint: `id, url` (the FHIR base, which is also the OAuth `aud`), `platform_type`
       (`smart`, `epic`, `cerner`), `fhir_version` ("4.0.1"), `authorization_endpoint`,
@@ -46,7 +46,7 @@ def sandbox_catalog(base_url: str, config: SandboxConfig | None = None) -> list[
                         {
                             "city": system.city,
                             "state": system.state,
-                            "postal_code": system.postal_code,
+                            "postalCode": system.postal_code,
                         }
                     ],
                 },
