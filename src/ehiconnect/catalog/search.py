@@ -1,8 +1,11 @@
 """Typo-tolerant brand search over an in-memory index (pure; rapidfuzz for the scoring).
 
 Names and aliases are matched with rapidfuzz's WRatio, which tolerates typos, word order and
-partial names ("mayo clinc", "clinic mayo", "stanford"). Results are ordered by score, then name,
-then id, so paging is stable for a given catalog.
+partial names ("mayo clinc", "clinic mayo", "stanford"). Words every other health system has
+("health", "medical", "center", ... `GENERIC_WORDS`) are left out of the comparison whenever the
+query has any other word, so "Mercy Health" does not find "Harbor Health" through "Health";
+a query of generic words only ("health center") is compared whole. Results are ordered by score,
+then name, then id, so paging is stable for a given catalog.
 """
 
 from __future__ import annotations
@@ -16,6 +19,22 @@ import orjson
 from rapidfuzz import fuzz, process, utils
 
 MIN_SCORE = 70.0
+GENERIC_WORDS = frozenset(
+    {
+        "and", "of", "the", "at", "st", "care", "center", "centers", "centre", "clinic",
+        "clinics", "group", "health", "healthcare", "hospital", "hospitals", "medical",
+        "medicine", "network", "physicians", "regional", "sandbox", "system", "systems",
+    }
+)  # fmt: skip
+
+
+def _normal(text: str) -> str:
+    return str(utils.default_process(text))
+
+
+def _distinctive(normal: str) -> str:
+    """The words of a normalized name that are not generic ("" when all are)."""
+    return " ".join(word for word in normal.split() if word not in GENERIC_WORDS)
 
 
 @dataclass(frozen=True)
@@ -37,11 +56,14 @@ class Page:
 class BrandIndex:
     def __init__(self, docs: list[SearchDoc]) -> None:
         self._docs = docs
-        self._choices: list[str] = []
+        self._choices: list[str] = []  # normalized names and aliases
+        self._distinct: list[str] = []  # the same without generic words (or whole, if all are)
         self._owner: list[int] = []
         for position, doc in enumerate(docs):
             for text in (doc.name, *doc.aliases):
-                self._choices.append(text)
+                normal = _normal(text)
+                self._choices.append(normal)
+                self._distinct.append(_distinctive(normal) or normal)
                 self._owner.append(position)
 
     def __len__(self) -> int:
@@ -56,12 +78,13 @@ class BrandIndex:
                 wanted, key=lambda i: (self._docs[i].name.lower(), self._docs[i].brand_id)
             )
             return [self._docs[i].brand_id for i in ranked]
+        normal = _normal(query)
+        distinct = _distinctive(normal)
         best: dict[int, float] = {}
         for _, score, choice_index in process.extract(
-            query,
-            self._choices,
+            distinct or normal,
+            self._distinct if distinct else self._choices,
             scorer=fuzz.WRatio,
-            processor=utils.default_process,
             score_cutoff=MIN_SCORE,
             limit=None,
         ):

@@ -118,3 +118,12 @@ def test_a_cursor_from_another_query_is_refused() -> None:
         paginate(ids, limit=10, search_after=page.search_after, fingerprint=other)
     with pytest.raises(ValueError, match="not a cursor this API returned"):
         paginate(ids, limit=10, search_after="bm90LWpzb24", fingerprint=other)
+
+
+def test_a_shared_generic_word_is_not_a_match(index: BrandIndex) -> None:
+    assert index.search("Harbor Health") == []
+    assert index.search("Sunrise Medical Center") == []
+    assert index.search("Mercy Health")[:2] == ["mercy-health", "mercy-lorain"]
+    assert "mercy-health" not in index.search("Desert Health")
+    # Only generic words: compared whole, so they still find what they name.
+    assert index.search("medical group")[0] == "desert-springs"
