@@ -43,8 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' F
 
 from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postgres
 from ehiconnect.db.migrate import upgrade_database
-from ehiconnect.sandbox.config import SandboxConfig
-from ehiconnect.sandbox.generator import generate_record
+from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.tracker.ingest_step import ingest_file
 from ehiconnect.tracker.runtime import TrackerRuntime
@@ -78,12 +77,7 @@ def database(scratch: Path) -> Iterator[str]:
 
 
 def build_file(path: Path) -> int:
-    config = SandboxConfig()
-    system = config.system("harbor")
-    persona = system.persona("hugo") if system else None
-    if system is None or persona is None:
-        raise SystemExit("the sandbox persona hugo@harbor is missing")
-    record = generate_record(system, persona)
+    record = generate_record(*resolve_persona("harbor", "hugo"))
     with path.open("wb") as out:
         for resource in record.resources:
             out.write(orjson.dumps(resource) + b"\n")

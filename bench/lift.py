@@ -31,8 +31,7 @@ import orjson
 from ehiconnect.exports.storage.local import LocalBlobStore
 from ehiconnect.fhir.binary import binary_line_parts
 from ehiconnect.fhir.ndjson import NdjsonReader
-from ehiconnect.sandbox.config import SandboxConfig
-from ehiconnect.sandbox.generator import generate_record
+from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.sandbox.generator.attachments import attachment_sha256, iter_attachment_bytes
 from ehiconnect.tracker.lift_step import lift_file, stored_data
 
@@ -52,12 +51,7 @@ def peak_rss_mib() -> float:
 
 
 def build_file(path: Path) -> dict[str, Any]:
-    config = SandboxConfig()
-    system = config.system("harbor")
-    persona = system.persona("hugo") if system else None
-    if system is None or persona is None:
-        raise SystemExit("the sandbox persona hugo@harbor is missing")
-    record = generate_record(system, persona)
+    record = generate_record(*resolve_persona("harbor", "hugo"))
     attachments = list(record.attachments.values())
     with path.open("wb") as out:
         for item in record.resources:
