@@ -42,6 +42,7 @@ _PLUGINS = (
     "ehiconnect.cli.catalog",
     "ehiconnect.cli.vault",
     "ehiconnect.cli.tracker",
+    "ehiconnect.cli.demo",
 )
 for _module in _PLUGINS:
     try:
