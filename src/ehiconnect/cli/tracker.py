@@ -70,6 +70,7 @@ async def _serve(
                 concurrency=settings.jobs.concurrency,
                 additional_context={CONTEXT_KEY: tracker},
                 install_signal_handlers=False,
+                fetch_job_polling_interval=section.worker_poll_seconds,
             )
         )
         try:

