@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -174,26 +175,32 @@ class PlatformClient:
         """Download `url` into `partial`, resuming from the bytes already there (HTTP Range).
 
         The file is checked against `expected_sha256` (or the response's sha256 header) and size;
-        on a mismatch it is deleted and DownloadCorrupt raised, so the next try starts over.
+        on a mismatch it is deleted and DownloadCorrupt raised, so the next try starts over. The
+        bytes are hashed as they arrive (the kept ones first, on a resume), so the file is not
+        read again. `partial` is created owner-only and locked while in use: a second download
+        into the same file (a job run twice at once) gets PlatformUnavailable instead of
+        appending to it.
         """
-        offset = await asyncio.to_thread(_bytes_kept, partial, expected_size)
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        file = await asyncio.to_thread(_PartialFile.open, partial, expected_size)
         try:
-            if expected_size is None or offset < expected_size:
-                announced = await self._fetch_into(url, partial, offset, headers, chunk_bytes)
-                expected_sha256 = expected_sha256 or announced
-        except httpx.TransportError as exc:
-            raise PlatformUnavailable(
-                f"download interrupted ({type(exc).__name__}); it resumes from the bytes kept"
-            ) from exc
-        return await asyncio.to_thread(_verify, partial, offset, expected_sha256, expected_size)
+            try:
+                if expected_size is None or file.size < expected_size:
+                    announced = await self._fetch_into(url, file, chunk_bytes)
+                    expected_sha256 = expected_sha256 or announced
+            except httpx.TransportError as exc:
+                raise PlatformUnavailable(
+                    f"download interrupted ({type(exc).__name__}); it resumes from the bytes kept"
+                ) from exc
+            return await asyncio.to_thread(file.verify, expected_sha256, expected_size)
+        finally:
+            await asyncio.to_thread(file.close)
 
-    async def _fetch_into(
-        self, url: str, partial: Path, offset: int, headers: dict[str, str], chunk_bytes: int
-    ) -> str | None:
+    async def _fetch_into(self, url: str, partial: _PartialFile, chunk_bytes: int) -> str | None:
         # The link came from the platform (a signed webhook or the status endpoint), so its own
         # host gets the credentials, whatever public name it uses; a redirect elsewhere (presigned
         # storage) must not: S3 refuses a request signed two ways, and the key is not theirs.
+        offset = partial.size
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
         target = url
         for _ in range(3):
             request = self._http.build_request("GET", target, headers=headers)
@@ -208,18 +215,17 @@ class PlatformClient:
                     return _announced_sha256(response.headers)
                 _raise_for_download(response)
                 if offset and response.status_code == 200:  # Range ignored: start over
-                    offset = 0
-                file = await asyncio.to_thread(partial.open, "ab" if offset else "wb")
+                    await asyncio.to_thread(partial.restart)
                 buffer = bytearray()
                 try:
                     async for chunk in response.aiter_bytes():
                         buffer += chunk
                         if len(buffer) >= chunk_bytes:
-                            await asyncio.to_thread(file.write, bytes(buffer))
-                            buffer.clear()
+                            full, buffer = buffer, bytearray()
+                            await asyncio.to_thread(partial.append, full)
                 finally:
                     # Keep every byte received, even when the connection dropped: resumed later.
-                    await asyncio.to_thread(_write_sync_close, file, bytes(buffer))
+                    await asyncio.to_thread(partial.append, buffer, sync=True)
                 return _announced_sha256(response.headers)
             finally:
                 await response.aclose()
@@ -287,35 +293,80 @@ def _announced_sha256(headers: httpx.Headers) -> str | None:
     return value.lower() if value else None
 
 
-def _bytes_kept(partial: Path, expected_size: int | None) -> int:
-    """How many bytes an earlier, interrupted download left (0 when they cannot be right)."""
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    kept = partial.stat().st_size if partial.exists() else 0
-    if expected_size is not None and kept > expected_size:
-        partial.unlink()
-        return 0
-    return kept
+class _PartialFile:
+    """A download's partial file, open and locked, with the sha256 and size of what it holds."""
 
+    def __init__(self, path: Path, file: BinaryIO) -> None:
+        self.path = path
+        self._file = file
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self.resumed_from = 0
 
-def _write_sync_close(file: BinaryIO, tail: bytes) -> None:
-    file.write(tail)
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
+    @classmethod
+    def open(cls, path: Path, expected_size: int | None) -> _PartialFile:
+        """The file as an earlier, interrupted download left it (emptied when it cannot be
+        right), its kept bytes hashed."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # a download holds PHI
+        if not _try_lock(fd):
+            os.close(fd)
+            raise PlatformUnavailable(
+                f"another download is writing {path.name} (the same job running twice?); "
+                "it is retried later"
+            )
+        partial = cls(path, os.fdopen(fd, "r+b"))
+        while block := partial._file.read(HASH_BLOCK):
+            partial._digest.update(block)
+            partial.size += len(block)
+        if expected_size is not None and partial.size > expected_size:
+            partial.restart()
+        partial.resumed_from = partial.size
+        return partial
 
+    def restart(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._digest = hashlib.sha256()
+        self.size = self.resumed_from = 0
 
-def _verify(partial: Path, offset: int, sha256: str | None, size: int | None) -> Downloaded:
-    digest = hashlib.sha256()
-    total = 0
-    with partial.open("rb") as file:
-        while block := file.read(HASH_BLOCK):
-            digest.update(block)
-            total += len(block)
-    actual = digest.hexdigest()
-    if (sha256 and actual != sha256.lower()) or (size is not None and total != size):
-        partial.unlink(missing_ok=True)
-        raise DownloadCorrupt(
-            f"downloaded file has {total} bytes and sha256 {actual[:12]}…, expected "
-            f"{size} bytes and {(sha256 or '?')[:12]}…; it was discarded and is downloaded again"
+    def append(self, data: bytes | bytearray, *, sync: bool = False) -> None:
+        self._file.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+        if sync:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def verify(self, sha256: str | None, size: int | None) -> Downloaded:
+        """The download, when it is what was announced; else the file is deleted."""
+        self._file.flush()
+        actual = self._digest.hexdigest()
+        on_disk = os.fstat(self._file.fileno()).st_size
+        wrong_sha = sha256 is not None and actual != sha256.lower()
+        if wrong_sha or (size is not None and self.size != size) or on_disk != self.size:
+            self.path.unlink(missing_ok=True)
+            raise DownloadCorrupt(
+                f"downloaded file has {on_disk} bytes and sha256 {actual[:12]}…, expected "
+                f"{size} bytes and {(sha256 or '?')[:12]}…; it was discarded and is downloaded "
+                "again"
+            )
+        return Downloaded(
+            path=self.path, size=self.size, sha256=actual, resumed_from=self.resumed_from
         )
-    return Downloaded(path=partial, size=total, sha256=actual, resumed_from=offset)
+
+    def close(self) -> None:
+        self._file.close()  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive advisory lock on the open file, False when another process holds one."""
+    if sys.platform == "win32":  # no flock; the sha256 check still catches interleaved writes
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -117,7 +117,8 @@ def build_tracker_store(settings: TrackerSettings, data_dir: Path) -> BlobStore:
             region=settings.s3_region or "us-east-1",
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret else None,
-            prefix=settings.s3_prefix,
+            # The setting reads like a folder ("tracker/"); a store prefix is a key's segments.
+            prefix=settings.s3_prefix.strip("/"),
         )
     return LocalBlobStore(settings.storage_dir or data_dir / "tracker")
 

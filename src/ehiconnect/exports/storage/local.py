@@ -6,12 +6,18 @@ fsynced, and are renamed over the key when the writer block exits cleanly; on an
 temporary file is removed and nothing appears. Blocking file calls run in worker threads, in
 chunks of `chunk_size` (1 MiB). Keys are validated and the resolved path must stay inside the root,
 so neither `..` nor a symlink can escape it. There are no presigned URLs: the API streams files.
+
+A large file is better built in place: `staging_path(key)` is the hidden file `.<name>.partial`
+beside the key's file, and `commit_file` fsyncs it and renames it over the key (atomic, no byte
+copied; a copy only when the file given is on another filesystem).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -24,8 +30,10 @@ from ehiconnect.exports.storage.port import (
     HashingCounter,
     InvalidKey,
     ObjectInfo,
+    StoredObject,
     WriterResult,
     check_range,
+    copy_file_in,
     validate_key,
 )
 
@@ -126,6 +134,22 @@ class LocalBlobStore:
         self.path_for(key)
         return None
 
+    def staging_path(self, key: str) -> Path:
+        target = self.path_for(key)
+        return target.with_name(f".{target.name}.partial")
+
+    async def commit_file(self, key: str, path: Path, *, sha256: str | None = None) -> StoredObject:
+        target = self.path_for(key)
+        source = Path(path)
+        await asyncio.to_thread(target.parent.mkdir, mode=0o700, parents=True, exist_ok=True)
+        try:
+            size, digest = await asyncio.to_thread(_move_in, source, target, sha256)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            return await copy_file_in(self.open_writer, key, source, sha256, self._chunk_size)
+        return StoredObject(key=key, size=size, sha256=digest)
+
 
 def _create_private(path: Path) -> BinaryIO:
     """A new file readable by its owner only: exports hold PHI."""
@@ -139,6 +163,28 @@ def _commit(file: BinaryIO, temp: Path, target: Path) -> None:
     file.close()
     os.replace(temp, target)
     _fsync_directory(target.parent)
+
+
+def _move_in(source: Path, target: Path, sha256: str | None) -> tuple[int, str]:
+    """Rename `source` over `target`, its data and the new name on disk first; (size, sha256)."""
+    os.chmod(source, 0o600)  # the store's files are owner-only, whoever made this one
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        digest = sha256.lower() if sha256 is not None else _sha256_of(fd)
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    os.replace(source, target)
+    _fsync_directory(target.parent)
+    return size, digest
+
+
+def _sha256_of(fd: int) -> str:
+    digest = hashlib.sha256()
+    while block := os.read(fd, CHUNK_SIZE):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _discard(file: BinaryIO, temp: Path) -> None:

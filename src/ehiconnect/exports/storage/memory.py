@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from ehiconnect.exports.storage.port import (
     BlobNotFound,
     HashingCounter,
     ObjectInfo,
+    StoredObject,
     WriterResult,
     check_range,
+    copy_file_in,
     validate_key,
 )
 
@@ -63,6 +66,13 @@ class MemoryBlobStore:
     async def presigned_url(self, key: str, expires_in: float) -> str | None:
         validate_key(key)
         return None
+
+    def staging_path(self, key: str) -> Path | None:
+        validate_key(key)
+        return None
+
+    async def commit_file(self, key: str, path: Path, *, sha256: str | None = None) -> StoredObject:
+        return await copy_file_in(self.open_writer, key, Path(path), sha256, self._chunk_size)
 
     def _get(self, key: str) -> bytes:
         validate_key(key)

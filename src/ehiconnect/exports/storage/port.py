@@ -9,9 +9,16 @@
     await store.delete(key)                # no error when already gone
     await store.presigned_url(key, expires_in=300)   # str, or None when the store has none
 
-An object becomes visible only when its writer's block exits without an exception; a failed
-write leaves nothing behind. `end` in `open_reader` is exclusive, like a Python slice (HTTP
-`Range: bytes=a-b` is `start=a, end=b+1`).
+    store.staging_path(key)                # a local file to build `key` in, or None
+    await store.commit_file(key, path, sha256=...)   # move a finished local file in: StoredObject
+
+An object becomes visible only when its writer's block exits without an exception, or when
+`commit_file` returns; a failed write leaves nothing behind. `end` in `open_reader` is exclusive,
+like a Python slice (HTTP `Range: bytes=a-b` is `start=a, end=b+1`).
+
+`commit_file` is for files too large to write twice (multi-GB downloads): build the file at
+`staging_path(key)` when the store has one (local storage: committing is a rename, no byte is
+copied), else in any local file (S3: committing is an upload, then the file is removed).
 
 Keys are `/`-separated segments of `[A-Za-z0-9._=-]`, none empty, `.` or `..`, none starting with
 `.` (reserved for temporary files), at most 1024 characters: safe as a path and as an S3 key.
@@ -21,11 +28,13 @@ Adapters: `local.LocalBlobStore`, `s3.S3BlobStore`, `memory.MemoryBlobStore` (fo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 MAX_KEY_LENGTH = 1024
@@ -89,6 +98,27 @@ class BlobStore(Protocol):
 
     async def presigned_url(self, key: str, expires_in: float) -> str | None: ...
 
+    def staging_path(self, key: str) -> Path | None:
+        """Where to build a file that will become `key`, so that `commit_file` only renames it.
+
+        The same path for the same key every time (an interrupted writer can resume it), on the
+        store's own filesystem, invisible to keys and readers; the caller creates it (owner-only:
+        it holds PHI). None when the store keeps nothing on local disk: build the file anywhere
+        and `commit_file` uploads it.
+        """
+        ...
+
+    async def commit_file(self, key: str, path: Path, *, sha256: str | None = None) -> StoredObject:
+        """Make the finished local file `path` the object `key` (replacing it), and remove `path`.
+
+        A local store renames it (atomic; a copy when `path` is on another filesystem), S3
+        uploads it. `sha256` is the digest the caller already checked: an adapter that copies
+        the bytes checks the copy against it and commits nothing on a mismatch (StorageError), a
+        rename moves those very bytes; without it the digest is computed. On any error `path` is
+        left as it was. FileNotFoundError when `path` does not exist.
+        """
+        ...
+
 
 def validate_key(key: str) -> str:
     """The key unchanged when allowed, else `InvalidKey` saying why."""
@@ -133,6 +163,47 @@ class HashingCounter:
 
     def result(self, key: str) -> StoredObject:
         return StoredObject(key=key, size=self.size, sha256=self._hash.hexdigest())
+
+
+def check_sha256(key: str, stored: StoredObject, expected: str | None) -> None:
+    """StorageError when bytes copied for `key` are not the ones the caller checked."""
+    if expected is not None and stored.sha256 != expected.lower():
+        raise StorageError(
+            f"the bytes copied for {key!r} have sha256 {stored.sha256[:12]}…, not the "
+            f"{expected[:12]}… they were checked against; nothing was committed"
+        )
+
+
+class CountingWriter(Protocol):
+    """An adapter's writer, which hashes what passes through it (`HashingCounter`)."""
+
+    counter: HashingCounter
+
+    async def write(self, data: bytes, /) -> None: ...
+
+    @property
+    def stored(self) -> StoredObject: ...
+
+
+async def copy_file_in(
+    open_writer: Callable[[str], AbstractAsyncContextManager[CountingWriter]],
+    key: str,
+    path: Path,
+    sha256: str | None,
+    chunk_size: int,
+) -> StoredObject:
+    """`commit_file` by copying: `path` streamed through a writer of `key`, checked against
+    `sha256` before the object is committed, then removed."""
+    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        async with open_writer(key) as writer:
+            while block := await asyncio.to_thread(file.read, chunk_size):
+                await writer.write(block)
+            check_sha256(key, writer.counter.result(key), sha256)
+    finally:
+        file.close()
+    await asyncio.to_thread(path.unlink)
+    return writer.stored
 
 
 class WriterResult:

@@ -7,6 +7,9 @@ multipart upload is aborted. Reads are ranged GETs streamed in `chunk_size` piec
 URLs are SigV4 and expire after `expires_in` seconds. boto3 is blocking, so every call runs in a
 worker thread.
 
+`commit_file` uploads a finished local file the same way (streamed, its sha256 checked
+before the upload completes) and removes it; there is no `staging_path`: S3 cannot append.
+
 Build one with `S3BlobStore.connect(...)` (creates a boto3 client; no network I/O), or pass any
 boto3 S3 client.
 """
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -29,7 +33,9 @@ from ehiconnect.exports.storage.port import (
     InvalidRange,
     ObjectInfo,
     StorageError,
+    StoredObject,
     WriterResult,
+    copy_file_in,
     validate_key,
 )
 
@@ -241,6 +247,13 @@ class S3BlobStore:
             await _call(
                 key, self._client.delete_object, Bucket=self.bucket, Key=self._object_key(key)
             )
+
+    def staging_path(self, key: str) -> Path | None:
+        self._object_key(key)
+        return None
+
+    async def commit_file(self, key: str, path: Path, *, sha256: str | None = None) -> StoredObject:
+        return await copy_file_in(self.open_writer, key, Path(path), sha256, self._chunk_size)
 
     async def presigned_url(self, key: str, expires_in: float) -> str | None:
         seconds = int(expires_in)
