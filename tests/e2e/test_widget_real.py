@@ -26,11 +26,14 @@ from tests.e2e.conftest import PLAYWRIGHT_MISSING, EventLog, HostPages, Screensh
 pytest.importorskip("playwright.async_api", reason=PLAYWRIGHT_MISSING)
 
 from playwright.async_api import Locator, Page, expect
+from starlette.applications import Starlette
 
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tokens import Tokens, open_tokens
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.sandbox.config import Faults
+from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.testing.servers import ThreadedServer
 from tests.integration import conftest as platform_fixtures
 from tests.integration.conftest import make_org
@@ -375,3 +378,76 @@ async def test_a_patient_who_denies_consent_gets_connection_failed(
         "SELECT count(*) FROM webhook_events WHERE type = %s",
         "patient.connection_success",
     ) == [(0,)]
+
+
+# ---- a portal that cuts the popup off from the widget --------------------------------------------
+
+
+def portal_state(sandbox_app: Starlette) -> SandboxState:
+    state: SandboxState = sandbox_app.state.sandbox
+    return state
+
+
+async def finish_without_opener(widget: Widget, popup: Page, database_url: str) -> dict[str, Any]:
+    """Sign in at Harbor in a popup that cannot post to the widget; the widget's success."""
+    page, events, shot = widget.page, widget.events, widget.screenshot
+    await widget.sign_in(popup, "amy")  # the callback page still closes its own window
+
+    success = (await events.wait_for("patient.connection_success"))["data"]
+    await expect(widget.heading()).to_have_text(f"Connected to {HARBOR}")
+    await shot(page, "connected")
+    await page.get_by_role("button", name="Done").click()
+    complete = await events.wait_for("widget.complete")
+    assert complete["data"] == [success]
+    assert len(await events.of_type("patient.connection_success")) == 1
+    assert "patient.connection_failed" not in await events.types()
+    # Delivered by the result handle: read once, and nothing of the result kept after that.
+    [(read_at, kept)] = query(database_url, "SELECT result_read_at, result FROM consent_flows")
+    assert read_at is not None
+    assert kept is None
+    return dict(success)
+
+
+async def test_a_portal_that_severs_the_popup_still_completes_the_widget(
+    widget: Widget, sandbox_app: Starlette, database_url: str
+) -> None:
+    # Harbor's portal answers like Epic MyChart: Cross-Origin-Opener-Policy: same-origin.
+    portal_state(sandbox_app).set_faults("harbor", Faults(portal_opener_policy="same-origin"))
+    page, shot = widget.page, widget.screenshot
+    harbor = endpoint_ids(widget.sandbox.url)["harbor"]
+    await widget.open()
+    await widget.search("harbor", HARBOR)
+
+    popup = await widget.choose(HARBOR)
+    await expect(popup.get_by_label("Username")).to_be_visible()
+    assert await popup.evaluate("window.opener === null")  # the browser really cut it off
+    # From the widget the popup now looks closed; it says so, and keeps listening.
+    await expect(widget.heading()).to_have_text("Sign-in not finished")
+    await expect(widget.dialog()).to_contain_text("If you are still signing in there, finish")
+    await shot(page, "severed-waiting")
+
+    success = await finish_without_opener(widget, popup, database_url)
+
+    assert success["endpoint_id"] == harbor
+    assert success["connection_status"] == "authorized"
+    assert uuid.UUID(success["org_connection_id"]).version == 4
+    read = widget.read_connection(success["org_connection_id"])
+    assert (read["status"], read["catalog_endpoint_id"]) == ("authorized", harbor)
+    await shot(page, "closed")
+
+
+async def test_a_popup_whose_opener_is_gone_still_completes_the_widget(
+    widget: Widget, database_url: str
+) -> None:
+    # Portals may also drop the opener by script; here the callback page never sees one.
+    await widget.page.context.add_init_script(
+        "if (location.pathname.endsWith('/v1/bridge/callback')) window.opener = null;"
+    )
+    await widget.open()
+    await widget.search("harbor", HARBOR)
+    popup = await widget.choose(HARBOR)
+    await expect(widget.heading()).to_have_text(f"Sign in at {HARBOR}")  # still visibly open
+
+    success = await finish_without_opener(widget, popup, database_url)
+
+    assert widget.read_connection(success["org_connection_id"])["status"] == "authorized"

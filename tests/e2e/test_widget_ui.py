@@ -12,7 +12,10 @@ cross-origin request and every postMessage crosses origins.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -30,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from ehiconnect.api.routes import widget as widget_routes
+from ehiconnect.consent.pkce import s256_challenge
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.widget import failure_result, render_callback_page, success_result
 
@@ -38,6 +42,13 @@ OPEN_BUTTON = "Connect your health records"
 POPUP_BLOCKED = (
     "Your browser blocked the sign-in window. Allow pop-ups for this site and try again."
 )
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def without_challenge(connect: dict[str, str]) -> dict[str, str]:
+    """A recorded connect request less its result_challenge, which is new every time."""
+    assert CHALLENGE.fullmatch(connect.get("result_challenge", "")), connect
+    return {k: v for k, v in connect.items() if k != "result_challenge"}
 
 
 def _endpoint(endpoint_id: str, status: str = "active") -> dict[str, Any]:
@@ -132,6 +143,11 @@ class FakePlatform:
         self.embedding_origin = embedding_origin
         self.searches: list[dict[str, Any]] = []
         self.connects: list[dict[str, str]] = []
+        # The result handle, as the platform keeps it: result by challenge, handed out once.
+        self.results: dict[str, dict[str, object]] = {}
+        self.polls: list[str] = []
+        self.poll_answers: list[str] = []
+        self.poll_gate: threading.Event | None = None  # set: polls wait until it is released
         self._lock = threading.Lock()
 
     def app(self) -> FastAPI:
@@ -208,6 +224,20 @@ class FakePlatform:
                 self.connects.append({"path": "reconnect", **params})
             return RedirectResponse(f"/fake-portal?{urlencode(params)}", status_code=302)
 
+        @app.post("/v1/bridge/connect/result")
+        async def connect_result(request: Request) -> JSONResponse:
+            handle = str((await request.json()).get("result_handle") or "")
+            with self._lock:
+                self.polls.append(handle)
+                gate = self.poll_gate
+            if gate is not None:
+                await asyncio.to_thread(gate.wait, 15)
+            with self._lock:
+                result = self.results.pop(s256_challenge(handle), None)
+                self.poll_answers.append(str(result["status"]) if result else "pending")
+            data = result or {"status": "pending", "expires_in": 1200}
+            return JSONResponse({"success": True, "data": data})
+
         @app.get("/fake-portal")
         async def portal(request: Request) -> HTMLResponse:
             # Stands in for the health system's login and consent pages; the slow one waits for
@@ -239,7 +269,15 @@ class FakePlatform:
                     endpoint_id=params.get("endpoint_id"),
                     api_mode="test",
                 )
-            return HTMLResponse(render_callback_page(result, self.embedding_origin))
+            challenge = params.get("result_challenge")
+            if challenge:
+                with self._lock:
+                    self.results[challenge] = result
+            return HTMLResponse(
+                render_callback_page(
+                    result, self.embedding_origin, close_without_opener=bool(challenge)
+                )
+            )
 
         return app
 
@@ -444,7 +482,7 @@ async def test_connecting_a_health_system_reports_success_then_complete(
         await popup.wait_for_event("close")
     await expect(heading(page)).to_have_text("Connected to General Hospital")
     _, fake = platform
-    assert fake.connects[-1] == {
+    assert without_challenge(fake.connects[-1]) == {
         "path": "connect",
         "public_id": PUBLIC_ID,
         "brand_id": "brand-general",
@@ -574,6 +612,76 @@ async def test_only_the_popup_on_the_platform_origin_can_report_a_result(
     assert success["brand_id"] == "brand-slow"
 
 
+async def test_a_result_both_paths_bring_is_reported_once(
+    open_widget: OpenWidget,
+    events: EventLog,
+    platform: tuple[str, FakePlatform],
+    screenshot: Screenshot,
+) -> None:
+    _, fake = platform
+    gate = threading.Event()
+    fake.poll_gate = gate  # the widget's first poll waits at the platform
+    try:
+        page = await open_widget()
+        await search(page, "slow valley")
+        polls_before = len(fake.polls)
+        popup = await connect_brand(page, "Slow Valley Medical")
+        await events.wait_for("patient.connection_pending")
+        await _wait_until(lambda: len(fake.polls) > polls_before)
+
+        # The popup posts its result while that poll is still on its way.
+        await popup.get_by_role("link", name="Allow").click()
+        success = (await events.wait_for("patient.connection_success"))["data"]
+        answers_before = len(fake.poll_answers)
+        gate.set()
+        await _wait_until(lambda: len(fake.poll_answers) > answers_before)
+    finally:
+        fake.poll_gate = None
+        gate.set()
+
+    # The poll came back with the same result too, and was dropped; polling has stopped.
+    assert fake.poll_answers[answers_before] == "success"
+    polls_after = len(fake.polls)
+    await page.wait_for_timeout(2500)
+    assert len(fake.polls) == polls_after
+    assert len(await events.of_type("patient.connection_success")) == 1
+    await expect(heading(page)).to_have_text("Connected to Slow Valley Medical")
+    await screenshot(page, "connected-once")
+    await page.get_by_role("button", name="Done").click()
+    assert (await events.wait_for("widget.complete"))["data"] == [success]
+
+    # The popup's URL carried only the challenge; the handle itself went only to the platform.
+    handle = fake.polls[polls_before]
+    challenge = fake.connects[-1]["result_challenge"]
+    assert s256_challenge(handle) == challenge
+    assert handle not in str(fake.connects)
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def test_each_sign_in_attempt_has_its_own_result_challenge(
+    open_widget: OpenWidget, events: EventLog, platform: tuple[str, FakePlatform]
+) -> None:
+    _, fake = platform
+    page = await open_widget()
+    await search(page, "general")
+    await connect_brand(page, "General Hospital")
+    await events.wait_for("patient.connection_success")
+    await page.get_by_role("button", name="Connect another health system").click()
+    await search(page, "general")
+    await connect_brand(page, "General Hospital")
+    await events.wait_for("patient.connection_success", count=2)
+
+    first, second = fake.connects[-2:]
+    assert without_challenge(first) == without_challenge(second)
+    assert first["result_challenge"] != second["result_challenge"]
+
+
 async def test_a_preselected_brand_and_portal_skip_the_search(
     open_widget: OpenWidget, events: EventLog, screenshot: Screenshot
 ) -> None:
@@ -638,7 +746,7 @@ async def test_reconnect_signs_in_again_to_the_same_connection(
     success = (await events.wait_for("patient.connection_success"))["data"]
     assert success["org_connection_id"] == connection_id
     _, fake = platform
-    assert fake.connects[-1] == {
+    assert without_challenge(fake.connects[-1]) == {
         "path": "reconnect",
         "public_id": PUBLIC_ID,
         "reconnect_org_connection_id": connection_id,

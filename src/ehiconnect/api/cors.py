@@ -10,8 +10,9 @@ from ehiconnect.ids import ApiMode
 from ehiconnect.orgs.origins import origin_allowed
 
 # Paths a browser calls directly; their error responses carry CORS headers too, so the widget can
-# show the error's description instead of an opaque network failure (they hold no data).
-BROWSER_PATHS = ("/v1/bridge/org", "/v1/bridge/catalog")
+# show the error's description instead of an opaque network failure (they hold no data) — except
+# the refusal of an origin the organization has not registered, which that origin must not read.
+BROWSER_PATHS = ("/v1/bridge/org", "/v1/bridge/catalog", "/v1/bridge/connect/result")
 
 
 def allow_origin(request: Request, response: Response, org: Organization, mode: ApiMode) -> None:
@@ -19,6 +20,7 @@ def allow_origin(request: Request, response: Response, org: Organization, mode: 
     if origin is None:
         return
     if not origin_allowed(origin, org, mode):
+        request.state.origin_refused = True
         raise Forbidden(
             f"the origin {origin} is not registered for this organization; register it with "
             "`ehiconnect orgs create --origin`",
@@ -30,6 +32,7 @@ def allow_origin(request: Request, response: Response, org: Organization, mode: 
 
 def error_cors_headers(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
-    if origin and request.url.path.startswith(BROWSER_PATHS):
+    refused = getattr(request.state, "origin_refused", False)
+    if origin and not refused and request.url.path.startswith(BROWSER_PATHS):
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     return {}

@@ -8,6 +8,10 @@ reconnect, updates in place) the connection, seals its tokens, writes the consen
 
 Every failure comes back as a `FlowFailure` with an `error` code and a human `error_description`,
 which the callback hands to the widget or to the caller's redirect URI.
+
+A flow the widget started with a `result_challenge` also keeps its result (success, in the same
+transaction as the connection; failure, before the callback answers) for the widget to poll with
+its result handle when the popup lost `window.opener` (`ehiconnect.consent.result`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from ehiconnect.consent.authorize import authorize_url, downgrade_to_v1, grant_p
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
 from ehiconnect.consent.records import record_consent
+from ehiconnect.consent.result import challenge_hash, connection_result, failure_result
+from ehiconnect.consent.result_handles import ensure_handle_unused, record_result
 from ehiconnect.db.models import Organization, OrgConnection
-from ehiconnect.errors import FatalError, Forbidden, NotFound, SourceError
+from ehiconnect.errors import FatalError, Forbidden, InvalidRequest, NotFound, SourceError
 from ehiconnect.ids import ApiMode, as_api_mode, new_connection_id
 from ehiconnect.runtime import Runtime
 from ehiconnect.webhooks.outbox import emit
@@ -49,6 +55,8 @@ class ConnectRequest:
     external_state: str | None = None
     reconnect_connection_id: str | None = None
     widget_origin: str | None = None
+    result_challenge: str | None = None
+    """BASE64URL(SHA-256(result handle)) from the widget, to poll for the result with the handle."""
 
 
 class FlowFailure(Exception):
@@ -67,6 +75,17 @@ class FlowSuccess:
     flow: ConsentFlow
     connection: dict[str, Any]
     event: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, object] = field(default_factory=dict)
+    """What the widget is told: posted by the callback page, or read with the result handle."""
+
+
+def result_kept_for_widget(failure: FlowFailure) -> bool:
+    """Whether a failure is recorded as its flow's result. A replayed state says nothing about
+    how the flow went, so it never replaces (or stands in for) the real outcome."""
+    flow = failure.flow
+    if flow is None or flow.result_handle_hash is None:
+        return False
+    return failure.error != "state_reused"
 
 
 def callback_url(runtime: Runtime) -> str:
@@ -87,6 +106,14 @@ async def start_flow(
             "`ehiconnect orgs create --redirect-uri` (or omit it to finish in the widget)",
             code="redirect_uri_not_registered",
         )
+    result_handle_hash: str | None = None
+    if request.result_challenge is not None:
+        if request.redirect_uri is not None:
+            raise InvalidRequest(
+                "result_challenge is for flows that finish in the widget's popup; with a "
+                "redirect_uri the result comes back in the redirect's query"
+            )
+        result_handle_hash = challenge_hash(request.result_challenge)
     async with runtime.database.transaction() as session:
         if request.reconnect_connection_id:
             existing = await session.get(OrgConnection, request.reconnect_connection_id)
@@ -148,6 +175,8 @@ async def start_flow(
         endpoint_row.authorization_endpoint = configuration.authorization_endpoint
         endpoint_row.token_endpoint = configuration.token_endpoint
         endpoint_row.revoke_endpoint = configuration.revocation_endpoint
+        if result_handle_hash is not None:
+            await ensure_handle_unused(session, result_handle_hash)
         scope = endpoint_row.scopes
         capabilities = configuration.capabilities
         if "permission-v2" not in capabilities and "permission-v1" in capabilities:
@@ -170,6 +199,7 @@ async def start_flow(
                 token_endpoint=configuration.token_endpoint,
                 verifier_kid=sealed.kid,
                 verifier_ct=sealed.ciphertext,
+                result_handle_hash=result_handle_hash,
                 created_at=now,
                 expires_at=now
                 + dt.timedelta(minutes=runtime.settings.consent.flow_lifetime_minutes),
@@ -233,6 +263,31 @@ async def claim_flow(runtime: Runtime, state: str | None) -> ConsentFlow:
 
 
 async def complete_flow(
+    runtime: Runtime,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
+) -> FlowSuccess:
+    """Finish the flow `state` names; a failure is also kept for the widget's result handle."""
+    try:
+        return await _complete_flow(
+            runtime, state=state, code=code, error=error, error_description=error_description
+        )
+    except FlowFailure as failure:
+        if failure.flow is not None and result_kept_for_widget(failure):
+            async with runtime.database.transaction() as session:
+                await record_result(
+                    session,
+                    failure.flow.state_hash,
+                    failure_result(failure.error, failure.description),
+                    runtime.clock.now(),
+                )
+        raise
+
+
+async def _complete_flow(
     runtime: Runtime,
     *,
     state: str | None,
@@ -362,7 +417,11 @@ async def _record_connection(
             org_connection_id=connection.org_connection_id,
             detail={"endpoint_id": flow.endpoint_id, "scope": granted},
         )
-        return FlowSuccess(flow=flow, connection=connection_view(connection), event=data)
+        view = connection_view(connection)
+        result = connection_result(view)
+        # With the connection, so a widget polling its handle never sees one without the other.
+        await record_result(session, flow.state_hash, result, clock.now())
+        return FlowSuccess(flow=flow, connection=view, event=data, result=result)
 
 
 async def _audit_failure(runtime: Runtime, flow: ConsentFlow, error: str) -> None:

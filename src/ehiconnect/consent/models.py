@@ -16,6 +16,11 @@ class ConsentFlow(Base):
 
     Looked up by the SHA-256 of `state` (the raw value is never stored); single use (`used_at`);
     the PKCE verifier is encrypted with the token vault.
+
+    A flow the widget started with a `result_challenge` also keeps its result for the widget to
+    poll (see `ehiconnect.consent.result`): `result_handle_hash` is the SHA-256 of the widget's
+    result handle, `result` the payload the callback page posted (never tokens), `finished_at`
+    when it was recorded and `result_read_at` when the one read of it happened.
     """
 
     __tablename__ = "consent_flows"
@@ -38,6 +43,10 @@ class ConsentFlow(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column()
+    result_handle_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    result_read_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ConsentRecord(Base):

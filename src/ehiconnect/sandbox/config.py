@@ -89,6 +89,9 @@ class Faults(BaseModel):
     """A slow attachment server: wait this long before the first byte of a `Binary`."""
     binary_bytes_per_s: int | None = Field(default=None, ge=1024)
     """A slow attachment server: throttle `Binary` bodies to this rate."""
+    portal_opener_policy: Literal["same-origin", "same-origin-allow-popups"] | None = None
+    """Send this `Cross-Origin-Opener-Policy` on the sign-in and consent pages, as real portals
+    do (Epic MyChart sends `same-origin`): it cuts a sign-in popup off from its opener."""
 
 
 class HealthSystem(_Frozen):

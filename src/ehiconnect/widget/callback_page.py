@@ -7,7 +7,9 @@ The widget opened the sign-in popup; after the health system redirects back to
 
 to `window.opener` (restricted to `target_origin` when the embedding page's origin is known) and
 closes the window. Without an opener (the popup lost it, or the page was opened directly) the
-page says in words what happened.
+page says in words what happened; when the flow kept its result for the widget's result handle
+(`close_without_opener`), the widget reads it from the platform instead, so the page closes
+itself all the same.
 
 Nothing from the result is interpolated into markup or script: the payload travels as JSON in a
 `<script type="application/json">` block with `<`, `>` and `&` escaped, and the human message is
@@ -23,19 +25,27 @@ import json
 from typing import Final
 from urllib.parse import urlsplit
 
+from ehiconnect.consent.result import (
+    FAILURE_FIELDS,
+    SUCCESS_FIELDS,
+    checked_result,
+    failure_result,
+    success_result,
+)
+
+__all__ = [
+    "CALLBACK_PAGE_CSP",
+    "FAILURE_FIELDS",
+    "MESSAGE_SOURCE",
+    "MESSAGE_TYPE",
+    "SUCCESS_FIELDS",
+    "failure_result",
+    "render_callback_page",
+    "success_result",
+]
+
 MESSAGE_SOURCE: Final = "ehiconnect"
 MESSAGE_TYPE: Final = "connection_result"
-
-SUCCESS_FIELDS: Final = (
-    "org_connection_id",
-    "connection_status",
-    "platform_type",
-    "brand_id",
-    "portal_id",
-    "endpoint_id",
-    "api_mode",
-)
-FAILURE_FIELDS: Final = ("error", "error_description")
 
 # Reads the result block, posts it to the opener and closes. Kept free of any per-request text so
 # its hash is fixed (see CALLBACK_PAGE_CSP).
@@ -46,15 +56,19 @@ _SCRIPT: Final = """
   var message = JSON.parse(block.textContent);
   var button = document.getElementById("close-window");
   button.addEventListener("click", function () { window.close(); });
-  if (!window.opener || window.opener === window) {
-    document.body.classList.add("no-opener");
-    return;
+  var reported = false;
+  if (window.opener && window.opener !== window) {
+    try {
+      window.opener.postMessage(message.envelope, message.targetOrigin);
+      reported = true;
+    } catch (error) {
+      reported = false;
+    }
   }
-  try {
-    window.opener.postMessage(message.envelope, message.targetOrigin);
-  } catch (error) {
+  if (!reported) {
     document.body.classList.add("no-opener");
-    return;
+    // The widget polls the platform for this result; the window has nothing left to do.
+    if (!message.closeWithoutOpener) return;
   }
   window.close();
 })();
@@ -88,48 +102,6 @@ CALLBACK_PAGE_CSP: Final = (
 """The page's Content-Security-Policy; also worth sending as a header by the route."""
 
 
-def success_result(
-    *,
-    org_connection_id: str,
-    connection_status: str,
-    platform_type: str,
-    brand_id: str | None,
-    portal_id: str | None,
-    endpoint_id: str | None,
-    api_mode: str,
-) -> dict[str, object]:
-    """The payload for a connection that was created or re-authorized."""
-    return {
-        "status": "success",
-        "org_connection_id": org_connection_id,
-        "connection_status": connection_status,
-        "platform_type": platform_type,
-        "brand_id": brand_id,
-        "portal_id": portal_id,
-        "endpoint_id": endpoint_id,
-        "api_mode": api_mode,
-    }
-
-
-def failure_result(error: str, error_description: str) -> dict[str, object]:
-    """The payload for a sign-in that did not produce a connection (denied, expired, failed)."""
-    return {"status": "failed", "error": error, "error_description": error_description}
-
-
-def _checked_payload(result: dict[str, object]) -> dict[str, object]:
-    status = result.get("status")
-    if status == "success":
-        fields: tuple[str, ...] = SUCCESS_FIELDS
-    elif status == "failed":
-        fields = FAILURE_FIELDS
-    else:
-        raise ValueError(f"result status must be 'success' or 'failed', not {status!r}")
-    missing = [name for name in fields if name not in result]
-    if missing:
-        raise ValueError(f"a {status} result needs {', '.join(missing)}")
-    return {"status": status, **{name: result[name] for name in fields}}
-
-
 def _checked_origin(target_origin: str | None) -> str:
     """`*` when unknown; otherwise a bare scheme://host[:port], which postMessage requires."""
     if target_origin is None:
@@ -159,17 +131,25 @@ def _json_for_script_block(value: object) -> str:
     )
 
 
-def render_callback_page(result: dict[str, object], target_origin: str | None) -> str:
+def render_callback_page(
+    result: dict[str, object], target_origin: str | None, *, close_without_opener: bool = False
+) -> str:
     """A complete HTML page that posts `result` to the widget and closes its window.
 
     `result` is `success_result(...)` or `failure_result(...)` (or an equivalent dict; extra keys
     are dropped). `target_origin` is the embedding page's origin when known, so only that page can
     read the message; None posts to any opener (`"*"`), which the payload tolerates because it
     holds no secret: an `org_connection_id` is useless without the organization's private key.
+    `close_without_opener`: the result is also kept for the widget's result handle, so a page
+    that lost its opener closes itself instead of waiting for the patient.
     """
-    payload = _checked_payload(result)
+    payload = checked_result(result)
     envelope = {"source": MESSAGE_SOURCE, "type": MESSAGE_TYPE, "payload": payload}
-    data = {"envelope": envelope, "targetOrigin": _checked_origin(target_origin)}
+    data = {
+        "envelope": envelope,
+        "targetOrigin": _checked_origin(target_origin),
+        "closeWithoutOpener": close_without_opener,
+    }
 
     if payload["status"] == "success":
         title = "You're connected"

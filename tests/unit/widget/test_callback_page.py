@@ -97,8 +97,20 @@ def test_success_page_posts_the_connection_to_the_given_origin() -> None:
             },
         },
         "targetOrigin": "https://app.example.com",
+        "closeWithoutOpener": False,
     }
     assert "You're connected" in "".join(parse(page).text)
+
+
+def test_a_page_whose_result_the_widget_polls_closes_even_without_an_opener() -> None:
+    polled = posted_message(
+        render_callback_page(a_success(), "https://app.example.com", close_without_opener=True)
+    )
+    plain = posted_message(render_callback_page(a_success(), "https://app.example.com"))
+
+    assert polled["closeWithoutOpener"] is True
+    assert plain["closeWithoutOpener"] is False
+    assert polled["envelope"] == plain["envelope"]
 
 
 def test_failure_page_posts_the_error_and_says_it_in_words() -> None:

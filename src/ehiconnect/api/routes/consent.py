@@ -1,4 +1,5 @@
-"""The patient-facing consent routes: catalog, connect, reconnect, callback (DESIGN §1)."""
+"""The patient-facing consent routes: catalog, connect, reconnect, callback (DESIGN §1), and the
+widget's fallback read of a sign-in's result with its result handle."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
-from ehiconnect.api.envelope import ok
+from ehiconnect.api.envelope import error_response, ok
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import (
     CatalogSearcher,
@@ -22,7 +23,15 @@ from ehiconnect.catalog.service import (
     resolve_portal,
 )
 from ehiconnect.connections.lifecycle import revoke_connection
-from ehiconnect.consent.flow import ConnectRequest, FlowFailure, complete_flow, start_flow
+from ehiconnect.consent.flow import (
+    ConnectRequest,
+    FlowFailure,
+    complete_flow,
+    result_kept_for_widget,
+    start_flow,
+)
+from ehiconnect.consent.result import Ready
+from ehiconnect.consent.result_handles import redeem_result
 from ehiconnect.errors import ApiError, Forbidden, InvalidRequest
 from ehiconnect.orgs.origins import origin_allowed, origin_of
 from ehiconnect.orgs.service import org_for_public_id
@@ -31,12 +40,21 @@ from ehiconnect.widget.callback_page import (
     CALLBACK_PAGE_CSP,
     failure_result,
     render_callback_page,
-    success_result,
 )
 
 router = APIRouter(prefix="/bridge", tags=["consent"])
 
 PUBLIC_ID = Query(description="the organization's public_test_… or public_live_… id")
+RESULT_CHALLENGE = Query(
+    default=None,
+    max_length=64,
+    description="BASE64URL(SHA-256(result_handle)), 43 characters: lets the widget read the "
+    "result with POST /bridge/connect/result when the popup cannot post it back",
+)
+
+
+class ResultRead(BaseModel):
+    result_handle: str = Field(max_length=200, description="the handle whose challenge started it")
 
 
 class CatalogSearch(BaseModel):
@@ -47,6 +65,7 @@ class CatalogSearch(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
 
 
+@router.options("/connect/result", include_in_schema=False)
 @router.options("/catalog/search", include_in_schema=False)
 @router.options("/catalog", include_in_schema=False)
 @router.options("/org", include_in_schema=False)
@@ -133,6 +152,7 @@ async def connect(
     redirect_uri: str | None = Query(default=None),
     external_id: str | None = Query(default=None, max_length=255),
     external_state: str | None = Query(default=None, max_length=1024),
+    result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Start a patient's sign-in at a health system: 302 to its authorize URL."""
     return await _start(
@@ -146,6 +166,7 @@ async def connect(
             redirect_uri=redirect_uri,
             external_id=external_id,
             external_state=external_state,
+            result_challenge=result_challenge,
         ),
     )
 
@@ -161,6 +182,7 @@ async def reconnect(
     redirect_uri: str | None = Query(default=None),
     external_id: str | None = Query(default=None, max_length=255),
     external_state: str | None = Query(default=None, max_length=1024),
+    result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Re-authorize an existing connection in place: the org_connection_id stays the same."""
     return await _start(
@@ -172,6 +194,7 @@ async def reconnect(
             external_id=external_id,
             external_state=external_state,
             reconnect_connection_id=reconnect_org_connection_id,
+            result_challenge=result_challenge,
         ),
     )
 
@@ -238,6 +261,7 @@ async def callback(
             failure_result(failure.error, failure.description),
             flow.widget_origin if flow else None,
             failure.status,
+            close_without_opener=result_kept_for_widget(failure),
         )
     flow, connection = success.flow, success.connection
     if flow.redirect_uri:
@@ -255,16 +279,38 @@ async def callback(
             ),
             status_code=302,
         )
-    result = success_result(
-        org_connection_id=connection["org_connection_id"],
-        connection_status=connection["status"],
-        platform_type=connection["platform_type"],
-        brand_id=connection["catalog_brand_id"],
-        portal_id=connection["catalog_portal_id"],
-        endpoint_id=connection["catalog_endpoint_id"],
-        api_mode=connection["api_mode"],
+    return _callback_page(
+        success.result,
+        flow.widget_origin,
+        200,
+        close_without_opener=flow.result_handle_hash is not None,
     )
-    return _callback_page(result, flow.widget_origin, 200)
+
+
+@router.post("/connect/result", dependencies=[PublicRateLimit])
+async def connect_result(
+    request: Request,
+    runtime: RuntimeDep,
+    body: ResultRead,
+    public_id: str = PUBLIC_ID,
+) -> JSONResponse:
+    """The widget's fallback when the popup cannot post its result (the portal severed
+    `window.opener`): `pending` until the flow finishes, then its result, once."""
+    origin = request.headers.get("origin")
+    headers = {"Cache-Control": "no-store"}
+    if origin:
+        # Errors hold nothing to protect; readable, the widget can say what went wrong.
+        headers |= {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    try:
+        async with runtime.database.transaction() as session:
+            org, mode = await org_for_public_id(session, public_id)
+        outcome = await redeem_result(
+            runtime, org, mode, result_handle=body.result_handle, origin=origin
+        )
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.description, headers)
+    data = outcome.result if isinstance(outcome, Ready) else outcome.as_data()
+    return JSONResponse(ok(data), headers=headers)
 
 
 @router.delete("/org_connection/{org_connection_id}")
@@ -276,9 +322,15 @@ async def delete_connection(
     return ok(view)
 
 
-def _callback_page(result: dict[str, object], origin: str | None, status: int) -> HTMLResponse:
+def _callback_page(
+    result: dict[str, object],
+    origin: str | None,
+    status: int,
+    *,
+    close_without_opener: bool = False,
+) -> HTMLResponse:
     return HTMLResponse(
-        render_callback_page(result, origin),
+        render_callback_page(result, origin, close_without_opener=close_without_opener),
         status_code=status,
         headers={"Content-Security-Policy": CALLBACK_PAGE_CSP, "Cache-Control": "no-store"},
     )

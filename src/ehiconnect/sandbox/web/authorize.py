@@ -8,7 +8,9 @@ goes back to the client's `redirect_uri` with `error`, `error_description` and `
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
@@ -27,6 +29,25 @@ from ehiconnect.sandbox.web.pages import FIXED_SCOPES, consent_page, error_page,
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONSENT_TYPES: tuple[str, ...] = (*COMPARTMENT_TYPES, *sorted(NON_COMPARTMENT_TYPES))
 """The types a wildcard scope is spelled out into on the consent page."""
+
+
+def with_opener_policy(
+    page: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A portal page that sends the system's `portal_opener_policy` fault as its
+    `Cross-Origin-Opener-Policy` (none by default)."""
+
+    @functools.wraps(page)
+    async def answer(request: Request) -> Response:
+        response = await page(request)
+        system = system_or_none(request)
+        if system is not None:
+            policy = sandbox_state(request).faults(system.slug).portal_opener_policy
+            if policy:
+                response.headers["Cross-Origin-Opener-Policy"] = policy
+        return response
+
+    return answer
 
 
 def redirect_uri_allowed(client: Client, redirect_uri: str) -> bool:

@@ -11,6 +11,11 @@
  *   setAttribute, and URLs used as href/src must be http(s).
  * - Results from the popup are accepted only from the popup this element opened and only from
  *   the API origin.
+ * - When the popup cannot post its result (a portal's Cross-Origin-Opener-Policy cut it off from
+ *   this page), the element reads it from the platform with a result handle: 32 random bytes it
+ *   made itself and kept in memory. The popup's URL carries only the handle's SHA-256
+ *   (`result_challenge`), so nothing outside this page can read the result with it.
+ * - Each sign-in attempt settles once, by whichever path answers first; the other is ignored.
  * - API calls are CORS requests without credentials; the platform decides which origins may embed.
  */
 (() => {
@@ -41,6 +46,17 @@
   // A popup posts its result and closes at once; the message can be delivered after we notice
   // the window is closed, so wait a moment before calling the attempt abandoned.
   const POPUP_CLOSE_GRACE_MS = 1000;
+  // The fallback: poll the platform for the result of the attempt's flow. A popup that lost its
+  // opener closes itself after storing the result, and one that went through a portal sending
+  // Cross-Origin-Opener-Policy looks closed from here while the patient is still signing in, so
+  // polling goes on (more slowly) after "closed" until the flow finishes or expires.
+  const RESULT_PATH = 'v1/bridge/connect/result';
+  const RESULT_POLL_MS = 2000;
+  const RESULT_POLL_SLOW_MS = 5000;
+  const RESULT_POLL_FAST_FOR_MS = 120000;
+  const RESULT_CLOSE_POLL_MS = 1000;
+  const RESULT_CLOSE_GRACE_MS = 4000;
+  const RESULT_POLL_LIMIT_MS = 30 * 60 * 1000;
   const POPUP_WIDTH = 520;
   const POPUP_HEIGHT = 720;
 
@@ -128,6 +144,23 @@
     return h('button', { type: 'button', class: kind, text: label, onClick });
   }
 
+  function base64url(bytes) {
+    let binary = '';
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  /** A new result handle (32 random bytes, base64url) and its challenge, BASE64URL(SHA-256) of
+   *  the handle's text as PKCE's S256 computes it. Null without Web Crypto (pages served over
+   *  plain http other than localhost): the widget then relies on the popup's message alone. */
+  async function newResultHandle() {
+    const webCrypto = globalThis.crypto;
+    if (!webCrypto || !webCrypto.subtle || !webCrypto.getRandomValues) return null;
+    const handle = base64url(webCrypto.getRandomValues(new Uint8Array(32)));
+    const digest = await webCrypto.subtle.digest('SHA-256', new TextEncoder().encode(handle));
+    return { handle, challenge: base64url(new Uint8Array(digest)) };
+  }
+
   function modeFromPublicId(publicId) {
     const match = /^public_(test|live)_/.exec(publicId || '');
     return match ? match[1] : null;
@@ -178,9 +211,12 @@
     #orgRequest = null; // the in-flight organization card request
     #accounts = []; // accounts connected since the dialog was opened
     #popup = null;
-    #attempt = null; // { brand, portal, endpoint, reconnect } of the open popup
-    #attemptSettled = false;
-    #pollTimer = 0;
+    #popupTimer = 0;
+    // The sign-in in progress: { target: { brand, portal, endpoint, reconnect }, handle, settled,
+    // polling, inFlight, startedAt, closedAt, deadline, timer, graceTimer, notFinishedShown }.
+    #attempt = null;
+    #nextHandle = null; // made ahead: the popup must open synchronously inside the click
+    #handleRequest = null;
     #search = { query: '', city: '', state: '', results: [], searchAfter: null, total: null };
     #searchSeq = 0;
     #searchTimer = 0;
@@ -195,6 +231,7 @@
 
     connectedCallback() {
       if (!this.#ui) this.#build();
+      this.#prepareHandle();
       this.#ui.stylesheet.href = new URL('widget/ehi-stitch-element.css', this.#apiBase).href;
       window.addEventListener('message', this.#onMessage);
       // Let the host page attach its eventBus listener first (this can run while it is parsed).
@@ -488,6 +525,7 @@
       this.#accounts = [];
       this.#renderOrgHeader();
       dialog.showModal();
+      this.#prepareHandle();
 
       const problem = this.#configProblem();
       if (problem) {
@@ -812,9 +850,30 @@
 
     // ---- the sign-in popup ---------------------------------------------------------------------
 
+    #prepareHandle() {
+      if (this.#nextHandle || this.#handleRequest) return;
+      const request = newResultHandle()
+        .catch(() => null)
+        .then((made) => {
+          if (this.#handleRequest !== request) return;
+          this.#handleRequest = null;
+          this.#nextHandle = made;
+        });
+      this.#handleRequest = request;
+    }
+
+    /** The handle made ahead (null if it is not ready), and a new one on its way: one per attempt. */
+    #takeHandle() {
+      const made = this.#nextHandle;
+      this.#nextHandle = null;
+      this.#prepareHandle();
+      return made;
+    }
+
     /** Opens the sign-in popup. Must run synchronously inside a click handler. */
     #connect(target) {
       this.#closePopup();
+      const made = this.#takeHandle();
       const params = target.reconnect
         ? { public_id: this.#publicId, reconnect_org_connection_id: target.reconnect }
         : {
@@ -830,6 +889,7 @@
       for (const [key, value] of Object.entries(params)) {
         if (value) url.searchParams.set(key, value);
       }
+      if (made) url.searchParams.set('result_challenge', made.challenge);
       const left = Math.max(0, window.screenX + (window.outerWidth - POPUP_WIDTH) / 2);
       const top = Math.max(0, window.screenY + (window.outerHeight - POPUP_HEIGHT) / 2);
       // No "noopener": the callback page needs window.opener to report back.
@@ -842,10 +902,24 @@
         this.#showPopupBlocked(target);
         return;
       }
+      const now = Date.now();
+      const attempt = {
+        target,
+        handle: made ? made.handle : null,
+        settled: false,
+        polling: Boolean(made),
+        inFlight: false,
+        startedAt: now,
+        closedAt: 0,
+        deadline: now + RESULT_POLL_LIMIT_MS,
+        timer: 0,
+        graceTimer: 0,
+        notFinishedShown: false,
+      };
       this.#popup = popup;
-      this.#attempt = target;
-      this.#attemptSettled = false;
-      this.#pollTimer = setInterval(() => this.#checkPopup(), POPUP_POLL_MS);
+      this.#attempt = attempt;
+      this.#popupTimer = setInterval(() => this.#checkPopup(), POPUP_POLL_MS);
+      this.#schedulePoll(attempt, RESULT_POLL_MS);
       this.#emit(EVENT.CONNECTION_PENDING, this.#targetIds(target));
       this.#showPending(target);
     }
@@ -909,32 +983,136 @@
       this.#searchBusy = false;
     }
 
+    /** A popup that looks closed may be closed, or only cut off from this page by the portal's
+     *  Cross-Origin-Opener-Policy while the patient is still signing in: ask the platform. */
     #checkPopup() {
-      if (!this.#popup || !this.#popup.closed) return;
-      clearInterval(this.#pollTimer);
-      const popup = this.#popup;
-      setTimeout(() => {
-        if (this.#popup !== popup || this.#attemptSettled) return;
-        const target = this.#attempt;
-        this.#popup = null;
-        this.#attempt = null;
-        if (!this.#ui.dialog.open) return;
-        this.#showView('Sign-in not finished', [
-          h('p', {
-            text: `The sign-in window for ${this.#targetName(target)} was closed before you finished.`,
-          }),
-          h('div', { class: 'actions' },
-            button('Try again', () => this.#connect(target), 'primary'),
-            this.#backButton()),
-        ], { announce: 'The sign-in window was closed before you finished.' });
-      }, POPUP_CLOSE_GRACE_MS);
+      const attempt = this.#attempt;
+      if (!attempt || !this.#popup || !this.#popup.closed) return;
+      clearInterval(this.#popupTimer);
+      attempt.closedAt = Date.now();
+      if (attempt.polling) this.#schedulePoll(attempt, 0);
+      attempt.graceTimer = setTimeout(
+        () => this.#showNotFinished(attempt),
+        attempt.polling ? RESULT_CLOSE_GRACE_MS : POPUP_CLOSE_GRACE_MS,
+      );
+    }
+
+    #showNotFinished(attempt) {
+      if (this.#attempt !== attempt || attempt.settled) return;
+      if (!attempt.polling) this.#attempt = null; // nothing can report this attempt any more
+      if (attempt.notFinishedShown) return;
+      attempt.notFinishedShown = true;
+      clearTimeout(attempt.graceTimer);
+      this.#popup = null;
+      if (!this.#ui.dialog.open) return;
+      const { target } = attempt;
+      const name = this.#targetName(target);
+      const text = attempt.polling
+        ? `The sign-in window for ${name} was closed, or this page can no longer see it. ` +
+          'If you are still signing in there, finish and this page will update.'
+        : `The sign-in window for ${name} was closed before you finished.`;
+      this.#showView('Sign-in not finished', [
+        h('p', { text }),
+        h('div', { class: 'actions' },
+          button('Try again', () => this.#connect(target), 'primary'),
+          button('Choose another health system', () => {
+            this.#closePopup();
+            this.#returnToSearch();
+          })),
+      ], {
+        announce: attempt.polling
+          ? 'Sign-in not finished. This page is still waiting in case it does.'
+          : 'The sign-in window was closed before you finished.',
+      });
     }
 
     #closePopup() {
-      clearInterval(this.#pollTimer);
+      clearInterval(this.#popupTimer);
       if (this.#popup && !this.#popup.closed) this.#popup.close();
       this.#popup = null;
+      const attempt = this.#attempt;
+      if (attempt) {
+        attempt.polling = false;
+        clearTimeout(attempt.timer);
+        clearTimeout(attempt.graceTimer);
+      }
       this.#attempt = null;
+    }
+
+    // ---- the result handle: the fallback when the popup cannot post its result ------------------
+
+    #schedulePoll(attempt, delay) {
+      clearTimeout(attempt.timer);
+      // An answer on its way schedules the next poll itself.
+      if (attempt.polling && !attempt.inFlight) {
+        attempt.timer = setTimeout(() => this.#pollResult(attempt), delay);
+      }
+    }
+
+    #pollDelay(attempt) {
+      const now = Date.now();
+      if (attempt.closedAt && now - attempt.closedAt < RESULT_CLOSE_GRACE_MS) {
+        return RESULT_CLOSE_POLL_MS;
+      }
+      return now - attempt.startedAt < RESULT_POLL_FAST_FOR_MS ? RESULT_POLL_MS : RESULT_POLL_SLOW_MS;
+    }
+
+    async #pollResult(attempt) {
+      if (this.#attempt !== attempt || !attempt.polling || attempt.inFlight) return;
+      attempt.inFlight = true;
+      let data = null;
+      let problem = null;
+      try {
+        data = await this.#api(
+          'POST', RESULT_PATH, { public_id: this.#publicId }, { result_handle: attempt.handle },
+        );
+      } catch (error) {
+        problem = error;
+      }
+      attempt.inFlight = false;
+      // Settled by the popup's message meanwhile, or abandoned: this answer is not used.
+      if (this.#attempt !== attempt || attempt.settled || !attempt.polling) return;
+      if (data && (data.status === 'success' || data.status === 'failed')) {
+        this.#settle(attempt, data);
+        return;
+      }
+      if (data && Number.isFinite(data.expires_in)) {
+        attempt.deadline = Math.min(attempt.deadline, Date.now() + (data.expires_in + 5) * 1000);
+      }
+      if ((problem && !this.#pollMayGoOn(attempt, problem)) || Date.now() >= attempt.deadline) {
+        this.#stopPolling(attempt);
+        return;
+      }
+      this.#schedulePoll(attempt, this.#pollDelay(attempt));
+    }
+
+    /** Network trouble, rate limits and server errors pass. So does a handle the platform does
+     *  not know yet (the popup's connect request may still be running) until the popup closes;
+     *  anything else (used, expired, refused) ends polling. */
+    #pollMayGoOn(attempt, problem) {
+      if (problem.code === 'network_error' || problem.status === 429 || problem.status >= 500) {
+        return true;
+      }
+      if (problem.code === 'result_handle_unknown') {
+        return !attempt.closedAt || Date.now() - attempt.closedAt < RESULT_CLOSE_GRACE_MS;
+      }
+      return false;
+    }
+
+    #stopPolling(attempt) {
+      attempt.polling = false;
+      clearTimeout(attempt.timer);
+      // The popup's message is all that is left; without a popup, nothing is.
+      if (attempt.closedAt) this.#showNotFinished(attempt);
+    }
+
+    /** The one place an attempt ends with a result, whichever path brought it. */
+    #settle(attempt, payload) {
+      if (!attempt || this.#attempt !== attempt || attempt.settled) return;
+      attempt.settled = true;
+      this.#closePopup();
+      if (payload.status === 'success') this.#onConnected(attempt.target, payload);
+      else this.#onFailed(attempt.target, payload);
     }
 
     /** The callback page's report; arrow function so add/removeEventListener see one identity. */
@@ -942,13 +1120,9 @@
       if (!this.#popup || event.source !== this.#popup || event.origin !== this.#apiOrigin) return;
       const message = event.data;
       if (!message || typeof message !== 'object' || message.source !== 'ehiconnect'
-        || message.type !== 'connection_result' || this.#attemptSettled) return;
+        || message.type !== 'connection_result') return;
       const payload = message.payload && typeof message.payload === 'object' ? message.payload : {};
-      const target = this.#attempt;
-      this.#attemptSettled = true;
-      this.#closePopup();
-      if (payload.status === 'success') this.#onConnected(target, payload);
-      else this.#onFailed(target, payload);
+      this.#settle(this.#attempt, payload);
     };
 
     #onConnected(target, payload) {
