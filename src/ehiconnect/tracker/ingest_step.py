@@ -28,6 +28,7 @@ from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
 from ehiconnect.tracker.sinks.base import Batching, Sink, SinkError, TemporarySinkError
+from ehiconnect.tracker.sinks.fhir_auth import ClientCredentials, CommandToken, StaticBearer
 from ehiconnect.tracker.sinks.fhir_server import FhirServerSink
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
 from ehiconnect.tracker.sinks.parquet import ParquetSink
@@ -54,28 +55,36 @@ def fhir_server_sink(
         raise ValueError(
             "tracker.fhir_server.enabled is set but tracker.fhir_server.base_url is not"
         )
-    auth: httpx.Auth | None = None
-    if settings.bearer_token is not None:
-        auth = _Bearer(settings.bearer_token.get_secret_value())
-    elif settings.basic_user and settings.basic_password is not None:
-        auth = httpx.BasicAuth(settings.basic_user, settings.basic_password.get_secret_value())
     return FhirServerSink(
         settings.base_url,
         bundle_type=settings.bundle_type,
-        auth=auth,
+        auth=fhir_server_auth(settings),
         timeout=settings.timeout_seconds,
         batching=Batching(settings.batch_size, settings.batch_max_bytes, references_first=True),
         payloads=payloads,
     )
 
 
-class _Bearer(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
+def fhir_server_auth(settings: FhirServerSinkSettings) -> httpx.Auth | None:
+    """The FHIR server's authentication, from the first method configured (see settings)."""
+    if settings.token_url:
+        if not settings.client_id or settings.client_secret is None:
+            raise ValueError(
+                "tracker.fhir_server.token_url is set: set client_id and client_secret too"
+            )
+        return ClientCredentials(
+            settings.token_url,
+            settings.client_id,
+            settings.client_secret.get_secret_value(),
+            settings.scope,
+        )
+    if settings.token_command:
+        return CommandToken(settings.token_command, settings.token_command_ttl_seconds)
+    if settings.bearer_token is not None:
+        return StaticBearer(settings.bearer_token.get_secret_value())
+    if settings.basic_user and settings.basic_password is not None:
+        return httpx.BasicAuth(settings.basic_user, settings.basic_password.get_secret_value())
+    return None
 
 
 async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None = None) -> None:

@@ -42,6 +42,20 @@ class FhirServerSinkSettings(BaseModel):
         ge=1,
         description="JSON bytes per Bundle; a larger single resource goes alone",
     )
+    # Authentication: the first that is configured of token_url (OAuth 2.0 client credentials:
+    # Azure Health Data Services, Medplum), token_command (a command printing a token: gcloud,
+    # az), bearer_token, basic_user; none for an open server.
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = Field(
+        default=None,
+        description="e.g. https://<workspace>-<fhir>.fhir.azurehealthcareapis.com/.default",
+    )
+    token_command: str | None = Field(
+        default=None, description="e.g. gcloud auth print-access-token (run without a shell)"
+    )
+    token_command_ttl_seconds: float = Field(default=300.0, gt=0)
     bearer_token: SecretStr | None = None
     basic_user: str | None = None
     basic_password: SecretStr | None = None
