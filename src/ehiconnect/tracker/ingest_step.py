@@ -28,7 +28,12 @@ from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
 from ehiconnect.tracker.sinks.base import Batching, Sink, SinkError, TemporarySinkError
-from ehiconnect.tracker.sinks.fhir_auth import ClientCredentials, CommandToken, StaticBearer
+from ehiconnect.tracker.sinks.fhir_auth import (
+    AwsSigV4,
+    ClientCredentials,
+    CommandToken,
+    StaticBearer,
+)
 from ehiconnect.tracker.sinks.fhir_server import FhirServerSink
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
 from ehiconnect.tracker.sinks.parquet import ParquetSink
@@ -80,6 +85,8 @@ def fhir_server_auth(settings: FhirServerSinkSettings) -> httpx.Auth | None:
         )
     if settings.token_command:
         return CommandToken(settings.token_command, settings.token_command_ttl_seconds)
+    if settings.aws_region:
+        return AwsSigV4(settings.aws_region)
     if settings.bearer_token is not None:
         return StaticBearer(settings.bearer_token.get_secret_value())
     if settings.basic_user and settings.basic_password is not None:

@@ -44,7 +44,7 @@ class FhirServerSinkSettings(BaseModel):
     )
     # Authentication: the first that is configured of token_url (OAuth 2.0 client credentials:
     # Azure Health Data Services, Medplum), token_command (a command printing a token: gcloud,
-    # az), bearer_token, basic_user; none for an open server.
+    # az), aws_region (SigV4: AWS HealthLake), bearer_token, basic_user; none for an open server.
     token_url: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -56,6 +56,9 @@ class FhirServerSinkSettings(BaseModel):
         default=None, description="e.g. gcloud auth print-access-token (run without a shell)"
     )
     token_command_ttl_seconds: float = Field(default=300.0, gt=0)
+    aws_region: str | None = Field(
+        default=None, description="AWS HealthLake: sign requests (SigV4) for this region"
+    )
     bearer_token: SecretStr | None = None
     basic_user: str | None = None
     basic_password: SecretStr | None = None

@@ -164,3 +164,71 @@ def test_static_bearer_and_basic_still_configure() -> None:
     expected = "Basic " + base64.b64encode(b"u:p").decode()
     assert next(basic.auth_flow(request)).headers["Authorization"] == expected
     assert fhir_server_auth(FhirServerSinkSettings()) is None
+
+
+def _sigv4_verifier(inner: Starlette, secret: str) -> Starlette:
+    """A HealthLake stand-in: recomputes each request's SigV4 signature from what arrived."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    async def verify(scope, receive, send):  # type: ignore[no-untyped-def]
+        request = Request(scope, receive)
+        body = await request.body()
+        authorization = request.headers.get("authorization", "")
+        fields = dict(
+            part.strip().split("=", 1)
+            for part in authorization.removeprefix("AWS4-HMAC-SHA256 ").split(",")
+            if "=" in part
+        )
+        signed = fields.get("SignedHeaders", "").split(";")
+        key_id, _day, region, service, _ = fields.get("Credential", "////").split("/")
+        again = AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=body,
+            headers={name: request.headers[name] for name in signed if name in request.headers},
+        )
+        again.context["timestamp"] = request.headers.get("x-amz-date", "")
+        signer = SigV4Auth(Credentials(key_id, secret), service, region)
+        canonical = signer.canonical_request(again)
+        expected = signer.signature(signer.string_to_sign(again, canonical), again)
+        if not authorization or fields.get("Signature") != expected or service != "healthlake":
+            refusal = JSONResponse({"message": "signature does not match"}, status_code=403)
+            await refusal(scope, receive, send)
+            return
+
+        async def replay() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await inner(scope, replay, send)
+
+    return Starlette(routes=[Mount("/", verify)])
+
+
+async def test_aws_sigv4_requests_verify_at_a_healthlake_stand_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-secret-key")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fhir = FakeFhirServer()
+    with serve_in_thread(_sigv4_verifier(fhir.app(), "the-secret-key")) as running:
+        settings = FhirServerSinkSettings(
+            enabled=True, base_url=f"{running.url}/fhir", aws_region="us-east-1"
+        )
+        sink = fhir_server_sink(settings)
+        try:
+            await sink.write_batch(patient_record(observations=3), batch_key="b0")
+        finally:
+            await sink.close()
+        assert len(fhir.store) == 7
+
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "another-key")  # signed with the wrong key
+        wrong = fhir_server_sink(settings)
+        try:
+            with pytest.raises(SinkError, match="403"):
+                await wrong.write_batch(patient_record(observations=1), batch_key="b1")
+        finally:
+            await wrong.close()

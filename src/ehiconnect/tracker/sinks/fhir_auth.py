@@ -8,6 +8,9 @@
 - `CommandToken`: the token a command prints (`gcloud auth print-access-token` for the Google
   Cloud Healthcare API, `az account get-access-token --query accessToken -o tsv`), run without a
   shell and kept for `ttl_seconds`, or until a 401.
+- `AwsSigV4`: AWS Signature Version 4 for AWS HealthLake (service `healthlake`), signed by
+  botocore with the credentials of its default chain (environment, profile, instance role). The
+  body is part of the signature, so a streamed upload is read into memory first.
 
 A 401 replays the request with a fresh token once, except a streamed body (a raw Binary upload),
 which cannot be sent twice: the sink's retry sends it again. Tokens and secrets never reach an
@@ -22,6 +25,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
 
 import httpx
 
@@ -37,6 +41,41 @@ class StaticBearer(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+class AwsSigV4(httpx.Auth):
+    requires_request_body = True  # the payload's hash is signed
+
+    def __init__(self, region: str, service: str = "healthlake", credentials: Any = None) -> None:
+        from botocore.session import Session
+
+        self.region, self.service = region, service
+        found = credentials or Session().get_credentials()
+        if found is None:
+            raise ValueError(
+                "tracker.fhir_server.aws_region is set but no AWS credentials were found "
+                "(environment, ~/.aws, or an instance role)"
+            )
+        self._credentials: Any = found
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        unsigned = {"connection", "user-agent", "accept-encoding", "authorization"}
+        signing = AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=request.content,
+            headers={k: v for k, v in request.headers.items() if k.lower() not in unsigned},
+        )
+        SigV4Auth(self._credentials.get_frozen_credentials(), self.service, self.region).add_auth(
+            signing
+        )
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signing.headers:
+                request.headers[name] = signing.headers[name]
         yield request
 
 
