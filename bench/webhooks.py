@@ -3,15 +3,37 @@
 Emits N events (default 10,000) through the transactional outbox, in transactions of 100, while
 real `ehiconnect worker` processes deliver them to a loopback receiver (or, with --backlog, emits
 them all first and then times how fast the workers drain the backlog). Prints deliveries/s,
-p50/p99 latency from emit to receipt, and the count received (it must equal the count emitted;
-duplicates, which at-least-once delivery allows, are counted apart). Every 100th request's
-signature is verified with the `standardwebhooks` package.
+p50/p99 latency from emit to receipt and from the emitting transaction's commit to receipt, and
+the count received (it must equal the count emitted; duplicates, which at-least-once delivery
+allows, are counted apart). Every 100th request's signature is verified with the
+`standardwebhooks` package.
+
+With --retries the receiver answers 500 to the first attempt of every event, the workers run
+without jitter, and the bench also prints how late each second attempt arrived after its
+scheduled time (the schedule's second delay, counted from the first attempt's arrival; the worker
+counts it from when it recorded the failure, after the rest of that pass, so the figure includes
+the rest of the pass).
 
     .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4]
-                                       [--backlog] [--json]
+                                       [--rate EVENTS_PER_S] [--backlog] [--retries]
+                                       [--without-jobs] [--json]
 
 Uses EHICONNECT_DATABASE_URL when set (a fresh database is created on that server), otherwise
-an embedded PostgreSQL in a temporary directory.
+an embedded PostgreSQL in a temporary directory. The receiver shares this process with the
+emitter, so flat-out figures also depend on how fast emitting goes; compare with --rate.
+
+Measured on the 2-core development VM (load average 1-8 from other work), 2 workers x 4, runs of
+the code before and after the worker's dispatcher (NOTIFY + wake-up at the next due time)
+interleaved, p50/p99 in ms:
+
+    flat out, 10,000 events       281/600, 299/751     (before: 314/681, 364/933)
+    --rate 100, after commit      110-137 / 284-408    (before: 155-169 / 351-588)
+    --rate 100 --without-jobs     87/267               (before: 2,235/4,038: the 5 s sweep)
+    --retries, lateness           117-249 / 264-816    (before: 323-3,742 / 4,226-4,829)
+    --backlog, deliveries/s       767, 816             (before: 668, 674)
+
+A third flat-out pair, run while other work slowed emitting to 66 s (after) against 43 s
+(before), gave 552/1,737 against 396/1,312.
 """
 
 from __future__ import annotations
@@ -42,6 +64,7 @@ from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.webhooks import endpoints, events, outbox
+from ehiconnect.webhooks.settings import WebhookSettings
 
 BATCH = 100
 
@@ -49,11 +72,14 @@ BATCH = 100
 class Receiver:
     """Records when each webhook-id first arrives and the emit time carried in its data."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, *, fail_first: bool = False) -> None:
         self.expected = expected
+        self.fail_first = fail_first  # answer 500 to each event's first attempt
         self.all_received = threading.Event()
         self.first_seen: dict[str, float] = {}
+        self.failed_at: dict[str, float] = {}
         self.latencies: list[float] = []
+        self.batch_of: dict[str, int] = {}
         self.duplicates = 0
         self.requests = 0
         self.secret = ""
@@ -72,14 +98,20 @@ class Receiver:
         now = time.time()
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         webhook_id = headers["webhook-id"]
+        status = 204
         with self._lock:
             self.requests += 1
             check = self.requests % 100 == 0
-            if webhook_id in self.first_seen:
+            if self.fail_first and webhook_id not in self.failed_at:
+                self.failed_at[webhook_id] = now
+                status = 500
+            elif webhook_id in self.first_seen:
                 self.duplicates += 1
             else:
+                data = orjson.loads(body)["data"]
                 self.first_seen[webhook_id] = now
-                self.latencies.append(now - orjson.loads(body)["data"]["emitted_at"])
+                self.latencies.append(now - data["emitted_at"])
+                self.batch_of[webhook_id] = data["batch"]
                 if len(self.first_seen) >= self.expected:
                     self.all_received.set()
         if check:
@@ -87,7 +119,7 @@ class Receiver:
                 standardwebhooks.Webhook(self.secret).verify(body, headers)
             except standardwebhooks.WebhookVerificationError:
                 self.bad_signatures += 1
-        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -121,18 +153,20 @@ def start_workers(
 ) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "ehiconnect", "worker", "--concurrency", str(args.concurrency)]
     return [
-        subprocess.Popen(command, env=worker_env(url, scratch / "data"))
+        subprocess.Popen(command, env=worker_env(url, scratch / "data", args.retries))
         for _ in range(args.workers)
     ]
 
 
-def worker_env(url: str, data_dir: Path) -> dict[str, str]:
+def worker_env(url: str, data_dir: Path, retries: bool) -> dict[str, str]:
     env = {
         **os.environ,
         "EHICONNECT_DATABASE_URL": url,
         "EHICONNECT_DATA_DIR": str(data_dir),
         "EHICONNECT_LOG_LEVEL": "WARNING",
     }
+    if retries:  # no jitter, so the second attempt's due time is known exactly
+        env["EHICONNECT_WEBHOOKS__JITTER_FRACTION"] = "0"
     if not webhook_tasks_registered():
         env["EHICONNECT_JOBS__EXTRA_TASK_MODULES"] = '["ehiconnect.webhooks"]'
     return env
@@ -144,7 +178,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, Any]:
-    receiver = Receiver(args.events)
+    receiver = Receiver(args.events, fail_first=args.retries)
+    committed: dict[int, float] = {}
     settings = Settings(data_dir=scratch / "data", database_url=url)
     if not webhook_tasks_registered():
         settings.jobs.extra_task_modules = ["ehiconnect.webhooks"]
@@ -166,17 +201,20 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
                 await asyncio.sleep(0 if args.backlog else 2)  # let the workers connect
                 started = time.time()
                 for first in range(0, args.events, BATCH):
+                    if args.rate:  # a steady offered load instead of as fast as possible
+                        await asyncio.sleep(max(0.0, started + first / args.rate - time.time()))
                     async with runtime.database.transaction() as session:
                         for n in range(first, min(first + BATCH, args.events)):
                             await outbox.emit(
                                 session,
-                                jobs=runtime.jobs,
+                                jobs=None if args.without_jobs else runtime.jobs,
                                 clock=runtime.clock,
                                 org_id=org.org_id,
                                 api_mode="test",
                                 type=events.WEBHOOK_TEST,
-                                data={"n": n, "emitted_at": time.time()},
+                                data={"n": n, "batch": first, "emitted_at": time.time()},
                             )
+                    committed[first] = time.time()
                 emitted_in = time.time() - started
                 if args.backlog:
                     workers = start_workers(args, url, scratch)
@@ -190,6 +228,16 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
     received = len(receiver.first_seen)
     last = max(receiver.first_seen.values(), default=started)
     elapsed = last - started
+    after_commit = [
+        seen - committed[receiver.batch_of[webhook_id]]
+        for webhook_id, seen in receiver.first_seen.items()
+    ]
+    retry_delay = WebhookSettings().retry_schedule_seconds[1]
+    retry_late = [
+        receiver.first_seen[webhook_id] - failed - retry_delay
+        for webhook_id, failed in receiver.failed_at.items()
+        if webhook_id in receiver.first_seen
+    ]
     return {
         "events_emitted": args.events,
         "events_received": received,
@@ -200,7 +248,13 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
         "deliveries_per_second": round(received / elapsed, 1) if elapsed > 0 else 0.0,
         "latency_p50_ms": round(percentile(receiver.latencies, 0.50) * 1000, 1),
         "latency_p99_ms": round(percentile(receiver.latencies, 0.99) * 1000, 1),
+        "after_commit_p50_ms": round(percentile(after_commit, 0.50) * 1000, 1),
+        "after_commit_p99_ms": round(percentile(after_commit, 0.99) * 1000, 1),
+        "retry_late_p50_ms": round(percentile(retry_late, 0.50) * 1000, 1) if retry_late else None,
+        "retry_late_p99_ms": round(percentile(retry_late, 0.99) * 1000, 1) if retry_late else None,
         "mode": "backlog" if args.backlog else "live",
+        "rate": args.rate or None,
+        "jobs": not args.without_jobs,
         "workers": args.workers,
         "concurrency": args.concurrency,
     }
@@ -211,12 +265,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="emit this many events per second (in transactions of 100) rather than flat out; "
+        "the latency figures then compare at the same offered load",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="give up after this long")
     parser.add_argument(
         "--backlog",
         action="store_true",
         help="emit everything first, then start the workers and time the drain "
         "(latency then includes the wait for the workers)",
+    )
+    parser.add_argument(
+        "--without-jobs",
+        action="store_true",
+        help="emit without the job app (jobs=None): no `deliver_event` job, only the NOTIFY",
+    )
+    parser.add_argument(
+        "--retries",
+        action="store_true",
+        help="fail every event's first attempt and time how late the retries go out",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -231,9 +302,16 @@ def main() -> None:
             f"webhooks: {result['events_received']}/{result['events_emitted']} events received "
             f"({result['duplicates']} duplicates), {result['deliveries_per_second']} deliveries/s, "
             f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms "
+            f"(after commit: p50 {result['after_commit_p50_ms']} ms, "
+            f"p99 {result['after_commit_p99_ms']} ms) "
             f"({result['mode']}: emitting took {result['emit_seconds']} s; "
             f"{result['workers']} workers x {result['concurrency']})"
         )
+        if result["retry_late_p50_ms"] is not None:
+            print(
+                f"retries: second attempts late by p50 {result['retry_late_p50_ms']} ms, "
+                f"p99 {result['retry_late_p99_ms']} ms after their due time"
+            )
     if result["events_received"] != result["events_emitted"] or result["bad_signatures_in_sample"]:
         raise SystemExit("FAILED: not every event was received, or a signature did not verify")
 

@@ -1,14 +1,18 @@
-"""The `ehiconnect worker` process: runs queued jobs with the runtime in their context."""
+"""The `ehiconnect worker` process: runs queued jobs with the runtime in their context, and the
+webhook dispatcher beside them."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
+from typing import Any
 
 from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
+from ehiconnect.webhooks.tasks import DISPATCHER_KEY, deliverer_for, dispatcher_for
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +38,45 @@ def limit_malloc_arenas(count: int = 2) -> None:
 
 
 async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = True) -> None:
+    """Run the platform's queue, and the webhook dispatcher beside it, until stopped.
+
+    With `wait=False` the queue is run until it is empty and no dispatcher is started: the
+    `webhooks:deliver_event` jobs then send the due deliveries themselves.
+    """
     limit_malloc_arenas()
     async with Runtime.open(settings) as runtime:
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
-        await runtime.jobs.run_worker_async(
-            name=name,
-            wait=wait,
-            concurrency=settings.jobs.concurrency,
-            # The platform's own queue: the tracker (same database by default) runs its queue
-            # in `ehiconnect tracker serve`, with its own settings.
-            queues=list(PLATFORM_QUEUES),
-            additional_context={RUNTIME_KEY: runtime},
-            update_heartbeat_interval=settings.jobs.heartbeat_seconds,
-            stalled_worker_timeout=settings.jobs.stalled_after_seconds,
-            install_signal_handlers=True,
-        )
+        if not wait:
+            await _run_queue(runtime, name=name, wait=False, context={RUNTIME_KEY: runtime})
+            return
+        async with deliverer_for(runtime) as deliverer:
+            dispatcher = dispatcher_for(runtime, deliverer)
+            # If the dispatcher fails, the group cancels the queue worker (which stops
+            # gracefully) and the process exits with the error, for its supervisor to restart.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(dispatcher.run(), name="webhooks dispatcher")
+                try:
+                    await _run_queue(
+                        runtime,
+                        name=name,
+                        wait=True,
+                        context={RUNTIME_KEY: runtime, DISPATCHER_KEY: dispatcher},
+                    )
+                finally:
+                    dispatcher.stop()  # the passes in flight finish and are recorded first
+
+
+async def _run_queue(runtime: Runtime, *, name: str, wait: bool, context: dict[str, Any]) -> None:
+    settings = runtime.settings
+    await runtime.jobs.run_worker_async(
+        name=name,
+        wait=wait,
+        concurrency=settings.jobs.concurrency,
+        # The platform's own queue: the tracker (same database by default) runs its queue in
+        # `ehiconnect tracker serve`, with its own settings.
+        queues=list(PLATFORM_QUEUES),
+        additional_context=context,
+        update_heartbeat_interval=settings.jobs.heartbeat_seconds,
+        stalled_worker_timeout=settings.jobs.stalled_after_seconds,
+        install_signal_handlers=True,
+    )

@@ -38,6 +38,18 @@ _CLAIM_DUE = text(
     """
 )
 
+# Same index and join as the claim: claimed deliveries count too (their lease end is when a dead
+# worker's claims come due again), deliveries of disabled endpoints do not.
+_NEXT_DUE = text(
+    """
+    SELECT d.next_attempt_at FROM webhook_deliveries d
+    JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
+    WHERE d.status = 'pending' AND e.status = 'enabled'
+    ORDER BY d.next_attempt_at
+    LIMIT 1
+    """
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class ClaimedDelivery:
@@ -75,6 +87,12 @@ async def claim_due(
     if not rows:
         return []
     return await _load_claims(session, cipher, rows, token, now)
+
+
+async def next_due_at(session: AsyncSession) -> dt.datetime | None:
+    """When the next pending delivery of an enabled endpoint falls due (claimed or not), or None."""
+    due: dt.datetime | None = await session.scalar(_NEXT_DUE)
+    return due
 
 
 async def _load_claims(

@@ -29,6 +29,7 @@ from ehiconnect.webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointSecret,
 )
+from ehiconnect.webhooks.wakeup import notify_deliverers
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +199,14 @@ async def enable_endpoint(
     api_mode: str | None = None,
     actor: str = "cli",
 ) -> EndpointView:
-    """Turn delivery back on; deliveries still pending resume at once."""
+    """Turn delivery back on; deliveries still pending resume at once (on commit)."""
     endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
     endpoint.status = ENDPOINT_ENABLED
     endpoint.disabled_reason = None
     endpoint.disabled_at = None
     endpoint.failing_since = None
     await _record(session, clock, endpoint, "webhook_endpoint.enabled", actor)
+    await notify_deliverers(session)
     return EndpointView.of(endpoint)
 
 

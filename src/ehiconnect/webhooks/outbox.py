@@ -1,6 +1,7 @@
 """The transactional outbox: events are written in the caller's transaction, with one delivery
-per matching endpoint, and a delivery job enqueued on the same connection. If the caller's
-transaction rolls back, no event, delivery or job remains; if it commits, all of them do.
+per matching endpoint and a NOTIFY that wakes the workers' dispatchers when it commits (and a
+delivery job, when the caller passes the job app). If the caller's transaction rolls back, no
+event, delivery, notification or job remains; if it commits, all of them do.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ehiconnect.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from ehiconnect.webhooks.wakeup import notify_deliverers
 
 DELIVER_EVENT_TASK = "webhooks:deliver_event"
 
@@ -43,8 +45,10 @@ async def emit(
 ) -> str:
     """Record an event for delivery to the organization's endpoints; returns its id.
 
-    Call inside the transaction of the change the event reports. With `jobs` None, no job is
-    enqueued and the periodic sweep delivers the event within seconds.
+    Call inside the transaction of the change the event reports. On commit, the NOTIFY wakes
+    the dispatchers of running workers, one of which sends it at once. With `jobs`, a
+    `webhooks:deliver_event` job is enqueued too: it delivers where the queue is run without a
+    dispatcher (tests that drain it), and does nothing in a worker.
     """
     if type not in events.EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}; add it to ehiconnect.webhooks.events")
@@ -62,8 +66,8 @@ async def emit(
         )
     )
     scheduled = await _schedule_deliveries(session, now, event_id, org_id, api_mode, type)
-    if scheduled and jobs is not None:
-        await enqueue(session, jobs, DELIVER_EVENT_TASK, event_id=event_id)
+    if scheduled:
+        await _announce(session, jobs, event_id)
     return event_id
 
 
@@ -97,8 +101,8 @@ async def resend(
         endpoint_id=endpoint_id,
         restart=True,
     )
-    if scheduled and jobs is not None:
-        await enqueue(session, jobs, DELIVER_EVENT_TASK, event_id=event.event_id)
+    if scheduled:
+        await _announce(session, jobs, event.event_id)
     return scheduled
 
 
@@ -140,9 +144,15 @@ async def send_test_event(
         endpoint_id=endpoint_id,
         any_type=True,
     )
+    await _announce(session, jobs, event_id)
+    return event_id
+
+
+async def _announce(session: AsyncSession, jobs: procrastinate.App | None, event_id: str) -> None:
+    """Deliveries of `event_id` are due now: wake the dispatchers on commit (and queue a job)."""
+    await notify_deliverers(session)
     if jobs is not None:
         await enqueue(session, jobs, DELIVER_EVENT_TASK, event_id=event_id)
-    return event_id
 
 
 async def _schedule_deliveries(

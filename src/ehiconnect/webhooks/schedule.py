@@ -1,4 +1,5 @@
-"""When to retry a delivery and when to give up on an endpoint: pure decisions over values.
+"""When to retry a delivery, when to give up on an endpoint, when a dispatcher should look again:
+pure decisions over values.
 
 The schedule is data (DESIGN §2): attempt 1 immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and
 10 h after the previous attempt, each delay spread by a jitter so that a receiver coming back up
@@ -88,3 +89,34 @@ def should_disable_endpoint(
     (None while the endpoint is healthy).
     """
     return failing_since is not None and now - failing_since >= disable_after
+
+
+def seconds_until_wake(
+    now: dt.datetime,
+    next_due: dt.datetime | None,
+    *,
+    sweep_interval: float,
+    claimed_nothing: bool,
+    contended_recheck: float,
+) -> float:
+    """How long a dispatcher may sleep before it looks for due deliveries again.
+
+    `next_due` is the earliest `next_attempt_at` of pending deliveries on enabled endpoints (a
+    claimed delivery's is the end of its lease), or None. The sleep never exceeds the sweep
+    interval, the bound on what a missed notification can cost. A delivery already due that the
+    last claim did not get is locked by another worker's claim: look again shortly rather than
+    spin.
+    """
+    if next_due is None:
+        return sweep_interval
+    wait = (next_due - now).total_seconds()
+    if wait > 0:
+        return min(wait, sweep_interval)
+    return min(contended_recheck, sweep_interval) if claimed_nothing else 0.0
+
+
+def backoff_delay(failures: int, backoff: Sequence[float]) -> float:
+    """The wait before the next retry after `failures` consecutive failures (1 or more)."""
+    if failures < 1:
+        raise ValueError(f"failures must be 1 or more, got {failures}")
+    return backoff[min(failures, len(backoff)) - 1]

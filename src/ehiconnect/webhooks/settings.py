@@ -48,6 +48,32 @@ class WebhookSettings(BaseModel):
     batch_size: int = Field(
         default=100, gt=0, description="Deliveries claimed, and sent concurrently, per worker pass"
     )
+    max_concurrent_passes: int = Field(
+        default=4,
+        gt=0,
+        description="Passes a worker's dispatcher runs at once (each up to batch_size sends)",
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest a dispatcher sleeps with no notification and nothing falling due: "
+        "what a missed notification can cost at most",
+    )
+    contended_recheck_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="When due deliveries are locked by another worker's claim, look again "
+        "after this long",
+    )
+    reconnect_backoff_seconds: tuple[float, ...] = Field(
+        default=(0.1, 0.5, 1.0, 2.0, 5.0),
+        min_length=1,
+        description="Waits before each retry after losing the database (the LISTEN "
+        "connection or a claim); the last one repeats",
+    )
+    listen_probe_seconds: float = Field(
+        default=30.0, gt=0, description="How often an idle LISTEN connection is checked alive"
+    )
 
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> WebhookSettings:
@@ -57,6 +83,8 @@ class WebhookSettings(BaseModel):
                 f"webhooks.timeout_seconds ({self.timeout_seconds:g}), or a slow but live "
                 "delivery would be sent twice"
             )
+        if any(wait < 0 for wait in self.reconnect_backoff_seconds):
+            raise ValueError("webhooks.reconnect_backoff_seconds must not be negative")
         return self
 
     @property

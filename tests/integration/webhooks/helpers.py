@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -110,3 +113,23 @@ async def delivery_row(runtime: Runtime, event_id: str) -> WebhookDelivery:
         )
         assert row is not None
         return row
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, *, timeout: float = 30.0
+) -> None:
+    """Wait until `condition` holds; fail naming `what` after `timeout` seconds.
+
+    The timeout only keeps a broken test from hanging: tests that use it set every schedule they
+    do not exercise (e.g. the sweep) to an hour, so passing proves the behaviour, not a speed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,4 +1,5 @@
-"""A delivery worker SIGKILLed mid-batch loses nothing: a second worker delivers the rest."""
+"""Real `ehiconnect worker` processes: one SIGKILLed mid-batch loses nothing (a second worker
+delivers the rest), and a worker's dispatcher sends new events and retries without a sweep."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.webhooks import events, outbox
 from ehiconnect.webhooks.models import WebhookDelivery
+from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.helpers import add_endpoint
 from tests.integration.webhooks.receiver import Receiver
@@ -48,6 +50,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "EHICONNECT_WEBHOOKS__CLAIM_LEASE_SECONDS": "4",
         # Small batches keep deliveries flowing, so the kill lands mid-run, not between runs.
         "EHICONNECT_WEBHOOKS__BATCH_SIZE": "10",
+        # No safety-net sweep: the dead worker's claims must be picked up when their lease ends.
+        "EHICONNECT_WEBHOOKS__SWEEP_INTERVAL_SECONDS": "3600",
     }
     env.pop("EHICONNECT_CONFIG", None)
     return env
@@ -56,11 +60,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def start_worker(
     settings: Settings, tmp_path: Path
-) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(worker_command(), env=worker_env(settings), cwd=tmp_path)
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            worker_command(), env={**worker_env(settings), **env}, cwd=tmp_path
+        )
         started.append(process)
         return process
 
@@ -80,7 +86,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
 
 
 async def test_killed_worker_loses_no_event(
-    settings: Settings, start_worker: Callable[[], subprocess.Popen[bytes]]
+    settings: Settings, start_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     receiver = Receiver()
     receiver.delay_seconds = 0.3  # slow enough that the kill lands while requests are in flight
@@ -140,3 +146,57 @@ async def wait_until_all_succeeded(runtime: Runtime, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"only {done}/{EVENTS} deliveries succeeded after {timeout}s")
         await asyncio.sleep(0.2)
+
+
+async def test_worker_sends_a_new_event_and_its_retry_without_a_sweep_then_stops_cleanly(
+    settings: Settings, start_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    receiver = Receiver(script=[503])
+    async with Runtime.open(settings) as runtime:
+        org = await make_org(runtime)
+        with serve_in_thread(receiver) as server:
+            await add_endpoint(runtime, org.org_id, server.url + "/hooks")
+            worker = start_worker(
+                EHICONNECT_WEBHOOKS__RETRY_SCHEDULE_SECONDS="[0, 1]",
+                EHICONNECT_WEBHOOKS__JITTER_FRACTION="0",
+            )
+            await wait_for_listener(runtime, 60)
+            async with runtime.database.transaction() as session:
+                # No queue job: only the dispatcher's LISTEN can hear of this event.
+                event_id = await outbox.emit(
+                    session,
+                    jobs=None,
+                    clock=runtime.clock,
+                    org_id=org.org_id,
+                    api_mode="test",
+                    type=events.WEBHOOK_TEST,
+                    data={"n": 1},
+                )
+            await wait_for(lambda: len(receiver.received) >= 2, 30, "the event and its retry")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(20) == 0
+
+        assert receiver.ids() == [event_id, event_id]
+        async with runtime.database.transaction() as session:
+            delivery = await session.scalar(select(WebhookDelivery))
+        assert delivery is not None
+        assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+
+
+async def wait_for_listener(runtime: Runtime, timeout: float) -> None:
+    """Until a worker's dispatcher LISTENs on this test's database."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with runtime.database.transaction() as session:
+            listening = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND datname = current_database()"
+                ),
+                {"name": APPLICATION_NAME},
+            )
+        if listening:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no worker listened within {timeout}s")
+        await asyncio.sleep(0.1)
