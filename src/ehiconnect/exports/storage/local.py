@@ -41,18 +41,22 @@ CHUNK_SIZE = 1024 * 1024
 
 
 class LocalBlobWriter(WriterResult):
+    """Hashes and writes each chunk in a worker thread while the caller prepares the next one
+    (base64, a download): one chunk in flight at a time, so the file keeps its order, and
+    sha256 (which releases the GIL) overlaps the caller's work on a second core."""
+
     def __init__(self, file: BinaryIO, chunk_size: int) -> None:
         super().__init__()
         self._file = file
         self._chunk_size = chunk_size
         self._buffer = bytearray()
+        self._in_flight: asyncio.Future[None] | None = None
         self.counter = HashingCounter()
 
     async def write(self, data: bytes, /) -> None:
-        self.counter.update(data)
         if len(data) >= self._chunk_size:
             await self.drain()
-            await asyncio.to_thread(self._file.write, data)
+            await self._submit(bytes(data))  # a copy unless already immutable bytes
             return
         self._buffer += data
         if len(self._buffer) >= self._chunk_size:
@@ -62,7 +66,25 @@ class LocalBlobWriter(WriterResult):
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
-            await asyncio.to_thread(self._file.write, data)
+            await self._submit(data)
+
+    async def flush(self) -> None:
+        await self.drain()
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the chunk in flight (its error, if any, is raised here)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def _submit(self, data: bytes) -> None:
+        await self.settle()
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data))
+
+    def _hash_and_write(self, data: bytes) -> None:
+        self.counter.update(data)
+        self._file.write(data)
 
 
 class LocalBlobStore:
@@ -88,9 +110,11 @@ class LocalBlobStore:
         writer = LocalBlobWriter(file, self._chunk_size)
         try:
             yield writer
-            await writer.drain()
+            await writer.flush()
             await asyncio.to_thread(_commit, file, temp, target)
         except BaseException:
+            with contextlib.suppress(Exception):
+                await writer.settle()  # the thread must be done with the file before it closes
             await asyncio.to_thread(_discard, file, temp)
             raise
         writer.commit(writer.counter.result(key))
@@ -103,18 +127,34 @@ class LocalBlobStore:
             file = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             raise BlobNotFound(f"no stored object {key!r}") from None
+        # One chunk is read ahead in a worker thread while the caller uses the one it has.
+        ahead: asyncio.Future[bytes] | None = None
         try:
             size = os.fstat(file.fileno()).st_size
             position, stop = check_range(key, size, start, end)
             await asyncio.to_thread(file.seek, position)
+            requested = position
             while position < stop:
-                chunk = await asyncio.to_thread(file.read, min(self._chunk_size, stop - position))
+                if ahead is None:
+                    ahead = self._read_ahead(file, stop - requested)
+                    requested += min(self._chunk_size, stop - requested)
+                chunk = await ahead
+                ahead = None
                 if not chunk:
                     break
                 position += len(chunk)
+                if requested < stop:
+                    ahead = self._read_ahead(file, stop - requested)
+                    requested += min(self._chunk_size, stop - requested)
                 yield chunk
         finally:
+            if ahead is not None:  # the thread must be done with the file before it closes
+                with contextlib.suppress(Exception):
+                    await ahead
             file.close()
+
+    def _read_ahead(self, file: BinaryIO, left: int) -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(asyncio.to_thread(file.read, min(self._chunk_size, left)))
 
     async def stat(self, key: str) -> ObjectInfo | None:
         path = self.path_for(key)

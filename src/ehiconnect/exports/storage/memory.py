@@ -25,6 +25,9 @@ class MemoryBlobWriter(WriterResult):
         self.buffer = bytearray()
         self.counter = HashingCounter()
 
+    async def flush(self) -> None:
+        """Nothing in flight: `counter` is current after each write."""
+
     async def write(self, data: bytes, /) -> None:
         self.counter.update(data)
         self.buffer += data

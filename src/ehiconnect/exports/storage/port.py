@@ -181,6 +181,10 @@ class CountingWriter(Protocol):
 
     async def write(self, data: bytes, /) -> None: ...
 
+    async def flush(self) -> None:
+        """Until this returns, `counter` may lag behind what was written (hashing in flight)."""
+        ...
+
     @property
     def stored(self) -> StoredObject: ...
 
@@ -199,6 +203,7 @@ async def copy_file_in(
         async with open_writer(key) as writer:
             while block := await asyncio.to_thread(file.read, chunk_size):
                 await writer.write(block)
+            await writer.flush()
             check_sha256(key, writer.counter.result(key), sha256)
     finally:
         file.close()
