@@ -82,6 +82,13 @@ class ConsentSettings(BaseModel):
     )
     refresh_check_cron: str = "*/5 * * * *"
     http_timeout_seconds: float = 15.0
+    flow_retention_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Expired consent flows (sealed PKCE verifier, external_id, unread results) "
+        "are deleted this long after they expired",
+    )
+    flow_purge_cron: str = "23 * * * *"
 
 
 class ExportSettings(BaseModel):

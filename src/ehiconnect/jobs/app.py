@@ -25,6 +25,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("webhooks", "ehiconnect.webhooks.tasks:make_blueprint"),
     ("exports", "ehiconnect.exports.tasks:make_blueprint"),
     ("connections", "ehiconnect.connections.tasks:make_blueprint"),
+    ("consent", "ehiconnect.consent.tasks:make_blueprint"),
     ("tracker", "ehiconnect.tracker.tasks:make_blueprint"),
 )
 
@@ -46,6 +47,9 @@ def build_job_app(url: str, settings: Settings) -> procrastinate.App:
     )
     app.periodic(cron=settings.consent.refresh_check_cron, periodic_id="refresh_expiring")(
         app.tasks["connections:refresh_expiring"]
+    )
+    app.periodic(cron=settings.consent.flow_purge_cron, periodic_id="purge_flows")(
+        app.tasks["consent:purge_flows"]
     )
     return app
 

@@ -1,0 +1,43 @@
+"""Forget finished consent flows (a periodic job).
+
+A flow row holds what a sign-in in progress needs: the sealed PKCE verifier, the app's
+`external_id` and `external_state`, and, for the widget's fallback, the result until it is read.
+None of it is useful once the flow has expired, so rows are deleted `flow_retention_hours` after
+their expiry (a replayed callback then reads "unknown state" instead of "state reused").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import procrastinate
+from sqlalchemy import delete
+
+from ehiconnect.consent.models import ConsentFlow
+from ehiconnect.jobs.context import runtime_of
+from ehiconnect.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def purge_old_flows(runtime: Runtime) -> int:
+    """Delete flows that expired more than `consent.flow_retention_hours` ago; how many."""
+    hours = runtime.settings.consent.flow_retention_hours
+    cutoff = runtime.clock.now() - dt.timedelta(hours=hours)
+    async with runtime.database.transaction() as session:
+        result = await session.execute(delete(ConsentFlow).where(ConsentFlow.expires_at < cutoff))
+    removed = int(getattr(result, "rowcount", 0) or 0)
+    if removed:
+        log.info("old consent flows deleted", extra={"count": removed})
+    return removed
+
+
+async def purge_flows(context: procrastinate.JobContext, timestamp: int) -> int:
+    return await purge_old_flows(runtime_of(context))
+
+
+def make_blueprint() -> procrastinate.Blueprint:
+    blueprint = procrastinate.Blueprint()
+    blueprint.task(name="purge_flows", queueing_lock="purge_flows", pass_context=True)(purge_flows)
+    return blueprint
