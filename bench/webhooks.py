@@ -11,8 +11,7 @@ allows, are counted apart). Every 100th request's signature is verified with the
 With --retries the receiver answers 500 to the first attempt of every event, the workers run
 without jitter, and the bench also prints how late each second attempt arrived after its
 scheduled time (the schedule's second delay, counted from the first attempt's arrival; the worker
-counts it from when it recorded the failure, after the rest of that pass, so the figure includes
-the rest of the pass).
+counts it from when that attempt started, so the figure is how late the dispatcher sent it).
 
     .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4]
                                        [--rate EVENTS_PER_S] [--backlog] [--retries]

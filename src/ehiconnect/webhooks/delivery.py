@@ -277,9 +277,11 @@ class Deliverer:
         report.failed += 1
         following = None
         if result.outcome is AttemptOutcome.FAILED:
+            # Counted from the attempt itself, as documented, not from when its pass is recorded
+            # (which waits for the slowest receiver of the pass).
             following = next_attempt_at(
                 delivery.attempt_number,
-                now,
+                result.attempted_at,
                 self._rng,
                 schedule=self._settings.retry_schedule_seconds,
                 jitter_fraction=self._settings.jitter_fraction,
