@@ -114,7 +114,8 @@ def up(
     else:
         console.print(
             "tracker not started: configure EHICONNECT_TRACKER__PUBLIC_ID, __PRIVATE_KEY and "
-            "__WEBHOOK_SECRETS (see docs/tracker.md), or run `ehiconnect tracker serve` later"
+            "__WEBHOOK_SECRETS (see docs/tracker.md; `ehiconnect demo` prints a working set), "
+            "or run `ehiconnect tracker serve` later"
         )
     with _child_processes(children):
         try:
