@@ -67,7 +67,7 @@ async def test_large_object_is_uploaded_in_parts_and_read_back_by_range(
 async def test_small_object_is_one_put_and_failed_writes_leave_nothing(
     s3_server: S3Server,
 ) -> None:
-    store = s3_server.store(prefix="tenant-a")
+    store = s3_server.store(prefix="tenant-a/")  # written like a folder: the same prefix
     operations: list[str] = []
     _count_calls(store, operations)
     async with store.open_writer("small.jsonl") as writer:

@@ -158,6 +158,7 @@ class S3BlobStore:
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (8 MiB)")
+        prefix = prefix.strip("/")  # "exports/" reads like a folder; keys join with "/" anyway
         if prefix:
             validate_key(prefix)
         self._client = client
