@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import httpx
 import procrastinate
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit
@@ -25,6 +24,7 @@ from ehiconnect.consent import smart
 from ehiconnect.consent.client_keys import ClientSigner
 from ehiconnect.consent.records import record_consent
 from ehiconnect.db.database import Database
+from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
 from ehiconnect.ids import as_api_mode
@@ -120,10 +120,7 @@ def endpoint_auth(
 
 
 async def lock_connection(session: AsyncSession, connection_id: str) -> None:
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"connection:{connection_id}"},
-    )
+    await advisory_xact_lock(session, f"connection:{connection_id}")
 
 
 async def fresh_access_token(

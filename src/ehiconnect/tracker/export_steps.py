@@ -11,9 +11,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.jobs.enqueue import enqueue
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.client import PlatformRejected, PlatformUnavailable
@@ -230,10 +231,7 @@ async def consent_received(
     append_consent(session, artifact, kind=kind, event_type=event_type, now=now, event_at=event_at)
     # The widget hand-off and the connection webhook often arrive together: one at a time per
     # connection, so the second finds the first's job instead of starting another.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"tracker-connection:{artifact.org_connection_id}"},
-    )
+    await advisory_xact_lock(session, f"tracker-connection:{artifact.org_connection_id}")
     if await store.open_job_for_connection(session, artifact.org_connection_id) is not None:
         return
     job = await store.create_job(

@@ -20,8 +20,9 @@ References to resources that are not in the file are left to the server (it may 
 The plan depends only on the file and the two limits, so a restarted ingest finds the same
 batches and can skip those already written.
 
-Memory: one small int list per line and one dict entry per distinct `Type/id` (about 200 bytes
-per resource), not the resources.
+Memory: one small int list per line and one dict entry per distinct `Type/id`, not the
+resources: measured on hugo (5,026 resources) about 320 bytes per resource for the index and
+about 700 at the peak of planning.
 """
 
 from __future__ import annotations
