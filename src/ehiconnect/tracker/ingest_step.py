@@ -133,9 +133,10 @@ async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None 
     finally:
         for sink in chosen:
             await sink.close()
-    superseded = await _superseded_jobs(tracker, job_id)
-    for sink in chosen:
-        if isinstance(sink, ParquetSink) and superseded:
+    parquet = [sink for sink in chosen if isinstance(sink, ParquetSink)]
+    superseded = await _superseded_jobs(tracker, job_id) if parquet else []
+    for sink in parquet:
+        if superseded:
             await sink.forget_jobs(superseded)
     async with tracker.database.transaction() as session:
         job = await store.lock_job(session, job_id)
@@ -151,7 +152,9 @@ async def _superseded_jobs(tracker: TrackerRuntime, job_id: str) -> list[str]:
     """Jobs whose export this one's supersedes for the same connection: earlier ingested ones,
     or this job itself when a later export of the connection is already in (it finished late)."""
     async with tracker.database.transaction() as session:
-        job = await store.lock_job(session, job_id)
+        job = await session.get(TrackerJob, job_id)
+        if job is None:
+            return []
         rows = await session.execute(
             select(TrackerJob.job_id, TrackerJob.created_at).where(
                 TrackerJob.org_connection_id == job.org_connection_id,
