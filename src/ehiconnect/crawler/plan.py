@@ -78,7 +78,8 @@ def plan_crawl(
     `page_size` is the `_count` wanted; the vendor's `max_count` caps it.
     """
     if not patient_id or "/" in patient_id:
-        raise ValueError(f"patient_id must be a bare FHIR id, got {patient_id!r}")
+        # The id itself stays out of the message: it identifies a patient.
+        raise ValueError("patient_id must be a bare FHIR id (no '/', not empty)")
     scopes = (
         granted_scopes
         if isinstance(granted_scopes, GrantedScopes)

@@ -8,7 +8,6 @@ medications others refer to, then every other type in (type, id) order.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
@@ -73,7 +72,7 @@ async def package_export(
                 attachment.binary_id,
                 attachment.content_type,
                 attachment.source_url,
-                _chunks(blobs, attachment.blob_key),
+                blobs.open_reader(attachment.blob_key),
             )
         stats = await writer.flush()
     stored = sink.stored
@@ -104,8 +103,3 @@ async def package_errors(
         for outcome in outcomes:
             await sink.write(orjson.dumps(outcome) + b"\n")
     return len(outcomes), sink.stored.size
-
-
-async def _chunks(blobs: BlobStore, key: str) -> AsyncIterator[bytes]:
-    async for chunk in blobs.open_reader(key):
-        yield chunk

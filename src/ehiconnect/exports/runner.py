@@ -203,7 +203,8 @@ async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
     async with runtime.database.transaction() as session:
         task = await session.get(ExportTask, task_id)
         if task is None or task.status != PENDING:
-            await blobs.delete(key)
+            await blobs.delete(key)  # cancelled meanwhile: leave no copy of the record behind
+            await blobs.delete(error_key)
             return task.status if task else "missing"
         done = clock.now()
         task.status = SUCCESS

@@ -16,7 +16,6 @@ from ehiconnect.exports.models import (
     ExportError,
     ExportItem,
     ExportStep,
-    ExportTask,
 )
 
 BATCH = 500
@@ -110,21 +109,6 @@ async def staged_keys(
         )
     )
     return {(t, i) for t, i in rows.all()}
-
-
-async def counts_by_type(session: AsyncSession, task_id: str) -> dict[str, int]:
-    rows = await session.execute(
-        select(ExportItem.resource_type, func.count())
-        .where(ExportItem.task_id == task_id)
-        .group_by(ExportItem.resource_type)
-    )
-    return {t: n for t, n in rows.all()}
-
-
-async def update_progress(session: AsyncSession, task_id: str, **fields: Any) -> None:
-    task = await session.get(ExportTask, task_id)
-    if task is not None:
-        task.progress = {**task.progress, **fields}
 
 
 async def clear_staging(session: AsyncSession, task_id: str) -> None:
