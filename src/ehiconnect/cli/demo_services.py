@@ -33,10 +33,9 @@ from ehiconnect.tracker.settings import TrackerSettings
 # How long a stopping worker lets a running job finish. One still running then (an export
 # interrupted by Ctrl-C) is cancelled and marked aborted; a later demo run starts afresh.
 WORKER_GRACE_SECONDS = 10.0
-# A tracker step is enqueued by the step before it, under the same lock, so it cannot start until
-# that one ends; procrastinate's worker only looks again at its next poll (default 5 s), which
-# would add seconds per step. The demo's workers poll more often.
-JOB_POLL_SECONDS = 0.5
+# The platform worker polls as often as the tracker's (`tracker.worker_poll_seconds`): a job's
+# follow-up queued under its lock would otherwise wait for procrastinate's 5 s poll.
+PLATFORM_POLL_SECONDS = 0.5
 
 
 @contextlib.contextmanager
@@ -100,11 +99,23 @@ async def run_services(
         concurrency = settings.jobs.concurrency
         services.workers["platform worker"] = await stack.enter_async_context(
             _working(
-                runtime.jobs, "demo-platform", PLATFORM_QUEUES, {RUNTIME_KEY: runtime}, concurrency
+                runtime.jobs,
+                "demo-platform",
+                PLATFORM_QUEUES,
+                {RUNTIME_KEY: runtime},
+                concurrency,
+                PLATFORM_POLL_SECONDS,
             )
         )
         services.workers["tracker worker"] = await stack.enter_async_context(
-            _working(tracker.jobs, "demo-tracker", (QUEUE,), {CONTEXT_KEY: tracker}, concurrency)
+            _working(
+                tracker.jobs,
+                "demo-tracker",
+                (QUEUE,),
+                {CONTEXT_KEY: tracker},
+                concurrency,
+                tracker.settings.worker_poll_seconds,
+            )
         )
         yield services
 
@@ -133,13 +144,14 @@ async def _working(
     queues: tuple[str, ...],
     context: dict[str, Any],
     concurrency: int,
+    poll_seconds: float,
 ) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(
         jobs.run_worker_async(
             name=name,
             queues=list(queues),
             concurrency=concurrency,
-            fetch_job_polling_interval=JOB_POLL_SECONDS,
+            fetch_job_polling_interval=poll_seconds,
             additional_context=context,
             install_signal_handlers=False,
             shutdown_graceful_timeout=WORKER_GRACE_SECONDS,
