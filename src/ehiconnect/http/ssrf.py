@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
@@ -221,12 +221,3 @@ async def send_capped(
         finally:
             await response.aclose()
     return CappedResponse(status_code=response.status_code, body=body, truncated=truncated)
-
-
-def first_refusal(addresses: Iterable[IPAddress]) -> str | None:
-    """The first reason to refuse among `addresses` (for diagnostics such as `webhooks add`)."""
-    for address in addresses:
-        reason = refusal_reason(address)
-        if reason is not None:
-            return reason
-    return None

@@ -32,9 +32,8 @@ DISPATCHER_KEY = "webhooks.dispatcher"  # the worker's Dispatcher in the job con
 
 
 def webhook_settings(settings: Settings) -> WebhookSettings:
-    """The `webhooks` section of the settings, or the defaults until Settings carries one."""
-    section = getattr(settings, "webhooks", None)
-    return section if isinstance(section, WebhookSettings) else WebhookSettings()
+    """The `webhooks` section of the settings."""
+    return settings.webhooks
 
 
 def deliverer_for(runtime: Runtime) -> Deliverer:

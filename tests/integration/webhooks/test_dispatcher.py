@@ -101,7 +101,7 @@ async def test_a_failed_delivery_is_retried_when_due_not_before(
 
     first, second = await attempts_of(live_runtime, event_id)
     assert [first.status_code, second.status_code] == [500, 200]
-    # Due 1 s after the failure was recorded, which is after the first attempt began.
+    # Due 1 s after the first attempt began (retry delays count from the attempt).
     assert second.attempted_at - first.attempted_at >= dt.timedelta(seconds=1)
     assert (await delivery_row(live_runtime, event_id)).status == "succeeded"
 

@@ -29,8 +29,6 @@ pytestmark = pytest.mark.integration
 
 EVENTS = 300
 
-# Until Settings has a `webhooks` section, the worker runs with one added the same way.
-
 
 def worker_command() -> list[str]:
     return [sys.executable, "-m", "ehiconnect", "worker"]
