@@ -31,3 +31,9 @@ def test_key_formats_carry_their_mode() -> None:
     assert len(task_id) == 32
     assert task_id == task_id.lower()
     int(task_id, 16)
+
+
+@pytest.mark.parametrize("origin", ["https://app.example:abc", "https://app.example:99999"])
+def test_an_origin_with_an_invalid_port_is_a_client_error(origin: str) -> None:
+    with pytest.raises(InvalidRequest, match="invalid port"):
+        normalize_origin(origin)

@@ -24,7 +24,10 @@ def normalize_origin(origin: str) -> str:
         raise InvalidRequest(f"origin {origin!r} must look like https://app.example.com")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidRequest(f"origin {origin!r} must be scheme://host[:port] with no path")
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number from 0 to 65535
+        raise InvalidRequest(f"origin {origin!r} has an invalid port") from None
     return f"{parts.scheme}://{parts.hostname.lower()}{port}"
 
 

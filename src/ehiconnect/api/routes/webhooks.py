@@ -8,21 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.api.deps import PrincipalDep, RuntimeDep, get_session
+from ehiconnect.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import ok
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.webhooks import endpoints, history, outbox
 from ehiconnect.webhooks.tasks import webhook_settings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-
-# Committed before the response is sent (FastAPI's default "request" scope commits after it):
-# a client that got 201/202 must find its endpoint, its event, its queued delivery.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class NewEndpoint(BaseModel):
