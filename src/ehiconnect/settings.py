@@ -80,6 +80,13 @@ class ConsentSettings(BaseModel):
     token_refresh_margin_seconds: float = Field(
         default=300.0, description="Refresh an access token this long before it expires"
     )
+    token_refresh_margin_fraction: float = Field(
+        default=0.25,
+        gt=0,
+        lt=1,
+        description="Never refresh earlier than this share of the token's lifetime before expiry "
+        "(60 s tokens are refreshed 15 s before they expire, not before every request)",
+    )
     refresh_check_cron: str = "*/5 * * * *"
     http_timeout_seconds: float = 15.0
     flow_retention_hours: float = Field(

@@ -23,5 +23,7 @@ class ConnectionTokens(Base):
     refresh_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     token_type: Mapped[str] = mapped_column(String(32), default="Bearer")
     access_expires_at: Mapped[dt.datetime | None] = mapped_column()
+    access_lifetime_seconds: Mapped[int | None] = mapped_column(Integer)
+    """`expires_in` of the token response: the refresh margin scales to it."""
     refresh_failures: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

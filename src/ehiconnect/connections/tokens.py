@@ -1,9 +1,11 @@
 """A connection's tokens: sealed storage, and refresh under a per-connection lock.
 
-Every process that needs an access token calls `fresh_access_token`. It takes a transaction-level
-advisory lock named after the connection, so concurrent refreshes (two workers, the periodic
-refresher) run one at a time and the second finds the token the first obtained. Rotated refresh
-tokens are written in the same transaction as the refresh that returned them.
+Every process that needs an access token calls `fresh_access_token`. Reading a token that is still
+good takes one short read and no lock. A refresh takes a transaction-level advisory lock named
+after the connection, so concurrent refreshes (two workers, the periodic refresher) run one at a
+time and the second finds the token the first obtained. Rotated refresh tokens are written in the
+same transaction as the refresh that returned them. When a token is due is `refresh_policy`'s
+call: the margin scales down with short-lived tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.clock import Clock
 from ehiconnect.connections.models import ConnectionTokens
+from ehiconnect.connections.refresh_policy import RefreshMargin, refresh_due
 from ehiconnect.connections.vault import Sealed, TokenCipher
 from ehiconnect.consent import smart
 from ehiconnect.consent.client_keys import ClientSigner
@@ -71,6 +74,7 @@ async def store_tokens(
     row.refresh_token_ct = refresh.ciphertext if refresh else None
     row.token_type = response.token_type
     row.access_expires_at = expires_at
+    row.access_lifetime_seconds = response.expires_in or None
     row.refresh_failures = 0
     await session.flush()
 
@@ -131,19 +135,35 @@ async def fresh_access_token(
     jobs: procrastinate.App | None,
     connection_id: str,
     *,
-    margin: dt.timedelta,
+    margin: RefreshMargin | dt.timedelta,
     force: bool = False,
     rejected: str | None = None,
     signer: ClientSigner | None = None,
 ) -> str:
-    """A usable access token, refreshed first when it expires within `margin` (or `force`).
+    """A usable access token, refreshed first when `margin` says it is due (or `force`).
 
+    `margin` is a `RefreshMargin` (scaled to the token's lifetime) or a plain lead time.
     `rejected` is a token the health system just refused (401): it is refreshed unless another
     caller already replaced it, in which case the replacement comes back without a new refresh.
 
     Raises ReconsentRequired (after marking the connection revoked and emitting
     `patient.authorization_revoked`) when the health system refuses the refresh token.
     """
+    policy = margin if isinstance(margin, RefreshMargin) else RefreshMargin(margin.total_seconds())
+    if not force and rejected is None:
+        # The common case: the stored token is still good. One short read, no lock.
+        async with database.transaction() as session:
+            connection = await session.get(OrgConnection, connection_id)
+            row = await session.get(ConnectionTokens, connection_id)
+            if (
+                connection is not None
+                and row is not None
+                and connection.status != "revoked"
+                and not refresh_due(
+                    row.access_expires_at, row.access_lifetime_seconds, policy, clock.now()
+                )
+            ):
+                return open_tokens(cipher, row).access_token
     refused: ReconsentRequired | None = None
     async with database.transaction() as session:
         await lock_connection(session, connection_id)
@@ -152,12 +172,13 @@ async def fresh_access_token(
         if connection is None or row is None or connection.status == "revoked":
             raise ReconsentRequired("the connection is revoked; the patient must connect again")
         tokens = open_tokens(cipher, row)
-        expires_at = tokens.access_expires_at
         if rejected is not None:
             if rejected != tokens.access_token:
                 return tokens.access_token
             force = True
-        if not force and (expires_at is None or expires_at - margin > clock.now()):
+        if not force and not refresh_due(
+            row.access_expires_at, row.access_lifetime_seconds, policy, clock.now()
+        ):
             return tokens.access_token
         if tokens.refresh_token is None:
             raise ReconsentRequired(

@@ -9,6 +9,7 @@ FatalError (misconfiguration or a broken server; give up).
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,14 +124,21 @@ async def _token_request(
         response = await client.post(token_endpoint, data=form, headers=headers)
     except httpx.HTTPError as exc:
         raise TemporaryError(f"the token endpoint did not answer ({type(exc).__name__})") from exc
+    return parse_token_response(response)
+
+
+def parse_token_response(response: httpx.Response) -> TokenResponse:
+    """Read a token endpoint's answer, or raise the error class that says what to do next."""
     if response.status_code == 429 or response.status_code >= 500:
         raise TemporaryError(f"the token endpoint answered {response.status_code}")
     try:
-        body: dict[str, Any] = response.json()
+        body: Any = response.json()
     except ValueError:
+        body = None
+    if not isinstance(body, dict):
         raise TemporaryError(
-            f"the token endpoint answered {response.status_code} with a non-JSON body"
-        ) from None
+            f"the token endpoint answered {response.status_code} without a JSON object"
+        )
     if response.status_code != 200:
         error = str(body.get("error", "unknown_error"))
         if error == "invalid_grant":
@@ -146,11 +154,10 @@ async def _token_request(
         raise FatalError(
             "the token response has no access_token", failure_reason="token_refresh_failure"
         )
-    expires_in = body.get("expires_in")
     return TokenResponse(
         access_token=body["access_token"],
         token_type=str(body.get("token_type", "Bearer")),
-        expires_in=int(expires_in) if isinstance(expires_in, int | float | str) else None,
+        expires_in=_seconds(body.get("expires_in")),
         scope=body.get("scope") if isinstance(body.get("scope"), str) else None,
         refresh_token=body.get("refresh_token")
         if isinstance(body.get("refresh_token"), str)
@@ -201,3 +208,25 @@ async def revoke(
     except (httpx.HTTPError, FatalError):
         return False
     return response.status_code == 200
+
+
+# Ten years: anything longer is as good as "no expiry" and would overflow datetimes.
+_MAX_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
+
+
+def _seconds(value: object) -> int | None:
+    """`expires_in` as whole seconds, or None when it is missing or not a sane positive number.
+
+    Health systems send numbers, numeric strings, and sometimes junk; junk means "unknown"
+    (the token is then used until refused), never a crash of the consent or the export.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return int(min(value, _MAX_LIFETIME_SECONDS))

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
+from ehiconnect.connections.refresh_policy import RefreshMargin
 from ehiconnect.connections.tokens import fresh_access_token
 from ehiconnect.crawler.engine import CrawlContext, crawl
 from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession
@@ -91,7 +92,10 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
         return await _fail(runtime, blobs, task_id, failure.failure_reason, str(failure))
 
     settings = runtime.settings.exports
-    margin = dt.timedelta(seconds=runtime.settings.consent.token_refresh_margin_seconds)
+    consent = runtime.settings.consent
+    margin = RefreshMargin(
+        consent.token_refresh_margin_seconds, consent.token_refresh_margin_fraction
+    )
 
     async def token(rejected: str | None) -> str:
         return await fresh_access_token(
