@@ -5,8 +5,8 @@ Layout per health system `{slug}` (default server `http://127.0.0.1:8500`):
 - FHIR base (also the OAuth `aud`): `/{slug}/fhir` — `metadata`, `{type}/{id}`, `{type}?...`,
   `Patient/{id}/$everything` (where supported), `Binary/{id}`,
   `.well-known/smart-configuration`
-- Authorization server: `/{slug}/auth/authorize`, `/login`, `/consent`, `/token`,
-  `/introspect`, `/revoke`, `/jwks`
+- Authorization server (also the OpenID Connect issuer): `/{slug}/auth/authorize`, `/login`,
+  `/consent`, `/token`, `/introspect`, `/revoke`, `/jwks`, `/.well-known/openid-configuration`
 - Faults admin: `GET/PUT/DELETE /_admin/{slug}/faults`
 - `/` lists systems, base URLs and personas as JSON; `/{slug}/logo.svg` is the brand logo.
 """
@@ -19,8 +19,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from ehiconnect.clock import Clock
+from ehiconnect.http.asgi_guards import edge_middleware, outcome_refusal
 from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.personas import list_personas
 from ehiconnect.sandbox.state import SandboxState
@@ -29,6 +31,7 @@ from ehiconnect.sandbox.web.common import (
     auth_url,
     fhir_base,
     json_response,
+    oauth_error,
     sandbox_state,
     system_or_none,
     unknown_system,
@@ -68,13 +71,28 @@ def build_sandbox_app(
         Route(auth + "/introspect", tokens.introspect, methods=["POST"]),
         Route(auth + "/revoke", tokens.revoke, methods=["POST"]),
         Route(auth + "/jwks", discovery.jwks),
+        Route(auth + "/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/_admin/{slug}/faults", admin.get_faults, methods=["GET"]),
         Route("/_admin/{slug}/faults", admin.put_faults, methods=["PUT"]),
         Route("/_admin/{slug}/faults", admin.delete_faults, methods=["DELETE"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=edge_middleware(max_body_bytes=MAX_BODY_BYTES, refuse=_refuse),
+    )
     app.state.sandbox = state
     return app
+
+
+# Token, login and consent forms and fault settings are a few KiB at most.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _refuse(scope: Scope, status: int, code: str, description: str) -> Response:
+    """An OperationOutcome under a FHIR base (`/{slug}/fhir/...`), an OAuth error elsewhere."""
+    if scope.get("path", "").split("/")[2:3] == ["fhir"]:
+        return outcome_refusal(scope, status, code, description)
+    return oauth_error("invalid_request", description, status)
 
 
 async def index(request: Request) -> Response:

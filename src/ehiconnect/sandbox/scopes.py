@@ -21,6 +21,17 @@ _CLINICAL = re.compile(
 NON_CLINICAL = frozenset(
     {"launch", "launch/patient", "openid", "fhirUser", "profile", "offline_access", "online_access"}
 )
+"""The non-clinical scopes SMART defines (recognised when parsing)."""
+GRANTABLE_NON_CLINICAL: tuple[str, ...] = (
+    "launch/patient",
+    "openid",
+    "fhirUser",
+    "profile",
+    "offline_access",
+)
+"""The non-clinical scopes the sandbox honours, so grants and advertises. `launch` (EHR launch)
+and `online_access` (refresh tokens bound to the user's session) have no meaning for a
+standalone launch without portal sessions: they are dropped from a request, never granted."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,10 @@ class ScopeSet:
     @property
     def wants_patient(self) -> bool:
         return "launch/patient" in self.other
+
+    @property
+    def openid(self) -> bool:
+        return "openid" in self.other
 
     def allows(self, resource_type: str, interaction: Interaction) -> bool:
         """Whether a patient-context token may do `interaction` on `resource_type`.

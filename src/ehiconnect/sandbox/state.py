@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import TypeVar
 
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.sandbox.config import Faults, HealthSystem, SandboxConfig
@@ -22,6 +22,9 @@ class UnknownSystemError(KeyError):
 
 class SandboxState:
     """The per-process state behind `build_sandbox_app`, reachable as `app.state.sandbox`.
+
+    `signing_key` (ES256) signs access tokens, `id_token_key` (RS256) OpenID Connect id_tokens;
+    both public keys are served at `{slug}/auth/jwks`.
 
     Tests change faults from Python with `set_faults(slug, Faults(...))` / `reset_faults(slug)`
     (or over HTTP with `PUT`/`DELETE /_admin/{slug}/faults`).
@@ -42,6 +45,10 @@ class SandboxState:
         self._fault_rng = random.Random(config.fault_seed)  # noqa: S311 - fault sampling
         self.signing_key = ECKey.generate_key(
             "P-256", parameters={"kid": "sandbox-access-token", "alg": "ES256", "use": "sig"}
+        )
+        # OpenID Connect clients must be able to verify RS256 id_tokens (its default algorithm).
+        self.id_token_key = RSAKey.generate_key(
+            2048, parameters={"kid": "sandbox-id-token", "alg": "RS256", "use": "sig"}
         )
 
     def system(self, slug: str) -> HealthSystem:

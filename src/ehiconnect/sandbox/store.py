@@ -28,6 +28,8 @@ class PendingAuthorization:
     scope: ScopeSet
     code_challenge: str
     expires_at: dt.datetime
+    nonce: str | None = None
+    """OpenID Connect `nonce` from `authorize`, echoed in the id_token."""
     persona_id: str | None = None
     """Set once the patient has signed in."""
 
@@ -42,6 +44,7 @@ class AuthorizationCode:
     patient_id: str
     scope: ScopeSet
     expires_at: dt.datetime
+    nonce: str | None = None
     used: bool = False
     grant_id: str | None = None
     """The grant the code was exchanged for; revoked if the code is replayed."""

@@ -320,12 +320,14 @@ def test_revoking_an_access_token_leaves_the_refresh_token(harbor: SmartApp) -> 
 
 
 def test_introspection_describes_a_live_token(harbor: SmartApp) -> None:
+    # introspection needs a confidential client (RFC 7662 §2.1); see test_smart_conformance.py
+    harbor.auth = "basic"
     tokens = harbor.connect("tina")
     info = harbor.introspect(tokens["access_token"])
     assert info["active"] is True
     assert info["patient"] == tokens["patient"]
     assert info["scope"] == tokens["scope"]
-    assert info["client_id"] == "ehiconnect-public"
+    assert info["client_id"] == "ehiconnect-confidential"
     assert harbor.introspect("not-a-token") == {"active": False}
 
 

@@ -22,6 +22,7 @@ from ehiconnect.sandbox.web.client_auth import (
     JWT_BEARER,
     ClientAuthError,
     authenticate_client,
+    identifies_client,
 )
 
 TOKEN_URL = "http://127.0.0.1:8500/harbor/auth/token"
@@ -43,10 +44,19 @@ def assertion(alg: str = "RS384", **overrides: Any) -> str:
 
 
 def auth(
-    form: dict[str, str], header: str | None = None, store: InMemoryAuthStore | None = None
+    form: dict[str, str],
+    header: str | None = None,
+    store: InMemoryAuthStore | None = None,
+    implied: str | None = None,
 ) -> Client:
     return authenticate_client(
-        form, header, SandboxConfig(), store or InMemoryAuthStore(), (TOKEN_URL,), NOW
+        form,
+        header,
+        SandboxConfig(),
+        store or InMemoryAuthStore(),
+        (TOKEN_URL,),
+        NOW,
+        implied_client_id=implied,
     )
 
 
@@ -65,6 +75,41 @@ def test_public_client_names_itself() -> None:
 def test_confidential_client_cannot_pose_as_public() -> None:
     with pytest.raises(ClientAuthError, match="client_secret_basic"):
         auth({"client_id": CONFIDENTIAL_CLIENT_ID})
+
+
+def test_a_public_client_may_be_implied_by_its_refresh_token() -> None:
+    assert auth({}, implied=PUBLIC_CLIENT_ID).client_id == PUBLIC_CLIENT_ID
+
+
+def test_a_confidential_client_is_never_implied() -> None:
+    with pytest.raises(ClientAuthError, match="confidential"):
+        auth({}, implied=CONFIDENTIAL_CLIENT_ID)
+
+
+def test_a_named_client_id_wins_over_the_implied_one() -> None:
+    # the token endpoint then refuses the refresh token as issued to another client
+    with pytest.raises(ClientAuthError, match="confidential"):
+        auth({"client_id": CONFIDENTIAL_CLIENT_ID}, implied=PUBLIC_CLIENT_ID)
+
+
+def test_nothing_named_and_nothing_implied_is_refused() -> None:
+    with pytest.raises(ClientAuthError, match="no client authentication"):
+        auth({})
+
+
+@pytest.mark.parametrize(
+    ("form", "header", "identified"),
+    [
+        ({}, None, False),
+        ({"grant_type": "refresh_token", "refresh_token": "x"}, None, False),
+        ({"client_id": PUBLIC_CLIENT_ID}, None, True),
+        ({}, basic(CONFIDENTIAL_CLIENT_ID, "s"), True),
+        ({"client_assertion": "x"}, None, True),
+        ({}, "Bearer abc", False),
+    ],
+)
+def test_identifies_client(form: dict[str, str], header: str | None, identified: bool) -> None:
+    assert identifies_client(form, header) is identified
 
 
 def test_unknown_client_is_refused() -> None:

@@ -21,12 +21,19 @@ from ehiconnect.sandbox.config import Client
 from ehiconnect.sandbox.generator import NON_COMPARTMENT_TYPES
 from ehiconnect.sandbox.personas import persona_info
 from ehiconnect.sandbox.pkce import challenge_problem
-from ehiconnect.sandbox.scopes import ScopeSet, consented, narrow, parse_scopes
+from ehiconnect.sandbox.scopes import (
+    GRANTABLE_NON_CLINICAL,
+    ScopeSet,
+    consented,
+    narrow,
+    parse_scopes,
+)
 from ehiconnect.sandbox.store import AuthorizationCode, PendingAuthorization
 from ehiconnect.sandbox.web.common import auth_url, fhir_base, sandbox_state, system_or_none
 from ehiconnect.sandbox.web.pages import FIXED_SCOPES, consent_page, error_page, login_page
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_NONCE_LENGTH = 512
 CONSENT_TYPES: tuple[str, ...] = (*COMPARTMENT_TYPES, *sorted(NON_COMPARTMENT_TYPES))
 """The types a wildcard scope is spelled out into on the consent page."""
 
@@ -80,8 +87,10 @@ def _html_error(title: str, message: str, status: int = 400) -> HTMLResponse:
 
 
 def grantable(requested: ScopeSet) -> ScopeSet:
-    """What the sandbox can grant: patient/ clinical scopes and known launch scopes."""
-    keep = {s.raw for s in requested.clinical if s.context == "patient"} | set(requested.other)
+    """What the sandbox can grant: patient/ clinical scopes and the non-clinical scopes it
+    honours (`GRANTABLE_NON_CLINICAL`); anything else asked for is left out of the grant."""
+    keep = {s.raw for s in requested.clinical if s.context == "patient"}
+    keep |= requested.other & set(GRANTABLE_NON_CLINICAL)
     return narrow(requested, keep)
 
 
@@ -123,6 +132,14 @@ async def authorize(request: Request) -> Response:
     pkce_problem = challenge_problem(q.get("code_challenge"), q.get("code_challenge_method"))
     if pkce_problem:
         return _redirect_error(redirect_uri, "invalid_request", pkce_problem, client_state)
+    nonce = q.get("nonce") or None
+    if nonce is not None and len(nonce) > MAX_NONCE_LENGTH:
+        return _redirect_error(
+            redirect_uri,
+            "invalid_request",
+            f"nonce is longer than {MAX_NONCE_LENGTH} characters",
+            client_state,
+        )
     requested = grantable(parse_scopes(q.get("scope")))
     if not requested.clinical:
         return _redirect_error(
@@ -141,6 +158,7 @@ async def authorize(request: Request) -> Response:
         scope=requested,
         code_challenge=q.get("code_challenge", ""),
         expires_at=now + dt.timedelta(seconds=system.lifetimes.pending_login_s),
+        nonce=nonce,
     )
     state.store.add_pending(pending, now)
     action = auth_url(request, system.slug, "login")
@@ -221,6 +239,7 @@ async def consent(request: Request) -> Response:
             scope=granted,
             expires_at=state.clock.now()
             + dt.timedelta(seconds=system.lifetimes.authorization_code_s),
+            nonce=pending.nonce,
         ),
         state.clock.now(),
     )

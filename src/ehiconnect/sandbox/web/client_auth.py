@@ -5,7 +5,10 @@ Three methods, chosen by what the request carries:
 - `private_key_jwt`: a `client_assertion` JWT (RS384 or ES384) signed with a key from the
   client's JWKS, `iss` = `sub` = client id, `aud` = the token endpoint URL, `exp` within 5
   minutes, a `jti` never used before;
-- `none`: a public client names itself with `client_id` in the form.
+- `none`: a public client names itself with `client_id` in the form; at the token endpoint a
+  refresh may leave `client_id` out (SMART App Launch lists only `grant_type`, `refresh_token`
+  and `scope` for public apps), and the caller passes the client the refresh token names as
+  `implied_client_id`. A confidential client is never identified that way: it must authenticate.
 """
 
 from __future__ import annotations
@@ -50,14 +53,20 @@ def authenticate_client(
     store: InMemoryAuthStore,
     token_urls: tuple[str, ...],
     now: dt.datetime,
+    *,
+    implied_client_id: str | None = None,
 ) -> Client:
-    """The authenticated client, or `ClientAuthError` saying what was wrong."""
+    """The authenticated client, or `ClientAuthError` saying what was wrong.
+
+    `implied_client_id` names the client when the request carries no client identification
+    at all; it is accepted only for a public client.
+    """
     if authorization and authorization.lower().startswith("basic "):
         client = _basic(authorization, config)
     elif form.get("client_assertion_type") or form.get("client_assertion"):
         client = _private_key_jwt(form, config, store, token_urls, now)
     else:
-        client = _public(form, config)
+        client = _public(form.get("client_id") or implied_client_id, config)
     named = form.get("client_id")
     if named and named != client.client_id:
         raise ClientAuthError("client_id in the form differs from the authenticated client")
@@ -80,8 +89,17 @@ def _basic(authorization: str, config: SandboxConfig) -> Client:
     return client
 
 
-def _public(form: Mapping[str, str], config: SandboxConfig) -> Client:
-    client_id = form.get("client_id")
+def identifies_client(form: Mapping[str, str], authorization: str | None) -> bool:
+    """Whether the request names or authenticates a client by any method."""
+    return bool(
+        (authorization and authorization.lower().startswith("basic "))
+        or form.get("client_assertion_type")
+        or form.get("client_assertion")
+        or form.get("client_id")
+    )
+
+
+def _public(client_id: str | None, config: SandboxConfig) -> Client:
     if not client_id:
         raise ClientAuthError(
             "no client authentication: send client_id (public clients), "

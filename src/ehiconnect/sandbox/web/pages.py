@@ -8,7 +8,7 @@ from html import escape
 from ehiconnect.sandbox.config import HealthSystem
 from ehiconnect.sandbox.scopes import ScopeSet
 
-FIXED_SCOPES = frozenset({"launch/patient", "openid", "fhirUser", "launch"})
+FIXED_SCOPES = frozenset({"launch/patient", "openid", "fhirUser"})
 """Scopes the consent page shows but does not let the patient untick."""
 
 _STYLE = """
@@ -110,8 +110,6 @@ def error_page(title: str, message: str) -> str:
 def _describe(scope: str) -> str:
     if scope == "offline_access":
         return "offline_access: keep access until you revoke it"
-    if scope == "online_access":
-        return "online_access: access while you are signed in"
     if "/" in scope and "." in scope:
         resource, _, perm = scope.split("/", 1)[1].partition(".")
         what = "all your records" if resource == "*" else resource

@@ -2,7 +2,17 @@
 
 Access tokens are ES256 JWTs signed with the key published at `{slug}/auth/jwks`; their `jti`
 is the key of the server-side record, so revocation and the fault switches take effect at once.
-Refresh tokens are opaque and rotate: each use returns a new one and retires the old.
+Refresh tokens are opaque and rotate: each use returns a new one and retires the old. When
+`openid` is granted, the code exchange also returns an RS256 OpenID Connect `id_token`.
+
+Who may call what:
+- token: every client authenticates as registered; a public client refreshing may leave
+  `client_id` out, and is then identified by its refresh token (SMART App Launch).
+- introspection (RFC 7662 §2.1): only a confidential client (client_secret_basic or
+  private_key_jwt), and only about its own tokens; any other token is `{"active": false}`.
+- revocation (RFC 7009): a public client by its `client_id`, a confidential one with its
+  credentials; a token issued to another client is refused (`unauthorized_client`).
+Tokens are per health system: one system's token is unknown at another's endpoints.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -21,7 +32,11 @@ from ehiconnect.sandbox.pkce import verifier_matches
 from ehiconnect.sandbox.scopes import ScopeSet, parse_scopes
 from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.sandbox.store import AccessToken, Grant, RefreshToken
-from ehiconnect.sandbox.web.client_auth import ClientAuthError, authenticate_client
+from ehiconnect.sandbox.web.client_auth import (
+    ClientAuthError,
+    authenticate_client,
+    identifies_client,
+)
 from ehiconnect.sandbox.web.common import (
     NO_STORE,
     auth_url,
@@ -36,7 +51,10 @@ from ehiconnect.sandbox.web.faults import request_faults
 
 
 async def _client(
-    request: Request, system: HealthSystem, form: Mapping[str, str]
+    request: Request,
+    system: HealthSystem,
+    form: Mapping[str, str],
+    implied_client_id: str | None = None,
 ) -> Client | Response:
     state = sandbox_state(request)
     token_urls = (auth_url(request, system.slug, "token"), str(request.url))
@@ -48,12 +66,17 @@ async def _client(
             state.store,
             token_urls,
             state.clock.now(),
+            implied_client_id=implied_client_id,
         )
     except ClientAuthError as exc:
-        headers = {}
-        if request.headers.get("authorization", "").lower().startswith("basic "):
-            headers["WWW-Authenticate"] = 'Basic realm="sandbox"'
-        return oauth_error("invalid_client", exc.description, 401, headers)
+        return _invalid_client(exc.description)
+
+
+def _invalid_client(description: str) -> Response:
+    # A 401 must carry a challenge (RFC 9110 §15.5.2; RFC 6749 §5.2 for Basic).
+    return oauth_error(
+        "invalid_client", description, 401, {"WWW-Authenticate": 'Basic realm="sandbox"'}
+    )
 
 
 async def token(request: Request) -> Response:
@@ -67,10 +90,18 @@ async def token(request: Request) -> Response:
         if failed is not None:
             return failed
     form = {k: str(v) for k, v in (await request.form()).items()}
-    client = await _client(request, system, form)
+    grant_type = form.get("grant_type")
+    implied_client_id = None
+    if grant_type == "refresh_token" and not identifies_client(
+        form, request.headers.get("authorization")
+    ):
+        found = _held_token(state, system, form.get("refresh_token", ""), refresh_only=True)
+        if found is None:
+            return oauth_error("invalid_grant", "unknown refresh token")
+        implied_client_id = found.grant.client_id
+    client = await _client(request, system, form, implied_client_id)
     if isinstance(client, Response):
         return client
-    grant_type = form.get("grant_type")
     if grant_type == "authorization_code":
         return _exchange_code(request, system, client, form)
     if grant_type == "refresh_token":
@@ -113,7 +144,7 @@ def _exchange_code(
     )
     state.store.add_grant(grant)
     state.store.link_code(code_value, grant.grant_id)
-    return _issue(request, state, system, grant, code.scope)
+    return _issue(request, state, system, grant, code.scope, at_sign_in=True, nonce=code.nonce)
 
 
 def _refresh(
@@ -151,8 +182,17 @@ def _refresh(
 
 
 def _issue(
-    request: Request, state: SandboxState, system: HealthSystem, grant: Grant, scope: ScopeSet
+    request: Request,
+    state: SandboxState,
+    system: HealthSystem,
+    grant: Grant,
+    scope: ScopeSet,
+    *,
+    at_sign_in: bool = False,
+    nonce: str | None = None,
 ) -> Response:
+    """The token response; at the code exchange (`at_sign_in`) with `openid` granted, it also
+    carries an id_token (OpenID Connect Core §3.1.3.3; not repeated on refresh)."""
     now = state.clock.now()
     lifetime = system.lifetimes.access_token_s
     expires = now + dt.timedelta(seconds=lifetime)
@@ -177,6 +217,8 @@ def _issue(
     }
     if scope.wants_patient:
         body["patient"] = grant.patient_id
+    if scope.openid and at_sign_in:
+        body["id_token"] = _id_token(request, state, system, grant, scope, nonce)
     if scope.offline:
         lifetime_s = system.lifetimes.refresh_token_s
         body["refresh_token"] = state.store.add_refresh_token(
@@ -189,6 +231,35 @@ def _issue(
     return json_response(body, headers=NO_STORE)
 
 
+def _id_token(
+    request: Request,
+    state: SandboxState,
+    system: HealthSystem,
+    grant: Grant,
+    scope: ScopeSet,
+    nonce: str | None,
+) -> str:
+    """OpenID Connect Core §2 id_token; `fhirUser` (SMART 2) and the SMART 1 `profile` claim
+    carry the signed-in patient's FHIR resource URL when those scopes were granted."""
+    now = state.clock.now()
+    claims: dict[str, object] = {
+        "iss": auth_url(request, system.slug, "").rstrip("/"),
+        "sub": grant.persona_id,
+        "aud": grant.client_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + dt.timedelta(seconds=system.lifetimes.access_token_s)).timestamp()),
+    }
+    if nonce is not None:
+        claims["nonce"] = nonce
+    patient_url = f"{fhir_base(request, system.slug)}/Patient/{grant.patient_id}"
+    if "fhirUser" in scope.other:
+        claims["fhirUser"] = patient_url
+    if "profile" in scope.other:
+        claims["profile"] = patient_url
+    header = {"alg": "RS256", "kid": state.id_token_key.kid or "", "typ": "JWT"}
+    return jwt.encode(header, claims, state.id_token_key, algorithms=["RS256"])
+
+
 def access_token_key(state: SandboxState, value: str) -> str | None:
     """The store key inside a sandbox access token, or None if the JWT does not verify."""
     try:
@@ -197,6 +268,42 @@ def access_token_key(state: SandboxState, value: str) -> str | None:
         return None
     jti = decoded.claims.get("jti")
     return jti if isinstance(jti, str) else None
+
+
+@dataclass(frozen=True)
+class _HeldToken:
+    """An access or refresh token of this health system, as the store knows it."""
+
+    grant: Grant
+    scope: ScopeSet
+    expires_at: dt.datetime | None
+    live: bool
+    access_key: str | None
+    """The store key of an access token; None for a refresh token."""
+
+
+def _held_token(
+    state: SandboxState, system: HealthSystem, value: str, *, refresh_only: bool = False
+) -> _HeldToken | None:
+    """The token `value` if this system issued it (live or not), else None."""
+    if not value:
+        return None
+    now = state.clock.now()
+    key = None if refresh_only else access_token_key(state, value)
+    access = state.store.get_access_token(key) if key else None
+    if key and access is not None:
+        grant = state.store.get_grant(access.grant_id)
+        if grant is None or grant.system_slug != system.slug:
+            return None
+        live = not access.revoked and not grant.revoked and access.expires_at > now
+        return _HeldToken(grant, access.scope, access.expires_at, live, key)
+    refresh = state.store.get_refresh_token(value)
+    grant = state.store.get_grant(refresh.grant_id) if refresh else None
+    if refresh is None or grant is None or grant.system_slug != system.slug:
+        return None
+    alive = refresh.expires_at is None or refresh.expires_at > now
+    live = refresh.active and not grant.revoked and alive
+    return _HeldToken(grant, refresh.scope, refresh.expires_at, live, None)
 
 
 async def introspect(request: Request) -> Response:
@@ -208,21 +315,16 @@ async def introspect(request: Request) -> Response:
     client = await _client(request, system, form)
     if isinstance(client, Response):
         return client
-    value = form.get("token", "")
-    now = state.clock.now()
-    key = access_token_key(state, value)
-    access = state.store.get_access_token(key) if key else None
-    if access is not None:
-        grant = state.store.get_grant(access.grant_id)
-        if grant and not access.revoked and not grant.revoked and access.expires_at > now:
-            return json_response(_active(grant, access.scope, "access_token", access.expires_at))
-    refresh = state.store.get_refresh_token(value)
-    if refresh is not None and refresh.active:
-        grant = state.store.get_grant(refresh.grant_id)
-        alive = refresh.expires_at is None or refresh.expires_at > now
-        if grant and not grant.revoked and alive:
-            return json_response(_active(grant, refresh.scope, "refresh_token", refresh.expires_at))
-    return json_response({"active": False})
+    if client.kind == "public":
+        return _invalid_client(
+            "introspection needs a confidential client's credentials (client_secret_basic or "
+            "private_key_jwt); naming a public client_id does not authorize it (RFC 7662 §2.1)"
+        )
+    held = _held_token(state, system, form.get("token", ""))
+    if held is None or not held.live or held.grant.client_id != client.client_id:
+        return json_response({"active": False}, headers=NO_STORE)
+    kind = "refresh_token" if held.access_key is None else "access_token"
+    return json_response(_active(held.grant, held.scope, kind, held.expires_at), headers=NO_STORE)
 
 
 def _active(
@@ -251,18 +353,19 @@ async def revoke(request: Request) -> Response:
     client = await _client(request, system, form)
     if isinstance(client, Response):
         return client
-    value = form.get("token", "")
-    refresh = state.store.get_refresh_token(value)
-    if refresh is not None:
-        grant = state.store.get_grant(refresh.grant_id)
-        if grant is not None and grant.client_id == client.client_id:
-            state.store.revoke_grant(grant.grant_id)
-    key = access_token_key(state, value)
-    access = state.store.get_access_token(key) if key else None
-    if key and access is not None:
-        grant = state.store.get_grant(access.grant_id)
-        if grant is not None and grant.client_id == client.client_id:
-            state.store.revoke_access_token(key)
+    held = _held_token(state, system, form.get("token", ""))
+    if held is None:
+        # §2.2: an unknown or already invalid token is not an error.
+        return Response(status_code=200, headers=NO_STORE)
+    if held.grant.client_id != client.client_id:
+        return oauth_error(
+            "unauthorized_client",
+            "this token was issued to another client; a client may revoke only its own tokens",
+        )
+    if held.access_key is None:
+        state.store.revoke_grant(held.grant.grant_id)
+    else:
+        state.store.revoke_access_token(held.access_key)
     return Response(status_code=200, headers=NO_STORE)
 
 
