@@ -19,7 +19,6 @@ from ehiconnect import audit
 from ehiconnect.clock import Clock
 from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.errors import Conflict, InvalidRequest, NotFound
-from ehiconnect.http.ssrf import TargetRefused, check_url
 from ehiconnect.ids import API_MODES, ApiMode
 from ehiconnect.orgs.service import get_org
 from ehiconnect.webhooks import events, signing
@@ -29,6 +28,7 @@ from ehiconnect.webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointSecret,
 )
+from ehiconnect.webhooks.urls import InvalidWebhookUrl, normalize_webhook_url
 from ehiconnect.webhooks.wakeup import notify_deliverers
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,9 @@ class EndpointView:
 
 def normalize_endpoint_url(url: str) -> str:
     try:
-        parsed = check_url(url.strip())
-    except (TargetRefused, ValueError) as exc:
+        return normalize_webhook_url(url)
+    except InvalidWebhookUrl as exc:
         raise InvalidRequest(f"invalid webhook URL: {exc}") from None
-    if parsed.fragment:
-        raise InvalidRequest("a webhook URL cannot have a #fragment; remove it")
-    return str(parsed)
 
 
 def _check_mode(api_mode: str) -> ApiMode:
