@@ -26,7 +26,8 @@ class ExportTask(Base):
     org_id: Mapped[str] = mapped_column(Text, index=True)
     org_connection_id: Mapped[str] = mapped_column(Text, index=True)
     api_mode: Mapped[str] = mapped_column(String(4))
-    # pending → success | failed | cancelled; success → expired after retention.
+    # pending → success | failed | cancelled; success → expired after retention; success,
+    # failed or expired → deleted by the customer (Bulk Data DELETE).
     status: Mapped[str] = mapped_column(String(16))
     phase: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)

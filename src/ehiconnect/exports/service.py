@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
 
 RUN_TASK = "exports:run_export"
+_TASK_ID = re.compile(r"[0-9a-f]{32}")  # ids.new_task_id
 
 
 async def request_export(runtime: Runtime, principal: Principal, connection_id: str) -> ExportTask:
@@ -55,7 +57,7 @@ async def request_export(runtime: Runtime, principal: Principal, connection_id: 
         )
         session.add(task)
         await session.flush()
-        await enqueue(
+        task.job_id = await enqueue(
             session, runtime.jobs, RUN_TASK, queueing_lock=task.task_id, task_id=task.task_id
         )
         await audit.record(
@@ -70,8 +72,16 @@ async def request_export(runtime: Runtime, principal: Principal, connection_id: 
         return task
 
 
-async def get_task(session: AsyncSession, principal: Principal, task_id: str) -> ExportTask:
-    task = await session.get(ExportTask, task_id) if len(task_id) == 32 else None
+async def get_task(
+    session: AsyncSession, principal: Principal, task_id: str, *, for_update: bool = False
+) -> ExportTask:
+    """The caller's task; `for_update` locks its row until the transaction ends (a state change
+    must not race the worker finishing it or retention purging it)."""
+    task = (
+        await session.get(ExportTask, task_id, with_for_update=for_update)
+        if _TASK_ID.fullmatch(task_id)  # anything else (a NUL byte, say) is no task of ours
+        else None
+    )
     if task is None or task.org_id != principal.org_id:
         raise NotFound(
             f"you have no export task {task_id}; use the task_id the export request returned"

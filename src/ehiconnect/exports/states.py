@@ -7,13 +7,18 @@ from typing import Any
 
 from ehiconnect.exports.models import ExportTask
 
-PENDING, SUCCESS, FAILED, CANCELLED, EXPIRED = (
+PENDING, SUCCESS, FAILED, CANCELLED, EXPIRED, DELETED = (
     "pending",
     "success",
     "failed",
     "cancelled",
     "expired",
+    "deleted",
 )
+
+# A task the customer cancelled (while pending) or deleted (once finished, `DELETE` on its Bulk
+# Data status URL) is gone: the Bulk Data view answers 404 for it, as for an unknown task.
+REMOVED = frozenset({CANCELLED, DELETED})
 
 FAILURE_REASONS = (
     "token_refresh_failure",

@@ -1,31 +1,35 @@
-"""Exports: the compat surface (`/v1/bridge/fhir/ehi-export…`) and the FHIR Bulk Data view."""
+"""Exports: the compat surface (`/v1/bridge/fhir/ehi-export…`) and, from `bulk`, the FHIR Bulk
+Data view of the same tasks."""
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel
 
 from ehiconnect import audit
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
-from ehiconnect.api.envelope import ok
+from ehiconnect.api.envelope import error_response, ok
+from ehiconnect.api.ranges import Representation, format_http_date, plan_download
+from ehiconnect.api.routes import bulk
 from ehiconnect.errors import Gone, InvalidRequest, NotFound
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.exports.runner import download_url
 from ehiconnect.exports.service import get_task, request_export
-from ehiconnect.exports.states import CANCELLED, EXPIRED, FAILED, PENDING, SUCCESS, status_view
+from ehiconnect.exports.states import DELETED, EXPIRED, SUCCESS, status_view
 from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.orgs.credentials import Principal
+from ehiconnect.runtime import Runtime
 
 router = APIRouter(tags=["exports"])
 
 NDJSON = "application/fhir+ndjson"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
 class ExportRequest(BaseModel):
@@ -51,19 +55,106 @@ async def export_status(
         return ok(status_view(task))
 
 
-@router.get("/bridge/fhir/ehi-export/{task_id}/download/{file_id}")
+@router.api_route("/bridge/fhir/ehi-export/{task_id}/download/{file_id}", methods=["GET", "HEAD"])
 async def download(
     task_id: str,
     file_id: str,
+    request: Request,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    range_header: str | None = Header(default=None, alias="range"),
-    resource_type: str | None = Query(default=None, alias="type"),
+    resource_type: str | None = Query(default=None, alias="type", max_length=64),
 ) -> Response:
-    """The export file: `Content-Length`, `ETag`, `Range`, and its sha256 in `Repr-Digest`."""
+    """The export file: `Content-Length`, `ETag`, `Last-Modified`, `Range` (with `If-Range`),
+    conditional requests, and its sha256 in `Repr-Digest`. HEAD answers the same without a body.
+    With `?type=Observation`, only that type's lines (no ranges)."""
+    if resource_type is not None and not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise InvalidRequest("type must be a FHIR resource type such as Observation")
     async with runtime.database.transaction() as session:
         task = await get_task(session, principal, task_id)
         key = _file_key(task, file_id)
+        sha256 = task.sha256 if file_id == task.file_id else None
+        modified = task.completed_at
+    blobs = runtime.blobs
+    info = await blobs.stat(key)
+    if info is None:
+        raise Gone("the export file is no longer stored; request a new export")
+    etag = sha256 or info.etag
+    headers: dict[str, str] = {"Cache-Control": "private, no-store"}
+    conditions: Mapping[str, str] = request.headers
+    if resource_type:
+        etag = f"{etag}.{resource_type}"  # another representation, so another tag
+        conditions = {k: v for k, v in request.headers.items() if k not in ("range", "if-range")}
+    headers["ETag"] = f'"{etag}"'
+    if modified is not None:
+        headers["Last-Modified"] = format_http_date(modified)
+    plan = plan_download(
+        request.method, conditions, Representation(info.size, etag, last_modified=modified)
+    )
+    if plan.status == 304:
+        return Response(status_code=304, headers=headers)
+    if plan.status == 412:
+        return error_response(
+            412,
+            "precondition_failed",
+            "the file does not match the request's If-Match or If-Unmodified-Since; "
+            "fetch it again without them",
+            headers,
+        )
+    if plan.status == 416:
+        return error_response(
+            416,
+            "range_not_satisfiable",
+            f"the file has {info.size} bytes; send one range within them, e.g. bytes=0-",
+            {**headers, "Content-Range": f"bytes */{info.size}"},
+        )
+    head = request.method == "HEAD"
+    if not head:
+        await _record_download(runtime, principal, task, file_id, request, resource_type)
+    if resource_type:
+        headers["Accept-Ranges"] = "none"
+        if head:  # the length is known only by filtering the whole file
+            response = Response(headers=headers, media_type=NDJSON)
+            del response.headers["content-length"]
+            return response
+        return StreamingResponse(
+            _lines_of_type(blobs, key, resource_type), media_type=NDJSON, headers=headers
+        )
+    # A presigned store serves the bytes itself, Range included; but when we decided to ignore
+    # the request's Range (a stale If-Range, several ranges), the whole file comes from here.
+    if not head and (plan.status == 206 or "range" not in request.headers):
+        seconds = runtime.settings.exports.presigned_url_seconds
+        presigned = await blobs.presigned_url(key, seconds)
+        if presigned is not None:
+            return RedirectResponse(
+                presigned, status_code=302, headers={"Cache-Control": "no-store"}
+            )
+    headers["Accept-Ranges"] = "bytes"
+    headers["Content-Disposition"] = f'attachment; filename="{key.rsplit("/", 1)[-1]}"'
+    if sha256:
+        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(sha256)).decode()}:"
+        headers["X-Content-SHA256"] = sha256
+    if plan.status == 206:
+        headers["Content-Range"] = f"bytes {plan.start}-{plan.end - 1}/{info.size}"
+    headers["Content-Length"] = str(plan.length)
+    if head:
+        return Response(status_code=plan.status, headers=headers, media_type=NDJSON)
+    return StreamingResponse(
+        blobs.open_reader(key, plan.start, plan.end),
+        status_code=plan.status,
+        media_type=NDJSON,
+        headers=headers,
+    )
+
+
+async def _record_download(
+    runtime: Runtime,
+    principal: Principal,
+    task: ExportTask,
+    file_id: str,
+    request: Request,
+    resource_type: str | None,
+) -> None:
+    async with runtime.database.transaction() as session:
         await audit.record(
             session,
             runtime.clock,
@@ -71,49 +162,20 @@ async def download(
             action="export.downloaded",
             org_id=task.org_id,
             org_connection_id=task.org_connection_id,
-            task_id=task_id,
-            detail={"file_id": file_id, "range": range_header, "type": resource_type},
+            task_id=task.task_id,
+            detail={
+                "file_id": file_id,
+                "range": request.headers.get("range", "")[:200] or None,
+                "type": resource_type,
+            },
         )
-        sha256, size = task.sha256 or "", task.file_size or 0
-        if file_id == "errors":
-            sha256 = ""
-    blobs = runtime.blobs
-    info = await blobs.stat(key)
-    if info is None:
-        raise Gone("the export file is no longer stored; request a new export")
-    size = info.size
-    if resource_type:
-        return StreamingResponse(_lines_of_type(blobs, key, resource_type), media_type=NDJSON)
-    presigned = await blobs.presigned_url(key, runtime.settings.exports.presigned_url_seconds)
-    if presigned is not None:
-        return RedirectResponse(presigned, status_code=302, headers={"Cache-Control": "no-store"})
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": f'"{sha256 or info.etag}"',
-        "Cache-Control": "private, no-store",
-        "Content-Disposition": f'attachment; filename="{key.rsplit("/", 1)[-1]}"',
-    }
-    if sha256:
-        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(sha256)).decode()}:"
-        headers["X-Content-SHA256"] = sha256
-    start, end = 0, size
-    status = 200
-    if range_header:
-        parsed = _parse_range(range_header, size)
-        if parsed is None:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        start, end = parsed
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
-    return StreamingResponse(
-        blobs.open_reader(key, start, end), status_code=status, media_type=NDJSON, headers=headers
-    )
 
 
 def _file_key(task: ExportTask, file_id: str) -> str:
     if task.status == EXPIRED:
         raise Gone("this export passed its retention and was deleted; request a new export")
+    if task.status == DELETED:
+        raise Gone("this export's files were deleted at your request; request a new export")
     if task.status != SUCCESS:
         raise NotFound(f"export {task.task_id} has no files (status {task.status})")
     if file_id == task.file_id and task.file_key:
@@ -121,21 +183,6 @@ def _file_key(task: ExportTask, file_id: str) -> str:
     if file_id == "errors" and task.error_key:
         return task.error_key
     raise NotFound(f"export {task.task_id} has no file {file_id}")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    match = _RANGE.match(header.strip())
-    if not match or (not match.group(1) and not match.group(2)):
-        return None
-    first, last = match.group(1), match.group(2)
-    if not first:  # suffix: the last N bytes
-        length = int(last)
-        return (max(size - length, 0), size) if length > 0 and size > 0 else None
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if start >= size or start >= end:
-        return None
-    return start, end
 
 
 async def _lines_of_type(blobs: BlobStore, key: str, resource_type: str) -> AsyncIterator[bytes]:
@@ -160,84 +207,5 @@ def _type_of(line: bytes) -> str | None:
     return str(value) if value else None
 
 
-# ---- FHIR Bulk Data view of the same task -------------------------------------------------
-
-
-@router.get("/fhir/bulkstatus/{task_id}", tags=["bulk-data"])
-async def bulk_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    """Bulk Data status: 202 + `X-Progress`/`Retry-After` while running, then the manifest."""
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id)
-    if task.status == PENDING:
-        progress = task.progress
-        text = f"{task.phase}: {progress.get('resources', 0)} resources"
-        return Response(status_code=202, headers={"X-Progress": text, "Retry-After": "5"})
-    if task.status in (FAILED, CANCELLED, EXPIRED):
-        return JSONResponse(
-            _outcome(task.failure_description or f"the export is {task.status}"),
-            status_code=410 if task.status == EXPIRED else 500,
-            media_type="application/fhir+json",
-        )
-    url = download_url(runtime, task.task_id, task.file_id or "")
-    by_type: dict[str, int] = task.stats.get("total_by_resource_type", {})
-    manifest = {
-        "transactionTime": (task.started_at or task.created_at).isoformat(),
-        "request": f"{runtime.settings.public_base_url}/v1/bridge/fhir/ehi-export",
-        "requiresAccessToken": True,
-        "output": [
-            {"type": kind, "url": f"{url}?type={kind}", "count": count}
-            for kind, count in sorted(by_type.items())
-        ],
-        "error": (
-            [
-                {
-                    "type": "OperationOutcome",
-                    "url": download_url(runtime, task.task_id, "errors"),
-                    "count": task.error_count,
-                }
-            ]
-            if task.error_key
-            else []
-        ),
-        "extension": {
-            "ehiconnect-file": {"url": url, "sha256": task.sha256, "size": task.file_size}
-        },
-    }
-    return JSONResponse(
-        manifest, headers={"Expires": task.expires_at.isoformat() if task.expires_at else ""}
-    )
-
-
-@router.delete("/fhir/bulkstatus/{task_id}", tags=["bulk-data"])
-async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    """Cancel a running export, or purge a finished one's files now."""
-    blobs = runtime.blobs
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id)
-        if task.status == PENDING:
-            task.status = CANCELLED
-            task.completed_at = runtime.clock.now()
-        elif task.status == SUCCESS:
-            for key in (task.file_key, task.error_key):
-                if key:
-                    await blobs.delete(key)
-            task.status = EXPIRED
-        else:
-            raise InvalidRequest(f"export {task_id} is already {task.status}")
-        await audit.record(
-            session,
-            runtime.clock,
-            actor=principal.actor,
-            action="export.deleted",
-            org_id=task.org_id,
-            org_connection_id=task.org_connection_id,
-            task_id=task_id,
-        )
-    return Response(status_code=202)
-
-
-def _outcome(text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "processing", "diagnostics": text}],
-    }
+# The FHIR Bulk Data view of the same tasks; its routes answer errors as OperationOutcomes.
+router.include_router(bulk.router)
