@@ -4,7 +4,9 @@ The customer's frontend forwards the widget's `widget.complete` (data: the conne
 `patient.connection_success` (data: one account) event, as the widget emitted it:
 `{"api_mode", "event_type", "data"}`, optionally with `external_id` and `date` beside them. The
 same event forwarded twice (a retry, a double click, a replay) is acknowledged and not recorded
-again: the cache key is the sha256 of the event's canonical JSON.
+again: the cache key is the sha256 of the event's canonical JSON. An event holding a NUL character
+(`\\u0000`, which PostgreSQL cannot store) is refused, naming the field: the caller forwarding
+it can fix it, and a consent record should say exactly what the widget said.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.tracker.models import TrackerConsent, TrackerWidgetEvent
+from ehiconnect.tracker.nul_text import nul_path
 
 WIDGET_EVENT_TYPES = ("widget.complete", "patient.connection_success")
 
@@ -61,7 +64,12 @@ def parse_widget_event(payload: Any) -> WidgetEvent:
         )
     data = payload.get("data")
     if isinstance(data, str):  # the widget's CustomEvent carries `detail.data` as a JSON string
-        data = orjson.loads(data)
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidWidgetEvent(f"data is a string but not JSON: {exc}") from exc
+        _refuse_nul(data, "data")
+    _refuse_nul(payload, "")
     items = data if isinstance(data, list) else [data]
     api_mode = payload.get("api_mode")
     external_id = payload.get("external_id")
@@ -74,6 +82,19 @@ def parse_widget_event(payload: Any) -> WidgetEvent:
         event_at=_parse_time(payload.get("date") or payload.get("timestamp")),
         accounts=accounts,
         key=hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+    )
+
+
+def _refuse_nul(value: Any, prefix: str) -> None:
+    where = nul_path(value)
+    if where is None:
+        return
+    if prefix and where.startswith("$"):  # the decoded value itself, or one of its items
+        where = prefix + where.removeprefix("$")
+    elif prefix:
+        where = f"{prefix}.{where}"
+    raise InvalidWidgetEvent(
+        f"{where} contains a NUL character (\\u0000), which cannot be stored; remove it and resend"
     )
 
 
@@ -100,7 +121,10 @@ def _artifact(item: Any, api_mode: Any, external_id: Any) -> ConsentArtifact:
 
 def _parse_time(value: Any) -> dt.datetime | None:
     if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None  # unreadable, like an unparsable string
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -2,7 +2,10 @@
 
 The decision is pure (`check_webhook`): a Standard Webhooks signature made with one of the
 configured secrets, a timestamp within the tolerance (an old, replayed message fails here), and a
-JSON envelope with `type` and `data`. Recording (`record_webhook`) keys on `webhook-id`, so a
+JSON envelope with `type` and `data`. A genuine webhook is accepted even when its JSON carries
+`\\u0000`, which PostgreSQL cannot store: each NUL becomes U+FFFD (see `nul_text`), because
+refusing an authentic message would only make the platform redeliver it until it gives up, and
+drop the event it reports. Recording (`record_webhook`) keys on `webhook-id`, so a
 redelivered message is acknowledged and not processed twice.
 """
 
@@ -18,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.tracker.models import TrackerWebhook
+from ehiconnect.tracker.nul_text import replace_nul_escapes
 from ehiconnect.webhooks.signing import SignatureError, verify
 
 
@@ -25,6 +29,8 @@ from ehiconnect.webhooks.signing import SignatureError, verify
 class Accepted:
     webhook_id: str
     envelope: dict[str, Any]
+    nul_replaced: int = 0
+    """How many NUL characters of the body were stored as U+FFFD."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,9 @@ def check_webhook(
         break
     else:
         return Rejected(401, "invalid_signature", problem)
+    storable, nul_replaced = replace_nul_escapes(body)
     try:
-        envelope = orjson.loads(body)
+        envelope = orjson.loads(storable)
     except orjson.JSONDecodeError:
         return Rejected(400, "invalid_body", "the webhook body is not JSON")
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
@@ -68,7 +75,7 @@ def check_webhook(
     if not isinstance(envelope.get("data"), dict | list):
         return Rejected(400, "invalid_body", "the webhook body has no `data`")
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
-    return Accepted(webhook_id=webhook_id, envelope=envelope)
+    return Accepted(webhook_id=webhook_id, envelope=envelope, nul_replaced=nul_replaced)
 
 
 async def record_webhook(session: AsyncSession, accepted: Accepted, now: dt.datetime) -> bool:

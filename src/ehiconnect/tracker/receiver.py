@@ -23,7 +23,6 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -37,16 +36,27 @@ from ehiconnect.tracker.consent_log import (
     remember_widget_event,
 )
 from ehiconnect.tracker.export_steps import consent_received, schedule
+from ehiconnect.tracker.fhir_query import (
+    BadFhirRequest,
+    check_resource_type,
+    check_text,
+    search_query,
+)
+from ehiconnect.tracker.http_errors import (
+    EXCEPTION_HANDLERS,
+    fhir_error,
+    fhir_response,
+    guarded,
+)
 from ehiconnect.tracker.intake import Rejected, check_webhook, record_webhook
 from ehiconnect.tracker.lift_step import stored_data
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
-from ehiconnect.tracker.sinks.fhir_store import SearchQuery, as_searchset, read, search
+from ehiconnect.tracker.sinks.fhir_store import as_searchset, read, search
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-FHIR_JSON = "application/fhir+json"
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
@@ -130,6 +140,11 @@ def build_tracker_app(
         if isinstance(verdict, Rejected):
             log.warning("webhook rejected", extra={"reason": verdict.code})
             return _error(verdict.status, verdict.code, verdict.description)
+        if verdict.nul_replaced:
+            log.warning(
+                "webhook NUL characters replaced with U+FFFD",
+                extra={"webhook_id": verdict.webhook_id, "count": verdict.nul_replaced},
+            )
         async with tracker.database.transaction() as session:
             fresh = await record_webhook(session, verdict, tracker.clock.now())
             if fresh:
@@ -141,37 +156,33 @@ def build_tracker_app(
             return refused
         tracker = current()
         params = request.query_params
-        dates = params.getlist("date")
-        query = SearchQuery(
-            resource_type=request.path_params["resource_type"],
-            patient=params.get("patient") or params.get("subject"),
-            code=params.get("code"),
-            date_ge=next((d[2:] for d in dates if d.startswith("ge")), None),
-            date_le=next((d[2:] for d in dates if d.startswith("le")), None),
-            count=_int(params.get("_count"), 100),
-            offset=_int(params.get("_offset"), 0),
-        )
+        try:
+            query = search_query(
+                request.path_params["resource_type"],
+                patient=params.get("patient") or params.get("subject"),
+                code=params.get("code"),
+                dates=params.getlist("date"),
+                count=params.get("_count"),
+                offset=params.get("_offset"),
+            )
+        except BadFhirRequest as bad:
+            return fhir_error(bad.status, bad.code, bad.diagnostics)
         total, found = await search(tracker.database, query)
-        return _fhir(as_searchset(total, found, tracker.clock.now()))
+        return fhir_response(as_searchset(total, found, tracker.clock.now()))
 
     async def fhir_read(request: Request) -> Response:
         if (refused := fhir_refusal(request)) is not None:
             return refused
         tracker = current()
         kind, rid = request.path_params["resource_type"], request.path_params["resource_id"]
+        try:
+            check_resource_type(kind)
+            check_text("the resource id", rid)
+        except BadFhirRequest as bad:
+            return fhir_error(bad.status, bad.code, bad.diagnostics)
         found = await read(tracker.database, kind, rid)
         if found is None:
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [
-                    {
-                        "severity": "error",
-                        "code": "not-found",
-                        "diagnostics": f"{kind}/{rid} is not in the tracker's FHIR store",
-                    }
-                ],
-            }
-            return _fhir(outcome, 404)
+            return fhir_error(404, "not-found", f"{kind}/{rid} is not in the tracker's FHIR store")
         pointer = stored_data(found) if kind == "Binary" else None
         if pointer is not None and not _wants_fhir_json(request.headers.get("accept", "")):
             key, size, sha256 = pointer
@@ -180,7 +191,7 @@ def build_tracker_app(
                 media_type=str(found.get("contentType") or "application/octet-stream"),
                 headers={"Content-Length": str(size), "X-Content-SHA256": sha256},
             )
-        return _fhir(found)
+        return fhir_response(found)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"success": True, "data": {"status": "ok"}})
@@ -188,26 +199,16 @@ def build_tracker_app(
     return Starlette(
         lifespan=lifespan,
         routes=[
-            Route("/stitch-events", stitch_events, methods=["POST"]),
-            Route("/webhooks", webhooks, methods=["POST"]),
-            Route("/fhir/{resource_type}", fhir_search, methods=["GET"]),
-            Route("/fhir/{resource_type}/{resource_id}", fhir_read, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/stitch-events", guarded(stitch_events), methods=["POST"]),
+            Route("/webhooks", guarded(webhooks), methods=["POST"]),
+            Route("/fhir/{resource_type}", guarded(fhir_search), methods=["GET"]),
+            Route("/fhir/{resource_type}/{resource_id}", guarded(fhir_read), methods=["GET"]),
+            Route("/healthz", guarded(healthz), methods=["GET"]),
         ],
+        exception_handlers=EXCEPTION_HANDLERS,
     )
-
-
-def _fhir(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
 
 
 def _wants_fhir_json(accept: str) -> bool:
     """FHIR's Binary read: the resource as JSON only when asked for; else its content."""
     return "fhir+json" in accept or "application/json" in accept
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default

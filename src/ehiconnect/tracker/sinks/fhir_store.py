@@ -4,6 +4,10 @@ A batch is upserted by (resourceType, id): a resource whose content is unchanged
 re-run adds nothing); a changed one gets its version number raised, and every distinct content
 is kept in `tracker_fhir_versions`. Rows are indexed by patient, type, code and date for the small
 read/search surface (`search`, served as GET /fhir/{type}).
+
+PostgreSQL cannot store U+0000 in text or jsonb, and a health system's data may hold one (a stray
+byte in a note): such characters are stored as U+FFFD, the replacement character. The content
+hash is of the resource as exported, so a re-run still finds it unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import func, select, text, tuple_
 from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
 from ehiconnect.tracker.models import TrackerFhirResource
+from ehiconnect.tracker.nul_text import NUL, REPLACEMENT, replace_nul_escapes
 from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
 
 MAX_PAGE = 1000
@@ -65,6 +70,7 @@ class FhirStoreSink:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not (isinstance(kind, str) and isinstance(rid, str)):
                 continue  # the platform never sends these; a foreign file might
+            kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
             rows[(kind, rid)] = {
                 "resource_type": kind,
                 "resource_id": rid,
@@ -97,7 +103,7 @@ class FhirStoreSink:
         if not values:
             return  # a re-run: everything is stored already
         # One JSON parameter per statement, expanded server-side: far faster than row binds.
-        payload = orjson.dumps(values, default=_iso).decode()
+        payload = replace_nul_escapes(orjson.dumps(values, default=_iso))[0].decode()
         async with self._database.transaction() as session:
             await session.execute(_INSERT_VERSIONS, {"rows": payload, "now": now})
             await session.execute(_UPSERT_CURRENT, {"rows": payload, "now": now})
