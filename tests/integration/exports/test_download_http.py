@@ -95,6 +95,8 @@ async def test_unsatisfiable_multiple_and_foreign_ranges(
         assert refused.status_code == 416, unsatisfiable
         assert refused.headers["content-range"] == f"bytes */{len(body)}"
         assert refused.json()["error"] == "range_not_satisfiable"
+        # a resuming client that already has every byte learns the digest to check them against
+        assert refused.headers["x-content-sha256"] == hashlib.sha256(body).hexdigest()
     for whole_file in ("bytes=0-9,20-29", "lines=0-9"):
         answer = download(platform, url, range=whole_file)
         assert answer.status_code == 200, whole_file

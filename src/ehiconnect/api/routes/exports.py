@@ -87,6 +87,9 @@ async def download(
     headers["ETag"] = f'"{etag}"'
     if modified is not None:
         headers["Last-Modified"] = format_http_date(modified)
+    if sha256 and not resource_type:  # the whole file's digest, on every answer about it
+        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(sha256)).decode()}:"
+        headers["X-Content-SHA256"] = sha256
     plan = plan_download(
         request.method, conditions, Representation(info.size, etag, last_modified=modified)
     )
@@ -130,9 +133,6 @@ async def download(
             )
     headers["Accept-Ranges"] = "bytes"
     headers["Content-Disposition"] = f'attachment; filename="{key.rsplit("/", 1)[-1]}"'
-    if sha256:
-        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(sha256)).decode()}:"
-        headers["X-Content-SHA256"] = sha256
     if plan.status == 206:
         headers["Content-Range"] = f"bytes {plan.start}-{plan.end - 1}/{info.size}"
     headers["Content-Length"] = str(plan.length)
