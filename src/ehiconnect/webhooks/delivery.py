@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import httpx
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
@@ -62,6 +63,9 @@ from ehiconnect.webhooks.settings import WebhookSettings
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ehiconnect-webhooks/1"
+# Waits between tries to record a pass while the database refuses (restart, connection limit).
+RECORD_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+RECORD_MARGIN_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +182,12 @@ class Deliverer:
         report = PassReport(claimed=len(claimed))
         if not claimed:
             return report
+        claimed_at = time.monotonic()
         async with self._pass_clients() as clients:
             results = await asyncio.gather(*(self._attempt(d, clients) for d in claimed))
-        await self._record(results, report)
+        # Record while the claims still hold: after the lease the deliveries are due again.
+        record_until = claimed_at + self._settings.claim_lease_seconds - RECORD_MARGIN_SECONDS
+        await self._record(results, report, until=record_until)
         return report
 
     async def next_due(self) -> dt.datetime | None:
@@ -246,17 +253,32 @@ class Deliverer:
     def _allows_private(self, api_mode: str) -> bool:
         return api_mode == "test" or self._settings.allow_private_targets
 
-    async def _record(self, results: Sequence[AttemptResult], report: PassReport) -> None:
+    async def _record(
+        self, results: Sequence[AttemptResult], report: PassReport, *, until: float
+    ) -> None:
+        """Write the attempts and next states, retrying while the database refuses, until
+        `until` (monotonic): a pass that cannot record would be sent again unlogged."""
         now = self._clock.now()
         updates: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
         for result in results:
             attempts.append(_attempt_row(result))
             updates.append(self._next_state(result, now, report))
-        async with self._database.transaction() as session:
-            await session.execute(insert(WebhookAttempt), attempts)
-            await session.execute(_UPDATE_DELIVERY, updates)
-            await self._update_endpoints(session, results, now, report)
+        for wait in (*RECORD_RETRY_SECONDS, None):
+            try:
+                async with self._database.transaction() as session:
+                    await session.execute(insert(WebhookAttempt), attempts)
+                    await session.execute(_UPDATE_DELIVERY, updates)
+                    await self._update_endpoints(session, results, now, report)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if wait is None or time.monotonic() + wait > until:
+                    raise
+                log.warning(
+                    "could not record webhook attempts yet; retrying",
+                    extra={"deliveries": len(results), "error": type(exc.orig).__name__},
+                )
+                await asyncio.sleep(wait)
 
     def _next_state(
         self, result: AttemptResult, now: dt.datetime, report: PassReport
@@ -375,6 +397,11 @@ _UPDATE_DELIVERY = (
 )
 
 
+def _storable(text: str | None) -> str | None:
+    """PostgreSQL text holds no NUL: a receiver's reply may (shown as U+FFFD, kept visible)."""
+    return text.replace("\x00", "\ufffd") if text else text
+
+
 def _attempt_row(result: AttemptResult) -> dict[str, Any]:
     return {
         "delivery_id": result.delivery.delivery_id,
@@ -384,7 +411,7 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
         "attempted_at": result.attempted_at,
         "status_code": result.status_code,
         "latency_ms": result.latency_ms,
-        "response_excerpt": result.response_excerpt,
-        "error": result.error,
+        "response_excerpt": _storable(result.response_excerpt),
+        "error": _storable(result.error),
         "outcome": result.outcome.value,
     }

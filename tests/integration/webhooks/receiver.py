@@ -43,6 +43,7 @@ class Receiver:
         self.default_status = default_status
         self.reply_headers = headers or {}
         self.delay_seconds = 0.0
+        self.reply_body: bytes | None = None  # else "status <code>"
         self.script = collections.deque(script or [])
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -71,7 +72,7 @@ class Receiver:
         with self._lock:
             self.received.append(Received(headers, body, time.time()))
             status = self.script.popleft() if self.script else self.default_status
-        reply = f"status {status}".encode()
+        reply = self.reply_body if self.reply_body is not None else f"status {status}".encode()
         await send(
             {
                 "type": "http.response.start",
