@@ -85,17 +85,23 @@ def operation_outcome(
         raise ValueError(f"{code!r} is not an IssueType code; use one of {sorted(ISSUE_CODES)}")
     if severity not in ("fatal", "error", "warning", "information"):
         raise ValueError(f"{severity!r} is not an issue severity")
-    text = diagnostics
+    text = _storable(diagnostics)
     if len(text) > MAX_DIAGNOSTICS:
         text = text[:MAX_DIAGNOSTICS] + "…"
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": text}
     if url:
-        issue["details"] = {"text": mask_secret_params(url)}
+        issue["details"] = {"text": _storable(mask_secret_params(url))[:MAX_DIAGNOSTICS]}
     if resource_type:
         issue["expression"] = [resource_type]
     identity = orjson.dumps(issue, option=orjson.OPT_SORT_KEYS)
     outcome_id = "err-" + hashlib.blake2b(identity, digest_size=16).hexdigest()
     return {"resourceType": "OperationOutcome", "id": outcome_id, "issue": [issue]}
+
+
+def _storable(text: str) -> str:
+    """Text from a health system may hold NUL, which PostgreSQL (and many readers) cannot take:
+    shown as U+FFFD instead."""
+    return text.replace("\x00", "\ufffd")
 
 
 def outcome_for_http_failure(

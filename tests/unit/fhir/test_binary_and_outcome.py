@@ -23,6 +23,7 @@ from ehiconnect.fhir.binary import (
 )
 from ehiconnect.fhir.ndjson import AsyncNdjsonWriter, NdjsonWriter, iter_ndjson
 from ehiconnect.fhir.outcome import (
+    MAX_DIAGNOSTICS,
     issue_code_for_status,
     mask_secret_params,
     operation_outcome,
@@ -169,3 +170,14 @@ def test_same_server_binaries_keep_their_id_so_attachment_urls_still_resolve(
     url: str, expected: str
 ) -> None:
     assert binary_id_for_attachment(url, "https://ehr.example.org/fhir") == expected
+
+
+def test_an_outcome_about_hostile_text_holds_no_nul_and_stays_bounded() -> None:
+    outcome = operation_outcome(
+        diagnostics="bad \x00 page", url="https://ehr.example.org/fhir/x\x00" + "y" * 100_000
+    )
+    issue = outcome["issue"][0]
+    assert "\x00" not in issue["diagnostics"]
+    assert issue["diagnostics"] == "bad \ufffd page"
+    assert "\x00" not in issue["details"]["text"]
+    assert len(issue["details"]["text"]) <= MAX_DIAGNOSTICS
