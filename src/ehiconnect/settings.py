@@ -8,11 +8,12 @@ defaults below. Build it once in the entry point (`Settings.load()`) and pass it
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +36,28 @@ class ApiSettings(BaseModel):
         default=120, description="Requests per minute per client address on public endpoints"
     )
     public_rate_limit_burst: int = 40
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one is refused with 413 unread",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: the connecting address is the client",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"api.trusted_proxies: {entry!r} is not an IP address or CIDR network"
+                ) from None
+        return value
 
 
 class JobSettings(BaseModel):

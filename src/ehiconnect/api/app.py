@@ -5,18 +5,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ehiconnect import __version__
-from ehiconnect.api.envelope import install_error_handlers
+from ehiconnect.api.deps import authenticate_before_body
+from ehiconnect.api.envelope import guard_refusal, install_error_handlers
 from ehiconnect.api.ratelimit import TokenBucketLimiter
 from ehiconnect.api.routes import bridge, consent, exports, health, webhooks, wellknown, widget
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
+from ehiconnect.http.asgi_guards import (
+    BodyLimit,
+    SecurityHeaders,
+    UrlGuard,
+    accepted_request_id,
+)
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 
@@ -55,26 +64,59 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(webhooks.router, prefix="/v1")
     app.include_router(widget.router)
 
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        # The path only: query strings carry public ids, OAuth codes and state.
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "request_id": request_id,
-            },
-        )
-        return response
-
+    # Added last = runs first: the log sees every answer, guards' refusals included.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api.max_body_bytes,
+        refuse=guard_refusal,
+        before_body=authenticate_before_body,
+    )
+    app.add_middleware(UrlGuard, refuse=guard_refusal)
+    if settings.api.trusted_proxies:
+        # uvicorn's own walk of X-Forwarded-For (from the right, skipping trusted hops), with
+        # our list; the servers we start have theirs off (proxy_headers=False).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
     return app
+
+
+class RequestLog:
+    """One log line per request, and its `x-request-id` (the client's if plain) on the answer.
+
+    Pure ASGI, so streamed downloads pass through unbuffered.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = accepted_request_id(Headers(scope=scope).get("x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # The path only: query strings carry public ids, OAuth codes and state.
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "request_id": request_id,
+                },
+            )

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
-from ehiconnect.api.ratelimit import TokenBucketLimiter
+from ehiconnect.api.envelope import api_error_response
+from ehiconnect.api.ratelimit import TokenBucketLimiter, client_key
+from ehiconnect.errors import ApiError
 from ehiconnect.orgs.credentials import Principal, parse_authorization
 from ehiconnect.orgs.service import authenticate
 from ehiconnect.runtime import Runtime
@@ -34,9 +38,18 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """The organization and mode of a server-side caller, from its private key."""
+    return await _principal_of(request, runtime)
+
+
+async def _principal_of(request: Request, runtime: Runtime) -> Principal:
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     credentials = parse_authorization(request.headers.get("authorization"))
     async with runtime.database.transaction() as session:
-        return await authenticate(session, runtime.clock, credentials)
+        principal = await authenticate(session, runtime.clock, credentials)
+    request.state.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -44,7 +57,32 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 def public_rate_limit(request: Request) -> None:
     limiter: TokenBucketLimiter = request.app.state.public_limiter
-    limiter.check(request.client.host if request.client else "unknown")
+    # request.client is the connecting address, or the one a trusted proxy forwarded
+    # (api.trusted_proxies); never a header any client can set.
+    limiter.check(client_key(request.client.host) if request.client else "unknown")
 
 
 PublicRateLimit = Depends(public_rate_limit)
+
+
+async def authenticate_before_body(scope: Scope) -> Response | None:
+    """For a route that needs a private key: check the caller's key before the body is read.
+
+    FastAPI reads and parses a body before it resolves dependencies, so without this a caller
+    with no valid key could still make the server read and parse a body (up to
+    `api.max_body_bytes`). `BodyLimit` calls this when the route first reads the body; the
+    principal found is kept on the request for `get_principal`.
+    """
+    dependant = getattr(scope.get("route"), "dependant", None)
+    if not isinstance(dependant, Dependant) or not _needs(dependant, get_principal):
+        return None
+    request = Request(scope)
+    try:
+        await _principal_of(request, get_runtime(request))
+    except ApiError as exc:
+        return api_error_response(request, exc)
+    return None
+
+
+def _needs(dependant: Dependant, call: object) -> bool:
+    return any(d.call is call or _needs(d, call) for d in dependant.dependencies)

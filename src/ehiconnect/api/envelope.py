@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from ehiconnect.api.cors import error_cors_headers
 from ehiconnect.errors import ApiError, RateLimited, Unauthorized
@@ -45,8 +46,18 @@ def error_response(
     )
 
 
+def guard_refusal(scope: Scope, status: int, code: str, description: str) -> JSONResponse:
+    """How the edge guards (`ehiconnect.http.asgi_guards`) refuse a request: the envelope, with
+    the CORS headers a browser path's errors carry."""
+    return error_response(status, code, description, error_cors_headers(Request(scope)))
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    return api_error_response(request, exc)
+
+
+def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
     headers: dict[str, str] = error_cors_headers(request)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)

@@ -6,12 +6,31 @@ budget, which is the intent (a guard against floods, not a billing meter).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from ehiconnect.errors import RateLimited
+
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_key(host: str) -> str:
+    """The bucket a client address spends from: an IPv4 address, or an IPv6 address's /64.
+
+    One IPv6 host usually holds a whole /64 and can rotate through it at will.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
 
 
 class TokenBucketLimiter:

@@ -79,6 +79,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         port=settings.api.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # forwarded headers are believed only from api.trusted_proxies
     )
 
 

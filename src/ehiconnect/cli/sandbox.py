@@ -49,7 +49,12 @@ def sandbox(
     )
     console.print(f"Sandbox listening on [bold]{base}[/bold] (Ctrl-C to stop)")
     uvicorn.run(
-        build_sandbox_app(config), host=host, port=port, log_level="warning", access_log=False
+        build_sandbox_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # behind a proxy, --public-url says how clients reach it
     )
 
 

@@ -52,6 +52,7 @@ def serve(
         port=port or section.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # the tracker does not act on client addresses
     )
     console.print(f"tracker listening on http://{config.host}:{config.port}")
     asyncio.run(_serve(uvicorn.Server(config), section, url, settings, worker))

@@ -29,8 +29,16 @@ class ThreadedServer:
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback client;
+        # the apps decide whom to believe themselves (api.trusted_proxies).
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="auto"
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="auto",
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

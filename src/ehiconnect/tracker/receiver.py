@@ -30,6 +30,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ehiconnect.http.asgi_guards import (
+    edge_middleware,
+    envelope_refusal,
+    path_under,
+    refuse_by_path,
+)
 from ehiconnect.tracker.consent_log import (
     InvalidWidgetEvent,
     parse_widget_event,
@@ -206,6 +212,10 @@ def build_tracker_app(
             Route("/healthz", guarded(healthz), methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=edge_middleware(
+            max_body_bytes=settings.max_body_bytes,
+            refuse=refuse_by_path(path_under("/fhir"), envelope_refusal),
+        ),
     )
 
 

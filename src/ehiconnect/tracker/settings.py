@@ -93,6 +93,12 @@ class TrackerSettings(BaseModel):
         default_factory=list, description="whsec_… secrets; several during a rotation"
     )
     webhook_tolerance_seconds: int = 300
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (webhooks, widget events); a larger one is "
+        "refused with 413 before it is read",
+    )
     stitch_events_token: SecretStr = Field(
         default=SecretStr(""),
         description="Bearer token the customer's frontend backend sends to /stitch-events",
