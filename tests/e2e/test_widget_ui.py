@@ -193,11 +193,17 @@ class FakePlatform:
                 if query in b["name"].lower()
                 and (not city or any(city == loc["city"].lower() for loc in b["locations"]))
             ]
-            offset = int(body.get("searchAfter") or 0)
+            # Elasticsearch's shape, as the platform answers (docs/api.md): every match scores
+            # 1.0 here, so the sort key is [1.0, name, id] and searchAfter the last one shown.
+            keys = [[1.0, b["name"].lower(), b["id"]] for b in matches]
+            after = body.get("searchAfter")
+            offset = keys.index(after) + 1 if after else 0
             limit = int(body.get("limit") or 20)
-            page = matches[offset : offset + limit]
-            after = str(offset + limit) if offset + limit < len(matches) else None
-            data = {"results": page, "searchAfter": after, "total": len(matches)}
+            hits = [
+                {"_id": b["id"], "_score": 1.0, "sort": key, "_source": {**b, "hidden": False}}
+                for b, key in zip(matches, keys, strict=True)
+            ][offset : offset + limit]
+            data = {"hits": {"total": {"value": len(matches), "relation": "eq"}, "hits": hits}}
             return JSONResponse({"success": True, "data": data})
 
         @app.get("/v1/bridge/catalog")
@@ -413,7 +419,7 @@ async def test_more_results_are_fetched_with_search_after(
     await expect(cards).to_have_count(25)
     await expect(page.get_by_role("button", name="Show more results")).to_be_hidden()
     _, fake = platform
-    assert fake.searches[-1]["searchAfter"] == "20"
+    assert fake.searches[-1]["searchAfter"] == [1.0, "community care 20", "brand-filler-20"]
     await screenshot(page, "all-results")
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Select, any_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
-from ehiconnect.catalog.search import BrandIndex, Page, SearchDoc, paginate, query_fingerprint
+from ehiconnect.catalog.search import BrandIndex, Page, SearchDoc, page_after, parse_search_after
 from ehiconnect.errors import Forbidden, InvalidRequest, NotFound
 from ehiconnect.ids import ApiMode
 
@@ -35,19 +35,17 @@ class CatalogSearcher:
         city: str | None,
         state: str | None,
         limit: int,
-        search_after: str | None,
+        search_after: object = None,
     ) -> tuple[Page, list[dict[str, Any]]]:
-        index = await self._index(session, sandbox=(mode == "test"))
-        ids = index.search(query, city=city, state=state)
+        """A page of matches (`search_after`: the last hit's sort key, see `parse_search_after`)
+        and the views of its brands, in order."""
         try:
-            page = paginate(
-                ids,
-                limit=limit,
-                search_after=search_after,
-                fingerprint=query_fingerprint(mode, query.strip().lower(), city, state),
-            )
+            after = parse_search_after(search_after)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        index = await self._index(session, sandbox=(mode == "test"))
+        ranked = index.rank(query, city=city, state=state)
+        page = page_after(ranked, limit=limit, search_after=after)
         brands = await brand_views(session, page.brand_ids)
         return page, brands
 
@@ -70,19 +68,51 @@ class CatalogSearcher:
                     CatalogBrand.sandbox.is_(sandbox), CatalogBrand.status == "active"
                 )
             )
-            index = BrandIndex([_doc(row) for row in rows])
+            brands = list(rows)
+            platforms = await _platforms_by_brand(session, brands)
+            index = BrandIndex([_doc(row, platforms.get(row.id, ())) for row in brands])
             self._indexes[sandbox] = (version, index)
             return index
 
 
-def _doc(brand: CatalogBrand) -> SearchDoc:
+def _doc(brand: CatalogBrand, platform_types: tuple[str, ...]) -> SearchDoc:
     return SearchDoc(
         brand_id=brand.id,
         name=brand.name,
         aliases=tuple(brand.aliases),
         cities=frozenset(str(loc.get("city", "")).lower() for loc in brand.locations),
         states=frozenset(str(loc.get("state", "")).lower() for loc in brand.locations),
+        platform_types=platform_types,
     )
+
+
+async def _platforms_by_brand(
+    session: AsyncSession, brands: list[CatalogBrand]
+) -> dict[str, tuple[str, ...]]:
+    """Each brand's endpoint platforms (distinct, catalog order), for the search aggregation."""
+    portal_ids = {pid for brand in brands for pid in brand.portal_ids}
+    portal_rows = await session.execute(
+        select(CatalogPortal.id, CatalogPortal.endpoint_ids).where(CatalogPortal.id.in_(portal_ids))
+    )
+    portals: dict[str, list[str]] = {pid: list(eids) for pid, eids in portal_rows.all()}
+    endpoint_ids = {eid for eids in portals.values() for eid in eids}
+    endpoint_rows = await session.execute(
+        select(CatalogEndpoint.id, CatalogEndpoint.platform_type).where(
+            CatalogEndpoint.id.in_(endpoint_ids)
+        )
+    )
+    kinds: dict[str, str] = {eid: kind for eid, kind in endpoint_rows.all()}
+    return {
+        brand.id: tuple(
+            dict.fromkeys(
+                kinds[eid]
+                for pid in brand.portal_ids
+                for eid in portals.get(pid, ())
+                if kinds.get(eid)
+            )
+        )
+        for brand in brands
+    }
 
 
 async def brand_views(session: AsyncSession, brand_ids: list[str]) -> list[dict[str, Any]]:

@@ -43,6 +43,15 @@ def _search(platform: Platform, mode: ApiMode, **body: Any) -> httpx.Response:
     )
 
 
+def _total(data: dict[str, Any]) -> int:
+    return int(data["hits"]["total"]["value"])
+
+
+def _results(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The brands of a search answer (Elasticsearch's shape: each hit's `_source`)."""
+    return [hit["_source"] for hit in data["hits"]["hits"]]
+
+
 def _brand(platform: Platform, mode: ApiMode, brand_id: str) -> httpx.Response:
     return httpx.get(
         f"{platform.api.url}/v1/bridge/catalog",
@@ -73,7 +82,7 @@ async def test_a_changed_bundle_reports_changes_and_deprecates_what_left(
     platform: Platform, runtime: Runtime
 ) -> None:
     await _import_bundle(runtime, load_fixture(BUNDLE))
-    assert _search(platform, "live", query="Desert Springs").json()["data"]["total"] == 1
+    assert _total(_search(platform, "live", query="Desert Springs").json()["data"]) == 1
 
     changed = load_fixture(BUNDLE)
     gone = {"desert-springs", "desert-r4"}
@@ -100,11 +109,11 @@ async def test_a_changed_bundle_reports_changes_and_deprecates_what_left(
     assert portal.status == "deprecated"
 
     # Gone from search, but ids stored before keep resolving.
-    assert _search(platform, "live", query="Desert Springs").json()["data"]["total"] == 0
+    assert _total(_search(platform, "live", query="Desert Springs").json()["data"]) == 0
     kept = _brand(platform, "live", "desert-springs")
     assert kept.status_code == 200, kept.text
     assert kept.json()["data"]["name"] == "Desert Springs Medical Group"
-    renamed = _search(platform, "live", query="Bluewater").json()["data"]["results"]
+    renamed = _results(_search(platform, "live", query="Bluewater").json()["data"])
     assert [b["name"] for b in renamed] == ["Bluewater Clinic & Hospital"]
     # And the same file again is a no-op.
     assert await _import_bundle(runtime, changed) == {
@@ -127,7 +136,7 @@ async def test_merged_brand_ids_resolve_to_the_surviving_brand(
         assert [p["id"] for p in brand["portals"]] == ["riverbend-mychart"]
         assert brand["portals"][0]["endpoints"][0]["id"] == "riverbend-r4"
     # Only the surviving brand is searchable.
-    found = _search(platform, "live", query="Riverbend").json()["data"]["results"]
+    found = _results(_search(platform, "live", query="Riverbend").json()["data"])
     assert [b["id"] for b in found] == ["riverbend-health"]
     # A test key cannot read a live brand, merged or not.
     refused = _brand(platform, "test", "rbh-east")
@@ -142,40 +151,40 @@ async def test_search_over_http_keeps_modes_apart_and_pages(
     await _import_plain(runtime)
 
     test_mode = _search(platform, "test", query="").json()["data"]
-    assert test_mode["total"] == 3
-    assert all(b["name"].endswith("(Sandbox)") for b in test_mode["results"])
-    mercy_in_test = _search(platform, "test", query="Mercy Health").json()["data"]["results"]
+    assert _total(test_mode) == 3
+    assert all(b["name"].endswith("(Sandbox)") for b in _results(test_mode))
+    mercy_in_test = _results(_search(platform, "test", query="Mercy Health").json()["data"])
     assert "mercy-health" not in {b["id"] for b in mercy_in_test}
 
     live = _search(platform, "live", query="Mercy Helth").json()["data"]
-    assert live["results"][0]["id"] == "mercy-health"
-    assert not any(b["name"].endswith("(Sandbox)") for b in live["results"])
+    assert _results(live)[0]["id"] == "mercy-health"
+    assert not any(b["name"].endswith("(Sandbox)") for b in _results(live))
     harbor_in_live = _search(platform, "live", query="Harbor Health (Sandbox)").json()["data"]
-    assert not any(b["name"].endswith("(Sandbox)") for b in harbor_in_live["results"])
+    assert not any(b["name"].endswith("(Sandbox)") for b in _results(harbor_in_live))
     in_ohio = _search(platform, "live", query="", state="OH").json()["data"]
-    assert [b["id"] for b in in_ohio["results"]] == ["mercy-health", "mercy-lorain"]
+    assert [b["id"] for b in _results(in_ohio)] == ["mercy-health", "mercy-lorain"]
 
     everything = _search(platform, "live", query="", limit=100).json()["data"]
-    assert everything["total"] == 9  # 6 from the bundle, 3 from the plain file
+    assert _total(everything) == 9  # 6 from the bundle, 3 from the plain file
     seen: list[str] = []
-    cursor = None
+    after = None
     while True:
         body: dict[str, Any] = {"query": "", "limit": 4}
-        if cursor:
-            body["searchAfter"] = cursor
+        if after:
+            body["searchAfter"] = after
         page = _search(platform, "live", **body).json()["data"]
-        seen.extend(b["id"] for b in page["results"])
-        cursor = page["searchAfter"]
-        if cursor is None:
+        assert _total(page) == 9
+        if not page["hits"]["hits"]:
             break
-    assert seen == [b["id"] for b in everything["results"]]
+        seen.extend(b["id"] for b in _results(page))
+        after = page["hits"]["hits"][-1]["sort"]
+    assert seen == [b["id"] for b in _results(everything)]
     assert len(set(seen)) == 9
 
-    first = _search(platform, "live", query="", limit=4).json()["data"]
-    foreign = _search(platform, "live", query="clinic", searchAfter=first["searchAfter"])
-    assert foreign.status_code == 400
-    assert foreign.json()["error"] == "invalid_request"
-    assert "different search" in foreign.json()["error_description"]
+    malformed = _search(platform, "live", query="clinic", searchAfter=["not", "a", "key"])
+    assert malformed.status_code == 400
+    assert malformed.json()["error"] == "invalid_request"
+    assert "sort` array of the last hit" in malformed.json()["error_description"]
 
 
 async def test_search_answers_browsers_only_from_registered_origins(platform: Platform) -> None:
@@ -191,7 +200,7 @@ async def test_search_answers_browsers_only_from_registered_origins(platform: Pl
     assert foreign.status_code == 403
     assert foreign.json()["error"] == "origin_not_allowed"
     assert foreign.json()["success"] is False
-    assert "results" not in foreign.text  # no catalog data reaches a foreign page
+    assert "hits" not in foreign.text  # no catalog data reaches a foreign page
 
     preflight = httpx.options(
         url,

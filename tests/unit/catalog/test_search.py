@@ -1,4 +1,4 @@
-"""Brand search: typo tolerance, aliases, location filters, stable order and cursor paging."""
+"""Brand search: typo tolerance, aliases, location filters, stable order and search_after paging."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from ehiconnect.catalog.brands_bundle import parse_brands_bundle
 from ehiconnect.catalog.data import BrandData
-from ehiconnect.catalog.search import BrandIndex, SearchDoc, paginate, query_fingerprint
+from ehiconnect.catalog.hits import search_response
+from ehiconnect.catalog.search import BrandIndex, SearchDoc, page_after, parse_search_after
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "catalog"
 
@@ -85,39 +86,69 @@ def _many() -> BrandIndex:
 
 
 def test_paging_returns_every_result_exactly_once() -> None:
-    ids = _many().search("community clinic")
-    assert len(ids) == 57
-    fingerprint = query_fingerprint("live", "community clinic", None, None)
+    index = _many()
+    ranked = index.rank("community clinic")
+    assert len(ranked) == 57
     seen: list[str] = []
-    cursor: str | None = None
+    after = None
     pages = 0
     while True:
-        page = paginate(ids, limit=10, search_after=cursor, fingerprint=fingerprint)
+        page = page_after(ranked, limit=10, search_after=after)
         assert page.total == 57
+        if not page.hits:
+            break
         seen.extend(page.brand_ids)
         pages += 1
-        cursor = page.search_after
-        if cursor is None:
-            break
+        # What a client sends back: the last hit's sort array, after a JSON round trip.
+        after = parse_search_after(json.loads(json.dumps(list(page.hits[-1].sort))))
     assert pages == 6
-    assert seen == ids
+    assert seen == index.search("community clinic")
     assert len(set(seen)) == 57
 
 
-def test_a_cursor_from_another_query_is_refused() -> None:
-    ids = _many().search("community clinic")
-    page = paginate(
-        ids,
-        limit=10,
-        search_after=None,
-        fingerprint=query_fingerprint("live", "community", None, None),
-    )
-    assert page.search_after is not None
-    other = query_fingerprint("live", "community", "austin", None)
-    with pytest.raises(ValueError, match="belongs to a different search"):
-        paginate(ids, limit=10, search_after=page.search_after, fingerprint=other)
-    with pytest.raises(ValueError, match="not a cursor this API returned"):
-        paginate(ids, limit=10, search_after="bm90LWpzb24", fingerprint=other)
+def test_search_after_is_a_position_not_a_cursor() -> None:
+    """A key stays valid when the catalog changes: nothing is repeated or skipped around it."""
+    docs = [SearchDoc(f"b{n}", f"Clinic {n}", (), frozenset(), frozenset()) for n in range(6)]
+    first = page_after(BrandIndex(docs).rank(""), limit=3, search_after=None)
+    assert first.brand_ids == ["b0", "b1", "b2"]
+    grown = BrandIndex([SearchDoc("a", "Clinic 0a", (), frozenset(), frozenset()), *docs])
+    second = page_after(grown.rank(""), limit=10, search_after=first.hits[-1].sort)
+    assert second.brand_ids == ["b3", "b4", "b5"]
+
+
+def test_search_after_accepts_the_sort_array_or_its_values_joined() -> None:
+    assert parse_search_after([87.5, "mercy, health", "m-1"]) == (87.5, "mercy, health", "m-1")
+    assert parse_search_after("87.5,mercy, health,m-1") == (87.5, "mercy, health", "m-1")
+    assert parse_search_after(None) is None
+    for bad in (["x", "n", "i"], [1.0, "n"], "no-commas", {"o": 1}, [True, "n", "i"]):
+        with pytest.raises(ValueError, match="sort` array of the last hit"):
+            parse_search_after(bad)
+
+
+def test_the_answer_has_elasticsearchs_shape() -> None:
+    docs = [
+        SearchDoc("e1", "Epic Clinic", (), frozenset(), frozenset(), ("epic",)),
+        SearchDoc("e2", "Epic Two", (), frozenset(), frozenset(), ("epic", "cerner")),
+        SearchDoc("c1", "Cerner Place", (), frozenset(), frozenset(), ("cerner",)),
+        SearchDoc("n1", "No Endpoints", (), frozenset(), frozenset()),
+    ]
+    page = page_after(BrandIndex(docs).rank(""), limit=2, search_after=None)
+    views = {
+        d.brand_id: {"id": d.brand_id, "name": d.name, "logo": None, "portals": []} for d in docs
+    }
+    answer = search_response(page, views, took_ms=3)
+    assert answer["hits"]["total"] == {"value": 4, "relation": "eq"}
+    assert answer["hits"]["max_score"] == 1.0
+    hits = answer["hits"]["hits"]
+    assert [h["_id"] for h in hits] == ["c1", "e1"]
+    assert hits[0]["sort"] == [1.0, "cerner place", "c1"]
+    assert hits[0]["_score"] == 1.0
+    assert hits[0]["_source"]["sort_name"] == "cerner place"
+    assert hits[0]["_source"]["hidden"] is False
+    assert hits[0]["_source"]["platform_type"] == "cerner"
+    assert hits[0]["_source"]["name"] == "Cerner Place"
+    buckets = answer["aggregations"]["by_platform_type"]["buckets"]
+    assert buckets == [{"key": "cerner", "doc_count": 2}, {"key": "epic", "doc_count": 2}]
 
 
 def test_a_shared_generic_word_is_not_a_match(index: BrandIndex) -> None:

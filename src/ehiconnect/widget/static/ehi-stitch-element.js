@@ -217,7 +217,9 @@
     #attempt = null;
     #nextHandle = null; // made ahead: the popup must open synchronously inside the click
     #handleRequest = null;
-    #search = { query: '', city: '', state: '', results: [], searchAfter: null, total: null };
+    #search = {
+      query: '', city: '', state: '', results: [], received: 0, searchAfter: null, total: null,
+    };
     #searchSeq = 0;
     #searchTimer = 0;
     #searchBusy = false; // a search is scheduled or in flight
@@ -623,7 +625,7 @@
       // Each opening starts a fresh search, seeded from search-query.
       this.#search = {
         query: this.#attr('search-query') || '', city: '', state: '',
-        results: [], searchAfter: null, total: null,
+        results: [], received: 0, searchAfter: null, total: null,
       };
       if (!brandId && !portalId) {
         this.#showSearch();
@@ -752,11 +754,21 @@
       }
       if (seq !== this.#searchSeq) return; // a newer search has started, or the patient moved on
       this.#searchBusy = false;
-      const found = list(data && data.results).filter((brand) => brand && typeof brand === 'object');
+      // Elasticsearch's shape (compat): data.hits.hits[]._source is a brand; the next page
+      // starts after the last hit's `sort`.
+      const hitsBlock = (data && data.hits) || {};
+      const hits = list(hitsBlock.hits).filter((hit) => hit && typeof hit === 'object');
+      const found = hits.map((hit) => hit._source)
+        .filter((brand) => brand && typeof brand === 'object' && brand.hidden !== true);
       const firstNew = append ? state.results.length : 0;
       state.results = append ? state.results.concat(found) : found;
-      state.searchAfter = data && data.searchAfter != null ? data.searchAfter : null;
-      state.total = data && Number.isFinite(data.total) ? data.total : null;
+      state.received = (append ? state.received : 0) + hits.length;
+      const total = hitsBlock.total && Number.isFinite(hitsBlock.total.value)
+        ? hitsBlock.total.value : null;
+      const last = hits.length > 0 ? hits[hits.length - 1].sort : null;
+      state.searchAfter = Array.isArray(last) && total !== null && state.received < total
+        ? last : null;
+      state.total = total;
       this.#renderResults();
       const count = state.total ?? state.results.length;
       if (state.results.length === 0) {
