@@ -142,6 +142,10 @@ class ExportSettings(BaseModel):
     backoff_cap_seconds: float = 30.0
     retry_after_cap_seconds: float = 120.0
     request_timeout_seconds: float = 60.0
+    max_off_base_response_bytes: int = Field(
+        default=1 << 30,
+        description="Largest attachment taken from outside the endpoint's FHIR base",
+    )
     retention_check_cron: str = "*/10 * * * *"
 
 

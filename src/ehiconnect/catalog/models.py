@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import Boolean, LargeBinary, String, Text, func
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
@@ -74,4 +75,9 @@ class CatalogEndpoint(Base):
     client_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     scopes: Mapped[str] = mapped_column(Text, default=DEFAULT_SCOPES)
     aud_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An on-premises health system: its data may point the crawler at private addresses. Off
+    # unless the operator sets it (`ehiconnect catalog configure ID --allow-private-network`).
+    allow_private_network: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -257,6 +257,14 @@ def configure(
         bool | None,
         typer.Option("--aud-required/--no-aud-required", help="Send the aud parameter"),
     ] = None,
+    allow_private_network: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-private-network/--no-allow-private-network",
+            help="Live mode: let exports follow this endpoint's data to private addresses "
+            "(an on-premises EHR); cloud metadata addresses stay refused",
+        ),
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
     """Set how the platform connects to one endpoint. Options not given keep their value.
@@ -264,6 +272,10 @@ def configure(
     The client secret is never an option value (it would land in shell history): pipe it in,
     e.g. `ehiconnect catalog configure ID --auth-method client_secret_basic --client-secret-stdin
     < secret.txt`. It is stored sealed by the vault.
+
+    Exports in live mode fetch URLs outside the endpoint's FHIR base (attachments elsewhere,
+    paging links to another host) only from public addresses; `--allow-private-network` lifts that
+    for a health system that lives on a private network.
     """
     secret = _read_secret() if client_secret_stdin else None
     if scopes is not None and not scopes.split():
@@ -284,6 +296,8 @@ def configure(
                 endpoint.scopes = " ".join(scopes.split())
             if aud_required is not None:
                 endpoint.aud_required = aud_required
+            if allow_private_network is not None:
+                endpoint.allow_private_network = allow_private_network
             if secret is not None:
                 sealed = runtime.cipher.seal(
                     secret, context=f"endpoint:{endpoint.id}:client_secret"
@@ -337,6 +351,7 @@ def endpoint_settings(endpoint: CatalogEndpoint) -> dict[str, Any]:
         "client_secret_kid": endpoint.client_secret_kid,
         "scopes": endpoint.scopes,
         "aud_required": endpoint.aud_required,
+        "allow_private_network": endpoint.allow_private_network,
     }
 
 
@@ -344,7 +359,7 @@ def _settings_table(view: dict[str, Any]) -> Table:
     table = Table("setting", "value", title=f"endpoint {view['id']}")
     for key in (
         "url", "platform_type", "status", "client_id", "client_auth_method",
-        "client_secret_set", "scopes", "aud_required",
+        "client_secret_set", "scopes", "aud_required", "allow_private_network",
     ):  # fmt: skip
         table.add_row(key, str(view[key]))
     return table

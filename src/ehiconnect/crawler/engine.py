@@ -11,7 +11,9 @@ Phases, each resumable because every unit of work is checkpointed in the databas
    medications, observations), then every attachment, downloaded to a blob of its own.
 
 A page or resource that cannot be had after retries becomes an OperationOutcome in the error
-report; it never aborts the export. Token trouble (refresh refused) and the deadline do.
+report; it never aborts the export. Token trouble (refresh refused) and the deadline do. So does a
+URL the session's SSRF guard refuses (an attachment or `next` link pointing inside our network): it
+is listed with the reason (code `security`), and nothing is sent to it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from ehiconnect.exports import staging
 from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
-from ehiconnect.fhir.outcome import outcome_for_http_failure
+from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.fhir.references import iter_attachments, iter_references, resolve_attachment_url
+from ehiconnect.http.ssrf import TargetRefused
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ async def _crawl_search(
         try:
             bundle = await ctx.session.get_json(url)
         except FetchError as exc:
-            await _give_up(ctx, step, exc.url, exc.status, exc.detail, resource_type)
+            await _give_up(ctx, step, exc, resource_type)
             return
         resources = [
             entry["resource"]
@@ -173,7 +176,7 @@ async def _read_one(ctx: CrawlContext, resource_type: str, resource_id: str) -> 
     try:
         resource = await ctx.session.get_json(url)
     except FetchError as exc:
-        await _give_up(ctx, f"read:{url}", exc.url, exc.status, exc.detail, resource_type)
+        await _give_up(ctx, f"read:{url}", exc, resource_type)
         return
     async with ctx.database.transaction() as session:
         added = await staging.stage_resources(session, ctx.task_id, [resource])
@@ -182,7 +185,7 @@ async def _read_one(ctx: CrawlContext, resource_type: str, resource_id: str) -> 
 
 async def _hydrate_attachments(ctx: CrawlContext) -> None:
     base = ctx.session.base_url
-    pending: dict[str, tuple[str, str | None, bool]] = {}
+    pending: dict[str, tuple[str, str | None]] = {}
     async for _, _, body in staging.iter_items(ctx.database, ctx.task_id):
         for attachment in iter_attachments(orjson.loads(body)):
             if attachment.has_inline_data or not attachment.url:
@@ -191,7 +194,7 @@ async def _hydrate_attachments(ctx: CrawlContext) -> None:
             if source is None:
                 continue
             binary_id = binary_id_for_attachment(source.url, base)
-            pending.setdefault(binary_id, (source.url, attachment.content_type, source.same_server))
+            pending.setdefault(binary_id, (source.url, attachment.content_type))
     async with ctx.database.transaction() as session:
         for binary_id in list(pending):
             step = await staging.get_step(session, ctx.task_id, f"attachment:{binary_id}")
@@ -199,20 +202,19 @@ async def _hydrate_attachments(ctx: CrawlContext) -> None:
                 del pending[binary_id]
     await asyncio.gather(
         *(
-            _download(ctx, binary_id, url, content_type, same_server)
-            for binary_id, (url, content_type, same_server) in sorted(pending.items())
+            _download(ctx, binary_id, url, content_type)
+            for binary_id, (url, content_type) in sorted(pending.items())
         )
     )
 
 
-async def _download(
-    ctx: CrawlContext, binary_id: str, url: str, content_type: str | None, same_server: bool
-) -> None:
+async def _download(ctx: CrawlContext, binary_id: str, url: str, content_type: str | None) -> None:
     key = f"staging/{ctx.task_id}/{binary_id}"
     attempt = 0
     while True:
         try:
-            async with ctx.session.stream(url, with_token=same_server) as response:
+            # The session sends the patient's token only to URLs under the FHIR base.
+            async with ctx.session.stream(url) as response:
                 served_type = response.headers.get("content-type", "").split(";")[0].strip()
                 async with ctx.blobs.open_writer(key) as writer:
                     async for chunk in response.aiter_bytes(1 << 20):
@@ -220,14 +222,18 @@ async def _download(
                 stored = writer.stored
             break
         except FetchError as exc:
-            await _attachment_failed(ctx, binary_id, url, exc.status, exc.detail)
+            await _attachment_failed(ctx, binary_id, exc)
+            return
+        except TargetRefused as exc:  # too large a response from outside the base
+            refused = FetchError(url, None, str(exc), refused=True)
+            await _attachment_failed(ctx, binary_id, refused)
             return
         except httpx.HTTPError as exc:
             # The body broke off mid-stream: start the download again, a bounded number of times.
             attempt += 1
             if attempt >= ctx.session.policy.max_attempts:
                 detail = f"the download broke off {attempt} times ({type(exc).__name__})"
-                await _attachment_failed(ctx, binary_id, url, None, detail)
+                await _attachment_failed(ctx, binary_id, FetchError(url, None, detail))
                 return
             await asyncio.sleep(ctx.session.policy.backoff_seconds(attempt, random.random))
     async with ctx.database.transaction() as session:
@@ -247,24 +253,29 @@ async def _download(
     await ctx.on_progress(attachment_bytes=stored.size)
 
 
-async def _attachment_failed(
-    ctx: CrawlContext, binary_id: str, url: str, status: int | None, detail: str
-) -> None:
-    await _give_up(ctx, f"attachment:{binary_id}", url, status, detail, "Binary")
+async def _attachment_failed(ctx: CrawlContext, binary_id: str, failure: FetchError) -> None:
+    await _give_up(ctx, f"attachment:{binary_id}", failure, "Binary")
 
 
 async def _give_up(
-    ctx: CrawlContext,
-    step: str,
-    url: str,
-    status: int | None,
-    detail: str,
-    resource_type: str | None,
+    ctx: CrawlContext, step: str, failure: FetchError, resource_type: str | None
 ) -> None:
     """Record a failure in the error report and mark its step done, in one transaction."""
-    outcome = outcome_for_http_failure(
-        url=url, status=status, resource_type=resource_type, detail=detail
-    )
+    if failure.refused:
+        # Why it was refused, never a response body: nothing was fetched.
+        outcome = operation_outcome(
+            diagnostics=f"Not fetched: {failure.detail}",
+            code="security",
+            url=failure.url,
+            resource_type=resource_type,
+        )
+    else:
+        outcome = outcome_for_http_failure(
+            url=failure.url,
+            status=failure.status,
+            resource_type=resource_type,
+            detail=failure.detail,
+        )
     async with ctx.database.transaction() as session:
         await staging.record_error(session, ctx.task_id, outcome)
         await staging.save_step(session, ctx.task_id, step, cursor=None, done=True, added=0)

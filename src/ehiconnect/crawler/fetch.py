@@ -6,6 +6,13 @@ retries transient failures (no response, 408/425/429/5xx, a body that is not JSO
 `RetryPolicy`. A 401 gets one fresh token and one more try. Anything else becomes a `FetchError`
 that the engine writes to the export's error report. The export's deadline is checked before each
 request.
+
+Every request goes through the session's own client, built from an `OutboundAccess` when the
+session opens (`async with FhirSession(...)`), so no caller can pass an unguarded one. URLs under
+the endpoint's FHIR base are the endpoint the operator configured; any other URL a health system's
+data names (an attachment elsewhere, a `next` link to another host) goes through the SSRF guard
+of `http/ssrf.py` and never carries the patient's token. A refused URL is a `FetchError` with
+`refused` set and is not retried.
 """
 
 from __future__ import annotations
@@ -15,17 +22,29 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import orjson
 
+from ehiconnect import __version__
 from ehiconnect.clock import Clock
 from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, RetryPolicy
 from ehiconnect.errors import FatalError
+from ehiconnect.http.ssrf import (
+    GuardedTransport,
+    Resolver,
+    TargetRefused,
+    is_under_base,
+    system_resolver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +53,41 @@ TokenSource = Callable[[str | None], Awaitable[str]]
 
 MAX_TOKEN_RENEWALS = 3
 
+OFF_BASE_REMEDY = (
+    "The URL is outside the endpoint's FHIR base; if this health system lives on a private "
+    "network, the platform operator can allow it with "
+    "`ehiconnect catalog configure <endpoint id> --allow-private-network`"
+)
+
+
+@dataclass(frozen=True)
+class OutboundAccess:
+    """Where a crawl may connect outside its endpoint's FHIR base, and how.
+
+    `allow_private`: test mode (the sandbox runs on loopback) or an endpoint the operator marked
+    `allow_private_network`; cloud metadata addresses stay refused either way.
+    `max_off_base_bytes`: the largest response taken from outside the base.
+    """
+
+    allow_private: bool
+    timeout_seconds: float
+    max_off_base_bytes: int
+    resolver: Resolver = system_resolver
+    transport: httpx.AsyncBaseTransport | None = None  # the connection layer; tests inject one
+
 
 class FetchError(Exception):
-    """A request that failed for good; `status` is None when no response came."""
+    """A request that failed for good; `status` is None when no response came.
 
-    def __init__(self, url: str, status: int | None, detail: str) -> None:
+    `refused`: the SSRF guard would not let the request out (nothing was sent).
+    """
+
+    def __init__(self, url: str, status: int | None, detail: str, *, refused: bool = False) -> None:
         super().__init__(f"{url}: {detail}")
         self.url = url
         self.status = status
         self.detail = detail
+        self.refused = refused
 
 
 class DeadlineExceeded(FatalError):
@@ -89,20 +134,50 @@ class AdaptiveLimiter:
         self.control.on_response(status, time.monotonic(), retry_after)
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs milliseconds; build it once per process, not per export.
+    return ssl.create_default_context()
+
+
+def crawl_client(base_url: str, access: OutboundAccess) -> httpx.AsyncClient:
+    """The client one crawl sends through: the FHIR base trusted, every other URL guarded."""
+    inner = access.transport or httpx.AsyncHTTPTransport(verify=_tls_context(), retries=0)
+    transport = GuardedTransport(
+        allow_private=access.allow_private,
+        refuse_metadata=True,
+        remedy=OFF_BASE_REMEDY,
+        trusted_bases=[base_url],
+        max_response_bytes=access.max_off_base_bytes,
+        resolver=access.resolver,
+        inner=inner,
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
+        timeout=access.timeout_seconds,
+        headers={"User-Agent": f"ehiconnect/{__version__}"},
+    )
+
+
 class FhirSession:
+    """`async with FhirSession(...) as session:` — its client lives as long as the block."""
+
     def __init__(
         self,
-        http: httpx.AsyncClient,
         base_url: str,
         token: TokenSource,
         *,
+        access: OutboundAccess,
         policy: RetryPolicy,
         limiter: AdaptiveLimiter,
         clock: Clock,
         deadline: dt.datetime,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.http = http
+        self._access = access
+        self._http: httpx.AsyncClient | None = None
         self.base_url = base_url.rstrip("/") + "/"
         self._token = token
         self.policy = policy
@@ -113,8 +188,32 @@ class FhirSession:
         self.requests = 0
         self.retries = 0
 
+    async def __aenter__(self) -> FhirSession:
+        self._http = crawl_client(self.base_url, self._access)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("use the session inside `async with FhirSession(...)`")
+        return self._http
+
     def absolute(self, url: str) -> str:
         return urljoin(self.base_url, url)
+
+    def is_under_base(self, url: str) -> bool:
+        """The endpoint itself: the patient's token may go there, and nowhere else."""
+        return is_under_base(self.absolute(url), self.base_url)
 
     def check_deadline(self) -> None:
         if self.clock.now() >= self.deadline:
@@ -140,11 +239,12 @@ class FhirSession:
         return parsed[-1]
 
     @contextlib.asynccontextmanager
-    async def stream(self, url: str, *, with_token: bool) -> AsyncIterator[httpx.Response]:
-        """A streaming GET (attachments); the caller reads `aiter_bytes`."""
-        async with self._attempts(
-            self.absolute(url), {"Accept": "*/*"}, stream=True, with_token=with_token
-        ) as response:
+    async def stream(self, url: str) -> AsyncIterator[httpx.Response]:
+        """A streaming GET (attachments); the caller reads `aiter_bytes`.
+
+        Reading may raise `TargetRefused` (ResponseTooLarge) for a response from outside the base.
+        """
+        async with self._attempts(self.absolute(url), {"Accept": "*/*"}, stream=True) as response:
             yield response
 
     @contextlib.asynccontextmanager
@@ -154,10 +254,10 @@ class FhirSession:
         headers: dict[str, str],
         *,
         stream: bool = False,
-        with_token: bool = True,
         accept: Callable[[bytes], bool] | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """Send until a 200 whose body `accept` takes (a torn or garbled body is retried)."""
+        with_token = self.is_under_base(url)
         attempt = 0
         renewals = 0
         rejected: str | None = None
@@ -177,6 +277,8 @@ class FhirSession:
                 try:
                     request = self.http.build_request("GET", url, headers=request_headers)
                     response = await self.http.send(request, stream=True)
+                except TargetRefused as exc:
+                    raise FetchError(url, None, str(exc), refused=True) from None
                 except httpx.HTTPError as exc:
                     problem = f"no response ({type(exc).__name__})"
                     self.limiter.record(None, None)

@@ -18,7 +18,7 @@ from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.refresh_policy import RefreshMargin
 from ehiconnect.connections.tokens import fresh_access_token
 from ehiconnect.crawler.engine import CrawlContext, crawl
-from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession
+from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession, OutboundAccess
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 from ehiconnect.crawler.quirks import quirks_for
 from ehiconnect.db.models import OrgConnection
@@ -88,6 +88,9 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
             patient_id = connection.source_patient_id
             scope = connection.scope or ""
             platform_type = endpoint.platform_type
+            # Off-base URLs may reach private addresses only in test mode (the sandbox runs on
+            # loopback) or where the operator said the health system lives on a private network.
+            allow_private = connection.api_mode == "test" or endpoint.allow_private_network
     if failure is not None:
         return await _fail(runtime, blobs, task_id, failure.failure_reason, str(failure))
 
@@ -111,9 +114,13 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
         )
 
     session_ = FhirSession(
-        runtime.http,
         fhir_base,
         token,
+        access=OutboundAccess(
+            allow_private=allow_private,
+            timeout_seconds=settings.request_timeout_seconds,
+            max_off_base_bytes=settings.max_off_base_response_bytes,
+        ),
         policy=retry_policy(settings),
         limiter=AdaptiveLimiter(
             ConcurrencyBounds(
@@ -172,7 +179,8 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
         on_progress=on_progress,
     )
     try:
-        await crawl(context)
+        async with session_:
+            await crawl(context)
         await on_progress(phase="package")
         return await _publish(runtime, blobs, task_id)
     except Cancelled:

@@ -7,7 +7,14 @@ never followed and response bodies are read only up to a cap.
 
 Policy: private, loopback, link-local, metadata, unspecified, multicast and other non-global
 addresses are refused unless `allow_private` is set (test mode, or an explicit setting for
-self-hosters whose receivers sit on a private network).
+self-hosters whose receivers sit on a private network); `refuse_metadata` keeps the cloud
+metadata addresses refused even then. `remedy` is the sentence a refusal ends with: what the
+person reading it can do.
+
+A transport may trust some bases (`trusted_bases`): a URL under one of them (same scheme, host and
+port, path below the base's; see `is_under_base`) is the configured service itself and goes out
+unchecked; every other URL is checked. The crawler trusts the endpoint's FHIR base this way, so the
+data a health system serves cannot point the worker anywhere else unchecked.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import httpx
 
@@ -32,9 +40,21 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
+WEBHOOK_REMEDY = (
+    "Live-mode webhooks must reach a public address; use a test-mode endpoint or set "
+    "webhooks.allow_private_targets"
+)
+# Percent-encoded dots, slashes and backslashes: a server may decode them into `..` or `/` and
+# climb out of the base path, so a URL carrying them is never taken to be under a base.
+_ENCODED_PATH_TRICKS = re.compile(rb"%(2e|2f|5c)", re.IGNORECASE)
+
 
 class TargetRefused(Exception):
     """The URL may not be called under the current policy; the message says why."""
+
+
+class ResponseTooLarge(TargetRefused):
+    """A checked target's response body went past the transport's size cap."""
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -101,8 +121,38 @@ def _port_of(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
+def is_under_base(url: httpx.URL | str, base: httpx.URL | str) -> bool:
+    """True when `url` names something on the service at `base`, compared as parsed parts.
+
+    Same scheme, host and effective port (80/443 when absent), no userinfo, and a path equal to
+    the base's or below it at a segment boundary (`/fhir/r4` covers `/fhir/r4/Patient`, not
+    `/fhir/r4evil`). Strings that merely look alike (`ehr.example.org.evil.com`,
+    `ehr.example.org@evil.com`, another port) are not under it. Both are parsed by httpx, the
+    parser that also connects, so the check and the request cannot disagree about the host.
+    """
+    try:
+        target = httpx.URL(url)
+        root = httpx.URL(base)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    if target.userinfo or not target.host or not root.host:
+        return False
+    if (target.scheme, target.host, _port_of(target)) != (root.scheme, root.host, _port_of(root)):
+        return False
+    path = target.raw_path.split(b"?", 1)[0]
+    root_path = root.raw_path.split(b"?", 1)[0].rstrip(b"/")
+    if path != root_path and not path.startswith(root_path + b"/"):
+        return False
+    return not _ENCODED_PATH_TRICKS.search(path[len(root_path) :])
+
+
 async def resolve_target(
-    url: httpx.URL | str, *, allow_private: bool, resolver: Resolver = system_resolver
+    url: httpx.URL | str,
+    *,
+    allow_private: bool,
+    resolver: Resolver = system_resolver,
+    refuse_metadata: bool = False,
+    remedy: str = WEBHOOK_REMEDY,
 ) -> list[IPAddress]:
     """The addresses to connect to; raise TargetRefused if any is forbidden by the policy.
 
@@ -121,19 +171,34 @@ async def resolve_target(
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
     if not addresses:
         raise TargetRefused(f"{host} resolves to no address; check the endpoint URL")
-    if not allow_private:
-        for address in addresses:
+    for address in addresses:
+        if allow_private:
+            reason = _metadata_reason(address) if refuse_metadata else None
+        else:
             reason = refusal_reason(address)
-            if reason is not None:
-                raise TargetRefused(
-                    f"refusing to call {host}: {reason}. Live-mode webhooks must reach a public "
-                    "address; use a test-mode endpoint or set webhooks.allow_private_targets"
-                )
+        if reason is not None:
+            raise TargetRefused(f"refusing to call {host}: {reason}. {remedy}")
     return addresses
 
 
+def _metadata_reason(address: IPAddress) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return _metadata_reason(embedded)
+    if address in METADATA_ADDRESSES:
+        return f"{address} is a cloud metadata address"
+    return None
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that resolves, checks, and connects to the checked address only."""
+    """An httpx transport that resolves, checks, and connects to the checked address only.
+
+    URLs under one of `trusted_bases` go to `inner` unchanged. Every other request is checked;
+    with `max_response_bytes`, its body is asked for uncompressed and cut off past the cap
+    (ResponseTooLarge while reading). A client that follows redirects sends each hop through
+    here, so every hop is checked again.
+    """
 
     def __init__(
         self,
@@ -141,30 +206,92 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         allow_private: bool,
         resolver: Resolver = system_resolver,
         inner: httpx.AsyncBaseTransport | None = None,
+        refuse_metadata: bool = False,
+        remedy: str = WEBHOOK_REMEDY,
+        trusted_bases: Sequence[str] = (),
+        max_response_bytes: int | None = None,
     ) -> None:
         self._allow_private = allow_private
         self._resolver = resolver
         self._inner = inner or httpx.AsyncHTTPTransport(retries=0)
+        self._refuse_metadata = refuse_metadata
+        self._remedy = remedy
+        self._trusted = tuple(httpx.URL(base) for base in trusted_bases)
+        self._max_bytes = max_response_bytes
+
+    def is_trusted(self, url: httpx.URL | str) -> bool:
+        return any(is_under_base(url, base) for base in self._trusted)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.is_trusted(request.url):
+            return await self._inner.handle_async_request(request)
         addresses = await resolve_target(
-            request.url, allow_private=self._allow_private, resolver=self._resolver
+            request.url,
+            allow_private=self._allow_private,
+            resolver=self._resolver,
+            refuse_metadata=self._refuse_metadata,
+            remedy=self._remedy,
         )
         host = request.url.host
         extensions = dict(request.extensions)
         if request.url.scheme == "https":
             extensions.setdefault("sni_hostname", host)
+        headers = request.headers.copy()  # already carries Host: <original name>
+        if self._max_bytes is not None:
+            # Raw bytes only: a compressed body could expand far beyond the cap.
+            headers["accept-encoding"] = "identity"
         pinned = httpx.Request(
             request.method,
             request.url.copy_with(host=str(addresses[0])),
-            headers=request.headers,  # already carries Host: <original name>
+            headers=headers,
             stream=request.stream,
             extensions=extensions,
         )
-        return await self._inner.handle_async_request(pinned)
+        response = await self._inner.handle_async_request(pinned)
+        if self._max_bytes is None:
+            return response
+        return await _capped(response, self._max_bytes, host)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, max_bytes: int, too_large: Exception) -> None:
+        self._inner = inner
+        self._max_bytes = max_bytes
+        self._too_large = too_large
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._max_bytes:
+                raise self._too_large
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _capped(response: httpx.Response, max_bytes: int, host: str) -> httpx.Response:
+    too_large = ResponseTooLarge(
+        f"the response from {host} is larger than the {max_bytes}-byte limit for addresses "
+        "outside the configured service"
+    )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        await response.aclose()
+        raise too_large
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("an async transport answered with a synchronous stream")
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=_CappedStream(stream, max_bytes, too_large),
+        extensions=response.extensions,
+    )
 
 
 def guarded_client(
