@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
 from fastapi.dependencies.models import Dependant
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
 from ehiconnect.api.envelope import api_error_response
+from ehiconnect.api.openapi import BASIC_AUTH, BEARER_AUTH
 from ehiconnect.api.ratelimit import TokenBucketLimiter, client_key
 from ehiconnect.errors import ApiError
 from ehiconnect.orgs.credentials import Principal, parse_authorization
@@ -36,8 +38,17 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    """The organization and mode of a server-side caller, from its private key."""
+async def get_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    _basic: Annotated[HTTPAuthorizationCredentials | None, Security(BASIC_AUTH)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_AUTH)],
+) -> Principal:
+    """The organization and mode of a server-side caller, from its private key.
+
+    The two security dependencies only declare Basic and Bearer in the OpenAPI document (they
+    never refuse); the header is read and checked by `parse_authorization`.
+    """
     return await _principal_of(request, runtime)
 
 

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query, Request, Response
 from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, SessionDep
 from ehiconnect.api.envelope import ok
+from ehiconnect.api.openapi import PRIVATE_ERRORS, PUBLIC_ERRORS
 from ehiconnect.connections.service import connection_view, get_connection
 from ehiconnect.orgs.service import org_for_public_id
 
 router = APIRouter(prefix="/bridge", tags=["bridge"])
 
 
-@router.get("/org", dependencies=[PublicRateLimit])
+@router.get("/org", dependencies=[PublicRateLimit], responses=PUBLIC_ERRORS)
 async def organization_card(
     request: Request,
     response: Response,
@@ -38,7 +39,7 @@ async def organization_card(
     )
 
 
-@router.get("/org_connection/{org_connection_id}")
+@router.get("/org_connection/{org_connection_id}", responses=PRIVATE_ERRORS)
 async def read_connection(
     org_connection_id: str, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:

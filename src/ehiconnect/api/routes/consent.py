@@ -4,18 +4,18 @@ widget's fallback read of a sign-in's result with its result handle."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import error_response, ok
-from ehiconnect.catalog.hits import search_response
+from ehiconnect.api.openapi import BODY_ERRORS, PRIVATE_ERRORS, PUBLIC_ERRORS, error_responses
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import (
     CatalogSearcher,
@@ -46,6 +46,17 @@ from ehiconnect.widget.callback_page import (
 
 router = APIRouter(prefix="/bridge", tags=["consent"])
 
+# Where the patient's browser is sent: failures after the organization is known are an HTML page
+# for the patient (or a redirect to the registered redirect_uri with `error`), not the envelope.
+PATIENT_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": f"{text}: an HTML page telling the patient what went wrong, or a 302 to "
+        "the registered redirect_uri with `error` and `error_description`",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+    for status, text in ((400, "The sign-in cannot start or finish"), (403, "Refused"))
+}
+
 PUBLIC_ID = Query(description="the organization's public_test_… or public_live_… id")
 RESULT_CHALLENGE = Query(
     default=None,
@@ -55,23 +66,15 @@ RESULT_CHALLENGE = Query(
 )
 
 
-class ResultRead(BaseModel):
-    result_handle: str = Field(max_length=200, description="the handle whose challenge started it")
+class ResultRead(RequestBody):
+    result_handle: Line = Field(max_length=200, description="the handle whose challenge started it")
 
 
-class CatalogSearch(BaseModel):
-    query: str = Field(default="", max_length=200)
-    city: str | None = Field(default=None, max_length=100)
-    state: str | None = Field(default=None, max_length=50)
-    searchAfter: (
-        Annotated[list[float | Annotated[str, Field(max_length=300)]], Field(max_length=3)]
-        | Annotated[str, Field(max_length=700)]
-        | None
-    ) = Field(
-        default=None,
-        description="the `sort` array of the last hit of the previous page (or its values "
-        "joined by commas); omit for the first page",
-    )
+class CatalogSearch(RequestBody):
+    query: Line = Field(default="", max_length=200)
+    city: Line | None = Field(default=None, max_length=100)
+    state: Line | None = Field(default=None, max_length=50)
+    searchAfter: Line | None = Field(default=None, max_length=500)
     limit: int = Field(default=20, ge=1, le=100)
 
 
@@ -89,7 +92,9 @@ async def preflight(request: Request, session: SessionDep, public_id: str = PUBL
     return response
 
 
-@router.post("/catalog/search", dependencies=[PublicRateLimit])
+@router.post(
+    "/catalog/search", dependencies=[PublicRateLimit], responses=PUBLIC_ERRORS | BODY_ERRORS
+)
 async def search_catalog(
     request: Request,
     response: Response,
@@ -98,11 +103,7 @@ async def search_catalog(
     public_id: str = PUBLIC_ID,
     api_mode: str | None = Query(default=None),
 ) -> dict[str, Any]:
-    """Search health systems by name, alias (typo-tolerant), city and state; paged.
-
-    The answer has Elasticsearch's shape, as Fasten Connect's does: `hits.total.value`,
-    `hits.hits[{_id, _score, sort, _source}]`, `aggregations.by_platform_type.buckets`."""
-    started = time.perf_counter()
+    """Search health systems by name, alias (typo-tolerant), city and state; paged."""
     org, mode = await org_for_public_id(session, public_id, api_mode)
     allow_origin(request, response, org, mode)
     searcher: CatalogSearcher = request.app.state.catalog_searcher
@@ -115,11 +116,10 @@ async def search_catalog(
         limit=body.limit,
         search_after=body.searchAfter,
     )
-    took_ms = round((time.perf_counter() - started) * 1000)
-    return ok(search_response(page, {brand["id"]: brand for brand in brands}, took_ms))
+    return ok({"results": brands, "searchAfter": page.search_after, "total": page.total})
 
 
-@router.get("/catalog", dependencies=[PublicRateLimit])
+@router.get("/catalog", dependencies=[PublicRateLimit], responses=PUBLIC_ERRORS)
 async def read_catalog(
     request: Request,
     response: Response,
@@ -155,7 +155,11 @@ async def read_catalog(
 
 
 @router.get(
-    "/connect", response_class=RedirectResponse, status_code=302, dependencies=[PublicRateLimit]
+    "/connect",
+    response_class=RedirectResponse,
+    status_code=302,
+    dependencies=[PublicRateLimit],
+    responses=PUBLIC_ERRORS | PATIENT_PAGE_ERRORS,
 )
 async def connect(
     request: Request,
@@ -187,7 +191,11 @@ async def connect(
 
 
 @router.get(
-    "/reconnect", response_class=RedirectResponse, status_code=302, dependencies=[PublicRateLimit]
+    "/reconnect",
+    response_class=RedirectResponse,
+    status_code=302,
+    dependencies=[PublicRateLimit],
+    responses=PUBLIC_ERRORS | PATIENT_PAGE_ERRORS,
 )
 async def reconnect(
     request: Request,
@@ -247,7 +255,9 @@ async def _start(
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/callback", response_class=HTMLResponse)
+@router.get(
+    "/callback", response_class=HTMLResponse, responses=PATIENT_PAGE_ERRORS | error_responses(422)
+)
 async def callback(
     runtime: RuntimeDep,
     state: str | None = Query(default=None),
@@ -302,7 +312,11 @@ async def callback(
     )
 
 
-@router.post("/connect/result", dependencies=[PublicRateLimit])
+@router.post(
+    "/connect/result",
+    dependencies=[PublicRateLimit],
+    responses=PUBLIC_ERRORS | BODY_ERRORS | error_responses(409),
+)
 async def connect_result(
     request: Request,
     runtime: RuntimeDep,
@@ -328,7 +342,7 @@ async def connect_result(
     return JSONResponse(ok(data), headers=headers)
 
 
-@router.delete("/org_connection/{org_connection_id}")
+@router.delete("/org_connection/{org_connection_id}", responses=PRIVATE_ERRORS)
 async def delete_connection(
     org_connection_id: str, runtime: RuntimeDep, principal: PrincipalDep
 ) -> dict[str, Any]:

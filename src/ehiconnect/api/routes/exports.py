@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel
 
 from ehiconnect import audit
+from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.envelope import error_response, ok
+from ehiconnect.api.openapi import PRIVATE_ERRORS, error_responses
 from ehiconnect.api.ranges import Representation, format_http_date, plan_download
 from ehiconnect.api.routes import bulk
 from ehiconnect.errors import Gone, InvalidRequest, NotFound
@@ -26,14 +27,14 @@ from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
 
-router = APIRouter(tags=["exports"])
+router = APIRouter(tags=["exports"], responses=PRIVATE_ERRORS | error_responses(409, 410))
 
 NDJSON = "application/fhir+ndjson"
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
-class ExportRequest(BaseModel):
-    org_connection_id: str
+class ExportRequest(RequestBody):
+    org_connection_id: Line
 
 
 @router.post("/bridge/fhir/ehi-export")
@@ -55,7 +56,8 @@ async def export_status(
         return ok(status_view(task))
 
 
-@router.api_route("/bridge/fhir/ehi-export/{task_id}/download/{file_id}", methods=["GET", "HEAD"])
+@router.get("/bridge/fhir/ehi-export/{task_id}/download/{file_id}")
+@router.head("/bridge/fhir/ehi-export/{task_id}/download/{file_id}", include_in_schema=False)
 async def download(
     task_id: str,
     file_id: str,

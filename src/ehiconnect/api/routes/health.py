@@ -10,12 +10,13 @@ from sqlalchemy import text
 from ehiconnect import __version__
 from ehiconnect.api.deps import RuntimeDep
 from ehiconnect.api.envelope import ok
+from ehiconnect.api.openapi import error_responses
 from ehiconnect.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=error_responses(503))
 async def healthz(runtime: RuntimeDep) -> dict[str, Any]:
     """200 when the API can reach its database; 503 otherwise."""
     try:

@@ -9,25 +9,33 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import ok
+from ehiconnect.api.openapi import BODY_ERRORS, PRIVATE_ERRORS, error_responses
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.webhooks import endpoints, history, outbox
 from ehiconnect.webhooks.tasks import webhook_settings
+from ehiconnect.webhooks.urls import MAX_URL_LENGTH
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=PRIVATE_ERRORS)
+
+CONFLICT = error_responses(409)
 
 
-class NewEndpoint(BaseModel):
-    url: str = Field(description="https:// URL that receives the events")
-    event_types: list[str] = Field(
+class NewEndpoint(RequestBody):
+    url: str = Field(
+        description="https:// URL that receives the events: http(s), a host name or a plain IP "
+        f"address, no user:password@ or #fragment, at most {MAX_URL_LENGTH} characters"
+    )
+    event_types: list[Line] = Field(
         default_factory=list, description="Event types to receive; empty for every type"
     )
 
 
-@router.post("/endpoints", status_code=201)
+@router.post("/endpoints", status_code=201, responses=CONFLICT | BODY_ERRORS)
 async def add_endpoint(
     body: NewEndpoint, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -104,7 +112,7 @@ async def rotate_secret(
     return ok({"endpoint_id": endpoint_id, "secret": secret, "old_secrets_expire_at": old_expire})
 
 
-@router.post("/endpoints/{endpoint_id}/test", status_code=202)
+@router.post("/endpoints/{endpoint_id}/test", status_code=202, responses=CONFLICT)
 async def send_test(
     endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
