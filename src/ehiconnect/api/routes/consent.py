@@ -4,7 +4,8 @@ widget's fallback read of a sign-in's result with its result handle."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import time
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
@@ -16,6 +17,7 @@ from ehiconnect.api.cors import allow_origin
 from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import error_response, ok
 from ehiconnect.api.openapi import BODY_ERRORS, PRIVATE_ERRORS, PUBLIC_ERRORS, error_responses
+from ehiconnect.catalog.hits import search_response
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import (
     CatalogSearcher,
@@ -70,11 +72,22 @@ class ResultRead(RequestBody):
     result_handle: Line = Field(max_length=200, description="the handle whose challenge started it")
 
 
+SortValue = float | Annotated[Line, Field(max_length=300)]
+
+
 class CatalogSearch(RequestBody):
     query: Line = Field(default="", max_length=200)
     city: Line | None = Field(default=None, max_length=100)
     state: Line | None = Field(default=None, max_length=50)
-    searchAfter: Line | None = Field(default=None, max_length=500)
+    searchAfter: (
+        Annotated[list[SortValue], Field(max_length=3)]
+        | Annotated[Line, Field(max_length=700)]
+        | None
+    ) = Field(
+        default=None,
+        description="the `sort` array of the last hit of the previous page (or its values "
+        "joined by commas); omit for the first page",
+    )
     limit: int = Field(default=20, ge=1, le=100)
 
 
@@ -103,7 +116,11 @@ async def search_catalog(
     public_id: str = PUBLIC_ID,
     api_mode: str | None = Query(default=None),
 ) -> dict[str, Any]:
-    """Search health systems by name, alias (typo-tolerant), city and state; paged."""
+    """Search health systems by name, alias (typo-tolerant), city and state; paged.
+
+    The answer has Elasticsearch's shape, as Fasten Connect's does: `hits.total.value`,
+    `hits.hits[{_id, _score, sort, _source}]`, `aggregations.by_platform_type.buckets`."""
+    started = time.perf_counter()
     org, mode = await org_for_public_id(session, public_id, api_mode)
     allow_origin(request, response, org, mode)
     searcher: CatalogSearcher = request.app.state.catalog_searcher
@@ -116,7 +133,8 @@ async def search_catalog(
         limit=body.limit,
         search_after=body.searchAfter,
     )
-    return ok({"results": brands, "searchAfter": page.search_after, "total": page.total})
+    took_ms = round((time.perf_counter() - started) * 1000)
+    return ok(search_response(page, {brand["id"]: brand for brand in brands}, took_ms))
 
 
 @router.get("/catalog", dependencies=[PublicRateLimit], responses=PUBLIC_ERRORS)
