@@ -62,13 +62,21 @@ class ApiSettings(BaseModel):
 
 class JobSettings(BaseModel):
     concurrency: int = 4
-    heartbeat_seconds: float = 5.0
+    heartbeat_seconds: float = 2.0
     # Several heartbeats: a threshold at or below the heartbeat re-queues jobs still running.
-    stalled_after_seconds: float = 30.0
+    # Threshold + check interval bound how long a killed worker's job waits (about 15 s).
+    stalled_after_seconds: float = 10.0
     stalled_check_cron: str = Field(
-        default="* * * * *",
+        default="*/5 * * * * *",
         description="When to look for stalled jobs (cron; a 6th field = seconds)",
     )
+    finished_job_retention_hours: int = Field(
+        default=24,
+        ge=1,
+        description="Succeeded job rows are deleted this long after they ended (the platform's "
+        "own tables keep the history); failed ones are kept for review",
+    )
+    old_jobs_cleanup_cron: str = "17 * * * *"
     extra_task_modules: list[str] = Field(
         default_factory=list, description="Modules whose `blueprint` adds tasks (plug-ins, tests)"
     )
@@ -147,6 +155,11 @@ class ExportSettings(BaseModel):
         description="Largest attachment taken from outside the endpoint's FHIR base",
     )
     retention_check_cron: str = "*/10 * * * *"
+    reconcile_cron: str = Field(
+        default="*/15 * * * * *",
+        description="When pending tasks are checked against their jobs: a task whose job ended "
+        "is re-queued or failed, one past its deadline fails with `timeout` (6th field = seconds)",
+    )
 
 
 class Settings(BaseSettings):

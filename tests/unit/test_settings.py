@@ -18,7 +18,7 @@ def test_environment_overrides_file_overrides_defaults(
     assert settings.api.port == 9100  # environment wins
     assert settings.api.host == "0.0.0.0"  # from the file
     assert settings.log_level == "DEBUG"
-    assert settings.jobs.stalled_after_seconds == 30.0  # default
+    assert settings.jobs.stalled_after_seconds == 10.0  # default
     assert settings.public_base_url == "http://0.0.0.0:9100"
 
 

@@ -39,6 +39,11 @@ class ExportTask(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column()
     expires_at: Mapped[dt.datetime | None] = mapped_column()
     runs: Mapped[int] = mapped_column(Integer, default=0)
+    """Runs started, including those killed with their worker."""
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Runs that ended in an unexpected error: the export's own retry budget."""
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The procrastinate job meant to drive the task (the reconciler watches it)."""
     file_id: Mapped[str | None] = mapped_column(Text)
     file_key: Mapped[str | None] = mapped_column(Text)
     file_size: Mapped[int | None] = mapped_column(BigInteger)

@@ -35,7 +35,9 @@ from ehiconnect.webhooks.outbox import emit
 
 log = logging.getLogger(__name__)
 
-MAX_RUNS = 3
+# Runs that may end in an unexpected error before the export is given up. A run killed with its
+# worker (and recovered as a stalled job) is not a failure and does not count.
+MAX_FAILURES = 3
 
 
 class Cancelled(Exception):
@@ -72,7 +74,6 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
         )
         task.runs += 1
         task.started_at = task.started_at or clock.now()
-        runs = task.runs
         if connection is None or endpoint is None or connection.status == "revoked":
             failure: FatalError | None = FatalError(
                 "the connection was revoked before the export ran; the patient must reconnect",
@@ -92,7 +93,7 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
             # loopback) or where the operator said the health system lives on a private network.
             allow_private = connection.api_mode == "test" or endpoint.allow_private_network
     if failure is not None:
-        return await _fail(runtime, blobs, task_id, failure.failure_reason, str(failure))
+        return await _fail(runtime, task_id, failure.failure_reason, str(failure))
 
     settings = runtime.settings.exports
     consent = runtime.settings.consent
@@ -184,18 +185,17 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
         await on_progress(phase="package")
         return await _publish(runtime, blobs, task_id)
     except Cancelled:
-        await _discard_staging(runtime, blobs, task_id)
+        await discard_staging(runtime, task_id)
         return CANCELLED
     except ReconsentRequired as exc:
-        return await _fail(runtime, blobs, task_id, "token_refresh_failure", str(exc))
+        return await _fail(runtime, task_id, "token_refresh_failure", str(exc))
     except FatalError as exc:
-        return await _fail(runtime, blobs, task_id, exc.failure_reason, str(exc))
+        return await _fail(runtime, task_id, exc.failure_reason, str(exc))
     except Exception:
-        if runs >= MAX_RUNS:
+        if await _count_failure(runtime, task_id) >= MAX_FAILURES:
             log.exception("export failed unexpectedly; giving up", extra={"task_id": task_id})
             return await _fail(
                 runtime,
-                blobs,
                 task_id,
                 "suppressed_please_contact",
                 "the export failed unexpectedly several times; contact the platform operator",
@@ -213,7 +213,7 @@ async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
     error_count, _ = await package_errors(runtime.database, blobs, task_id, error_key)
     settings = runtime.settings.exports
     async with runtime.database.transaction() as session:
-        task = await session.get(ExportTask, task_id)
+        task = await session.get(ExportTask, task_id, with_for_update=True)
         if task is None or task.status != PENDING:
             await blobs.delete(key)  # cancelled meanwhile: leave no copy of the record behind
             await blobs.delete(error_key)
@@ -269,18 +269,39 @@ async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
             task_id=task_id,
             detail={"resources": packaged.total_resources, "errors": error_count},
         )
-    await _discard_staging(runtime, blobs, task_id)
+    await discard_staging(runtime, task_id)
     return SUCCESS
 
 
-async def _fail(
-    runtime: Runtime, blobs: BlobStore, task_id: str, reason: str, description: str
-) -> str:
-    clock = runtime.clock
+async def _count_failure(runtime: Runtime, task_id: str) -> int:
+    """Record that a run ended in an unexpected error; how many have so far."""
+    async with runtime.database.transaction() as session:
+        failures = await session.scalar(
+            text(
+                "UPDATE export_tasks SET failures = failures + 1 WHERE task_id = :task_id "
+                "RETURNING failures"
+            ),
+            {"task_id": task_id},
+        )
+    return int(failures or 0)
+
+
+async def _fail(runtime: Runtime, task_id: str, reason: str, description: str) -> str:
+    if await fail_task(runtime, task_id, reason, description):
+        return FAILED
     async with runtime.database.transaction() as session:
         task = await session.get(ExportTask, task_id)
+        return task.status if task else "missing"
+
+
+async def fail_task(runtime: Runtime, task_id: str, reason: str, description: str) -> bool:
+    """End a pending task as failed with `reason`, emitting the event; False if it had ended."""
+    clock = runtime.clock
+    async with runtime.database.transaction() as session:
+        # Locked: the worker, the reconciler and a cancellation may all try to end it at once.
+        task = await session.get(ExportTask, task_id, with_for_update=True)
         if task is None or task.status != PENDING:
-            return task.status if task else "missing"
+            return False
         task.status = FAILED
         task.phase = "done"
         task.completed_at = clock.now()
@@ -311,11 +332,13 @@ async def _fail(
             task_id=task_id,
             detail={"failure_reason": task.failure_reason},
         )
-    await _discard_staging(runtime, blobs, task_id)
-    return FAILED
+    await discard_staging(runtime, task_id)
+    return True
 
 
-async def _discard_staging(runtime: Runtime, blobs: BlobStore, task_id: str) -> None:
+async def discard_staging(runtime: Runtime, task_id: str) -> None:
+    """Delete a task's staging rows and staged attachment blobs (idempotent)."""
+    blobs = runtime.blobs
     async with runtime.database.transaction() as session:
         keys = list(
             await session.scalars(

@@ -1,9 +1,10 @@
-"""Thin jobs: run an export; purge exports past their retention."""
+"""Thin jobs: run an export; reconcile tasks with their jobs; purge exports past retention."""
 
 from __future__ import annotations
 
 import procrastinate
 
+from ehiconnect.exports.reconcile import reconcile_exports
 from ehiconnect.exports.retention import purge_expired_exports
 from ehiconnect.exports.runner import run_export as run
 from ehiconnect.jobs.context import runtime_of
@@ -11,6 +12,11 @@ from ehiconnect.jobs.context import runtime_of
 
 async def run_export(context: procrastinate.JobContext, task_id: str) -> str:
     return await run(runtime_of(context), task_id)
+
+
+async def reconcile(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
+    report = await reconcile_exports(runtime_of(context))
+    return report.as_json()
 
 
 async def purge_expired(context: procrastinate.JobContext, timestamp: int) -> int:
@@ -24,6 +30,9 @@ def make_blueprint() -> procrastinate.Blueprint:
         pass_context=True,
         retry=procrastinate.RetryStrategy(max_attempts=3, wait=5),
     )(run_export)
+    blueprint.task(name="reconcile", queueing_lock="reconcile_exports", pass_context=True)(
+        reconcile
+    )
     blueprint.task(name="purge_expired", queueing_lock="purge_expired", pass_context=True)(
         purge_expired
     )

@@ -42,8 +42,14 @@ def build_job_app(url: str, settings: Settings) -> procrastinate.App:
     app.periodic(cron=settings.jobs.stalled_check_cron, periodic_id="recover_stalled")(
         app.tasks["maintenance:recover_stalled"]
     )
+    app.periodic(cron=settings.jobs.old_jobs_cleanup_cron, periodic_id="remove_old_jobs")(
+        app.tasks["maintenance:remove_old_jobs"]
+    )
     app.periodic(cron=settings.exports.retention_check_cron, periodic_id="purge_expired")(
         app.tasks["exports:purge_expired"]
+    )
+    app.periodic(cron=settings.exports.reconcile_cron, periodic_id="reconcile_exports")(
+        app.tasks["exports:reconcile"]
     )
     app.periodic(cron=settings.consent.refresh_check_cron, periodic_id="refresh_expiring")(
         app.tasks["connections:refresh_expiring"]

@@ -1,4 +1,4 @@
-"""Housekeeping tasks of the queue itself: recovering jobs whose worker died."""
+"""Housekeeping tasks of the queue itself: recovering jobs whose worker died, old job rows."""
 
 from __future__ import annotations
 
@@ -32,8 +32,17 @@ async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> 
     )
 
 
+async def remove_old_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Delete succeeded job rows past their retention (periodic jobs alone add thousands a day)."""
+    hours = runtime_of(context).settings.jobs.finished_job_retention_hours
+    await context.app.job_manager.delete_old_jobs(nb_hours=hours, include_failed=False)
+
+
 def make_blueprint() -> procrastinate.Blueprint:
     blueprint = procrastinate.Blueprint()
+    blueprint.task(name="remove_old_jobs", queueing_lock="remove_old_jobs", pass_context=True)(
+        remove_old_jobs
+    )
     blueprint.task(name="recover_stalled", queueing_lock="recover_stalled_jobs", pass_context=True)(
         recover_stalled
     )

@@ -1,0 +1,155 @@
+"""Keep one truth for every export task: its row, not whatever happened to its job.
+
+A periodic job (`exports:reconcile`, every 15 s by default) looks at every pending task and the
+job that should drive it (`export_tasks.job_id`), and lets `reconcile_plan.judge` decide: leave it
+to a live job, queue a new job (the crawl resumes from the staging area), or end the task with a
+reason and the `patient.ehi_export_failed` event. It also removes the staging rows and blobs of
+tasks that already ended (a cancelled or timed-out crawl may have written after its end). Every
+step is idempotent and takes row locks with SKIP LOCKED, so any number of workers may run it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+import procrastinate.exceptions
+from sqlalchemy import text
+
+from ehiconnect import audit
+from ehiconnect.exports.models import ExportTask
+from ehiconnect.exports.reconcile_plan import JobState, PendingTask, Verdict, judge
+from ehiconnect.exports.runner import MAX_FAILURES, discard_staging, fail_task
+from ehiconnect.exports.states import PENDING
+from ehiconnect.jobs.enqueue import enqueue
+from ehiconnect.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "exports:run_export"
+
+
+@dataclass
+class ReconcileReport:
+    pending: int = 0
+    requeued: int = 0
+    timed_out: int = 0
+    exhausted: int = 0
+    staging_cleared: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+_PENDING = text(
+    """
+    SELECT t.task_id, t.deadline_at, t.failures, coalesce(j.status::text, 'missing')
+    FROM export_tasks t
+    LEFT JOIN procrastinate_jobs j ON j.id = t.job_id
+    WHERE t.status = 'pending'
+    ORDER BY t.created_at
+    LIMIT :limit
+    """
+)
+
+_JOB_STATE = text(
+    "SELECT coalesce((SELECT status::text FROM procrastinate_jobs WHERE id = :job_id), 'missing')"
+)
+
+# Tasks that ended recently enough to matter and still own staging rows. Staging tables are keyed
+# by task_id first, so each EXISTS is an index probe.
+_ENDED_WITH_STAGING = text(
+    """
+    SELECT t.task_id FROM export_tasks t
+    WHERE t.status <> 'pending' AND t.created_at >= :since
+      AND (EXISTS (SELECT 1 FROM export_items s WHERE s.task_id = t.task_id)
+        OR EXISTS (SELECT 1 FROM export_attachments s WHERE s.task_id = t.task_id)
+        OR EXISTS (SELECT 1 FROM export_steps s WHERE s.task_id = t.task_id)
+        OR EXISTS (SELECT 1 FROM export_errors s WHERE s.task_id = t.task_id))
+    LIMIT :limit
+    """
+)
+
+
+async def reconcile_exports(runtime: Runtime, *, limit: int = 500) -> ReconcileReport:
+    """One pass over pending tasks and ended tasks' leftovers; what it did."""
+    now = runtime.clock.now()
+    async with runtime.database.transaction() as session:
+        rows = (await session.execute(_PENDING, {"limit": limit})).all()
+    report = ReconcileReport(pending=len(rows))
+    for task_id, deadline_at, failures, job_state in rows:
+        task = PendingTask(task_id, deadline_at, failures, JobState(job_state))
+        verdict = judge(task, now=now, max_failures=MAX_FAILURES)
+        if verdict is Verdict.KEEP:
+            continue
+        if verdict is Verdict.FAIL_TIMEOUT:
+            minutes = runtime.settings.exports.deadline_minutes
+            if await fail_task(
+                runtime,
+                task_id,
+                "timeout",
+                f"the export did not finish within {minutes:g} minutes; request a new export",
+            ):
+                report.timed_out += 1
+        elif verdict is Verdict.FAIL_EXHAUSTED:
+            if await fail_task(
+                runtime,
+                task_id,
+                "suppressed_please_contact",
+                "the export failed repeatedly; contact the platform operator",
+            ):
+                report.exhausted += 1
+        elif await _requeue(runtime, task):
+            report.requeued += 1
+    report.staging_cleared = await _clear_ended_staging(runtime, now, limit)
+    if report.requeued or report.timed_out or report.exhausted or report.staging_cleared:
+        log.info("exports reconciled", extra=report.as_json())
+    return report
+
+
+async def _requeue(runtime: Runtime, seen: PendingTask) -> bool:
+    """Queue a new job for a task whose job ended, unless something changed since we looked."""
+    async with runtime.database.transaction() as session:
+        task = await session.get(ExportTask, seen.task_id, with_for_update={"skip_locked": True})
+        if task is None or task.status != PENDING:
+            return False
+        state = await session.scalar(_JOB_STATE, {"job_id": task.job_id})
+        if JobState(state) != seen.job_state:
+            return False
+        try:
+            async with session.begin_nested():  # a refused defer must not abort the transaction
+                task.job_id = await enqueue(
+                    session,
+                    runtime.jobs,
+                    RUN_TASK,
+                    queueing_lock=task.task_id,
+                    task_id=task.task_id,
+                )
+        except procrastinate.exceptions.AlreadyEnqueued:
+            return False  # a job for it is already waiting
+        await audit.record(
+            session,
+            runtime.clock,
+            actor="system",
+            action="export.requeued",
+            org_id=task.org_id,
+            org_connection_id=task.org_connection_id,
+            task_id=task.task_id,
+            detail={"previous_job_state": seen.job_state.value, "failures": task.failures},
+        )
+    log.warning(
+        "export job ended with its task still pending; queued a new job",
+        extra={"task_id": seen.task_id, "job_state": seen.job_state.value},
+    )
+    return True
+
+
+async def _clear_ended_staging(runtime: Runtime, now: dt.datetime, limit: int) -> int:
+    exports = runtime.settings.exports
+    since = now - dt.timedelta(minutes=exports.deadline_minutes, hours=exports.retention_hours)
+    async with runtime.database.transaction() as session:
+        ended = list(await session.scalars(_ENDED_WITH_STAGING, {"since": since, "limit": limit}))
+    for task_id in ended:
+        await discard_staging(runtime, task_id)
+    return len(ended)
