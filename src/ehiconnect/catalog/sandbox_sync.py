@@ -6,10 +6,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.catalog.data import BrandData, CatalogData, EndpointData, PortalData
 from ehiconnect.catalog.importer import ImportReport, import_catalog
+from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.sandbox.catalog import sandbox_catalog
 from ehiconnect.sandbox.systems import PUBLIC_CLIENT_ID
 
 SOURCE = "sandbox"
+SYNC_LOCK = "catalog:sandbox-sync"
 
 
 def sandbox_catalog_data(base_url: str) -> CatalogData:
@@ -49,6 +51,9 @@ def sandbox_catalog_data(base_url: str) -> CatalogData:
 
 
 async def sync_sandbox_catalog(session: AsyncSession, base_url: str) -> ImportReport:
+    """Upsert the sandbox systems; API processes starting together take turns (each would
+    otherwise find a row missing and insert it, and all but one fail on its primary key)."""
+    await advisory_xact_lock(session, SYNC_LOCK)
     return await import_catalog(
         session, sandbox_catalog_data(base_url), source=SOURCE, sandbox=True
     )
