@@ -1,7 +1,11 @@
 """Everything a process needs at run time, built once from the settings in the entry point.
 
-async with Runtime.open(settings) as runtime:
+async with Runtime.open(settings, role=ProcessRole.WORKER) as runtime:
     ...  # runtime.database, runtime.jobs, runtime.clock, runtime.settings
+
+The role sizes the connection pools (`db.pools`) and names the process in `pg_stat_activity`.
+Opening checks the settings every process of a fleet must share (`ehiconnect.fleet`) and loads
+the fleet's one private_key_jwt signing key from the database.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import procrastinate
 from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.connections.vault import TokenCipher, cipher_from_config
-from ehiconnect.consent.client_keys import ClientSigner, load_signer
+from ehiconnect.consent.client_keys import ClientSigner, load_client_signer
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
+from ehiconnect.db.pools import ProcessRole, plan_pools, session_options
 from ehiconnect.db.urls import resolve_database_url
 from ehiconnect.exports.blobs import build_blob_store
 from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.fleet import check_fleet_settings
 from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings
 
@@ -40,15 +46,23 @@ class Runtime:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, settings: Settings, *, clock: Clock | None = None, migrate: bool = True
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        role: ProcessRole = ProcessRole.CLI,
     ) -> AsyncIterator[Runtime]:
         url = database_url(settings)
         if migrate:
             upgrade_database(url)
         cipher = build_cipher(settings)
-        database = Database(url)
-        jobs = build_job_app(url, settings)
+        database = open_database(url, settings, role)
         try:
+            # Before the job queue's pool opens: the check counts other processes' connections.
+            await check_fleet_settings(database, cipher, settings, role)
+            signer = await load_client_signer(database, cipher, settings.data_dir)
+            jobs = build_job_app(url, settings, role)
             async with jobs.open_async(), outbound_client(settings) as http:
                 yield cls(
                     settings=settings,
@@ -57,11 +71,23 @@ class Runtime:
                     clock=clock or SystemClock(),
                     cipher=cipher,
                     http=http,
-                    client_signer=load_signer(settings.data_dir),
+                    client_signer=signer,
                     blobs=build_blob_store(settings),
                 )
         finally:
             await database.close()
+
+
+def open_database(url: str, settings: Settings, role: ProcessRole) -> Database:
+    """The main pool of a process in `role`, sized by its connection budget."""
+    plan = plan_pools(role, settings.db, settings.jobs.concurrency)
+    return Database(
+        url,
+        pool_size=plan.pool_size,
+        max_overflow=plan.max_overflow,
+        pool_timeout_seconds=settings.db.pool_timeout_seconds,
+        connect_args=session_options(role, settings.db),
+    )
 
 
 def outbound_client(settings: Settings) -> httpx.AsyncClient:

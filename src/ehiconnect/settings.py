@@ -82,6 +82,42 @@ class JobSettings(BaseModel):
     )
 
 
+class DatabaseSettings(BaseModel):
+    """Connections each process may hold: a budget (see docs/deploy.md for a fleet's total)."""
+
+    pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections of the process's main pool; default: API 10, a worker (and "
+        "the CLI, which may run jobs in-process) jobs.concurrency + 2",
+    )
+    max_overflow: int = Field(
+        default=0,
+        ge=0,
+        description="Extra connections a main pool may open in a burst (closed when returned); "
+        "counted in the budget",
+    )
+    jobs_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections of the job queue's pool; default: 3 for a worker, 1 otherwise",
+    )
+    pool_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a caller waits for a free pooled connection before an error",
+    )
+    connect_timeout_seconds: int = Field(
+        default=10, ge=1, description="How long opening one connection may take"
+    )
+    statement_timeout_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="PostgreSQL statement_timeout for this process's sessions; unset = the "
+        "server's or role's own setting",
+    )
+
+
 class KeySettings(BaseModel):
     rotation_grace_hours: float = Field(
         default=24.0, description="How long a rotated-out private key keeps working"
@@ -178,6 +214,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
+    db: DatabaseSettings = DatabaseSettings()
     keys: KeySettings = KeySettings()
     vault: VaultSettings = VaultSettings()
     sandbox: SandboxSettings = SandboxSettings()

@@ -20,6 +20,7 @@ from ehiconnect.api.routes import bridge, consent, exports, health, webhooks, we
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
+from ehiconnect.db.pools import ProcessRole
 from ehiconnect.http.asgi_guards import (
     BodyLimit,
     SecurityHeaders,
@@ -37,7 +38,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Runtime.open(settings, clock=clock) as runtime:
+        async with Runtime.open(settings, clock=clock, role=ProcessRole.API) as runtime:
             if settings.sandbox.enabled:
                 async with runtime.database.transaction() as session:
                     await sync_sandbox_catalog(session, settings.sandbox.base_url)

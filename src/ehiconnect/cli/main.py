@@ -107,6 +107,12 @@ def up(
     url = database_url(settings)  # starts the embedded server before the children race for it
     upgrade_database(url)
     console.print(f"[bold]ehiconnect {__version__}[/bold] data in {settings.data_dir.resolve()}")
+    # The worker builds download links from the API's address: give it the one chosen here
+    # (processes of one database must agree on it; see docs/deploy.md).
+    if host:
+        os.environ["EHICONNECT_API__HOST"] = host
+    if port:
+        os.environ["EHICONNECT_API__PORT"] = str(port)
     children = [["worker"]]
     if settings.sandbox.enabled and "sandbox" in _registered_commands():
         children.append(["sandbox"])

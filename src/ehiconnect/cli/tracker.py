@@ -87,8 +87,11 @@ def _with_session(settings: Settings, query: Any) -> dict[str, Any]:
 
     async def run() -> dict[str, Any]:
         from ehiconnect.db.database import Database
+        from ehiconnect.db.pools import ProcessRole
 
-        database = Database(url, pool_size=1)
+        database = Database(
+            url, pool_size=1, connect_args={"application_name": ProcessRole.CLI.application_name}
+        )
         try:
             async with database.transaction() as session:
                 result: dict[str, Any] = await query(session)

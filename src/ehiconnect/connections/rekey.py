@@ -2,7 +2,8 @@
 
 After a new key becomes active, rows sealed with older keys stay readable as long as those keys
 are configured. Re-sealing them lets an operator retire the old keys. Covered: connection tokens,
-PKCE verifiers of consent flows, endpoint client secrets and webhook signing secrets.
+PKCE verifiers of consent flows, endpoint client secrets, webhook signing secrets and the
+platform's private_key_jwt signing key.
 
 Rows are walked in primary-key order, one batch per transaction, so progress survives an
 interruption and a rerun only touches what is left. A connection's tokens are re-sealed under the
@@ -25,6 +26,7 @@ from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tokens import lock_connection
 from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
+from ehiconnect.consent.client_keys import ClientSigningKey, sealing_context
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.db.database import Database
 from ehiconnect.webhooks.models import WebhookEndpointSecret
@@ -78,6 +80,13 @@ SEALED_KINDS: tuple[SealedKind, ...] = (
         key="id",
         kid="secret_kid",
         ciphertexts=(("secret_ciphertext", lambda r: f"webhook_endpoint:{r.endpoint_id}:secret"),),
+    ),
+    SealedKind(
+        name="client_signing_keys",
+        model=ClientSigningKey,
+        key="name",
+        kid="sealed_kid",
+        ciphertexts=(("private_jwk_ct", lambda r: sealing_context(r.name)),),
     ),
 )
 

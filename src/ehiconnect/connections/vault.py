@@ -9,6 +9,9 @@ does not decrypt.
 Keys come from settings (`vault.keys`, a kid → base64 map, plus `vault.active_kid`), typically
 injected from a secret manager. With none configured, a key file is created in the data directory
 (mode 0600) so that the embedded defaults work; production deployments should configure keys.
+Every process of a fleet must hold the same keys: `key_checks()` gives a check value per key id
+(an HMAC of a fixed label, never the key) that processes record and compare at start
+(`ehiconnect.fleet`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -29,6 +34,7 @@ from pydantic import BaseModel
 log = logging.getLogger(__name__)
 
 _NONCE_BYTES = 12
+_KEY_CHECK_LABEL = b"ehiconnect vault key check v1"
 
 
 class VaultError(Exception):
@@ -42,14 +48,25 @@ class Sealed:
 
 
 class TokenCipher:
-    def __init__(self, keys: dict[str, bytes], active_kid: str) -> None:
+    def __init__(
+        self, keys: dict[str, bytes], active_kid: str, *, source: str = "vault.keys"
+    ) -> None:
         if active_kid not in keys:
             raise ValueError(f"the active vault key id {active_kid!r} is not among the keys")
         for kid, key in keys.items():
             if len(key) != 32:
                 raise ValueError(f"vault key {kid!r} must be 32 bytes (AES-256), got {len(key)}")
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
+        self._checks = {
+            kid: hmac.new(key, _KEY_CHECK_LABEL, hashlib.sha256).hexdigest()
+            for kid, key in keys.items()
+        }
         self.active_kid = active_kid
+        self.source = source  # where the keys came from, for messages: settings or a key file
+
+    def key_checks(self) -> dict[str, str]:
+        """Key id → HMAC-SHA256 of a fixed label under that key: equal values, equal keys."""
+        return dict(self._checks)
 
     def seal(self, plaintext: str, *, context: str) -> Sealed:
         nonce = secrets.token_bytes(_NONCE_BYTES)
@@ -109,7 +126,7 @@ def _file_cipher(path: Path) -> TokenCipher:
     if not stored.active_kid:
         raise ValueError(f"{path} names no active key; add one with `ehiconnect vault add-key`")
     keys = {kid: _decode_key(kid, value) for kid, value in stored.keys.items()}
-    return TokenCipher(keys, stored.active_kid)
+    return TokenCipher(keys, stored.active_kid, source=str(path))
 
 
 class KeyFile(BaseModel):

@@ -2,8 +2,9 @@
 
 from ehiconnect.catalog import models as catalog_models
 from ehiconnect.connections import models as connection_models
+from ehiconnect.consent import client_keys as client_key_models
 from ehiconnect.consent import models as consent_models
-from ehiconnect.db import models
+from ehiconnect.db import fleet_state, models
 from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
 from ehiconnect.tracker import models as tracker_models
@@ -12,9 +13,11 @@ from ehiconnect.webhooks import models as webhook_models
 __all__ = [
     "Base",
     "catalog_models",
+    "client_key_models",
     "connection_models",
     "consent_models",
     "export_models",
+    "fleet_state",
     "models",
     "tracker_models",
     "webhook_models",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,15 +17,30 @@ from ehiconnect.db.urls import to_sqlalchemy_url
 
 
 class Database:
-    """Owns the connection pool. Create with a URL, `await close()` when done."""
+    """Owns the connection pool. Create with a URL, `await close()` when done.
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    The pool opens at most `pool_size + max_overflow` connections, lazily; a caller finding none
+    free waits up to `pool_timeout_seconds`. `connect_args` are libpq parameters for every
+    connection (`application_name`, `connect_timeout`, `options`; see `db.pools`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 0,
+        pool_timeout_seconds: float = 30.0,
+        connect_args: dict[str, Any] | None = None,
+    ) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
             to_sqlalchemy_url(url),
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout_seconds,
             pool_pre_ping=True,
+            connect_args=connect_args or {},
             # Statement parameters can hold tokens and patient data: keep them out of errors, logs.
             hide_parameters=True,
         )

@@ -19,6 +19,7 @@ from ehiconnect.db.urls import to_sqlalchemy_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x6568_6963  # "ehic"
+MIGRATIONS_APPLICATION_NAME = "ehiconnect-migrations"  # one short-lived connection per start
 
 
 def alembic_config() -> Config:
@@ -37,7 +38,11 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade_database(url: str, target: str = "head") -> str | None:
     """Migrate the database at `url` to `target`; returns the revision it ends at."""
-    engine = create_engine(to_sqlalchemy_url(url), hide_parameters=True)
+    engine = create_engine(
+        to_sqlalchemy_url(url),
+        hide_parameters=True,
+        connect_args={"application_name": MIGRATIONS_APPLICATION_NAME},
+    )
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import procrastinate
 
+from ehiconnect.db.pools import ProcessRole, job_pool_options
 from ehiconnect.settings import Settings
 
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
@@ -30,8 +31,12 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def build_job_app(url: str, settings: Settings) -> procrastinate.App:
-    connector = procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=4)
+def build_job_app(
+    url: str, settings: Settings, role: ProcessRole = ProcessRole.CLI
+) -> procrastinate.App:
+    connector = procrastinate.PsycopgConnector(
+        conninfo=url, **job_pool_options(role, settings.db, settings.jobs.concurrency)
+    )
     app = procrastinate.App(connector=connector)
     factories = list(BLUEPRINTS) + [
         (module.rsplit(".", 1)[-1], f"{module}:make_blueprint")

@@ -9,6 +9,7 @@ import logging
 import os
 from typing import Any
 
+from ehiconnect.db.pools import ProcessRole
 from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -44,7 +45,7 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     `webhooks:deliver_event` jobs then send the due deliveries themselves.
     """
     limit_malloc_arenas()
-    async with Runtime.open(settings) as runtime:
+    async with Runtime.open(settings, role=ProcessRole.WORKER) as runtime:
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:
             await _run_queue(runtime, name=name, wait=False, context={RUNTIME_KEY: runtime})

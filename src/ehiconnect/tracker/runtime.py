@@ -18,6 +18,7 @@ import procrastinate
 
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.db.database import Database
+from ehiconnect.db.pools import ProcessRole
 from ehiconnect.exports.storage.local import LocalBlobStore
 from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.jobs.context import runtime_of
@@ -48,7 +49,12 @@ class TrackerRuntime:
         clock: Clock | None = None,
         jobs: procrastinate.App | None = None,
     ) -> AsyncIterator[TrackerRuntime]:
-        database = Database(database_url, pool_size=4)
+        database = Database(
+            database_url,
+            pool_size=4,
+            max_overflow=4,
+            connect_args={"application_name": ProcessRole.TRACKER.application_name},
+        )
         own_jobs = jobs is None
         app = jobs or build_tracker_job_app(database_url)
         try:

@@ -72,6 +72,7 @@ async def test_reencrypt_after_add_key_moves_every_secret_to_the_new_key(
         "consent_flows": 1,
         "endpoint_client_secrets": 1,
         "webhook_secrets": 1,
+        "client_signing_keys": 1,
     }
     assert set(report["unreadable"].values()) == {0}
 
