@@ -6,8 +6,6 @@ the Origin and Referer headers of the browser-facing routes, and registered redi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -79,10 +77,11 @@ def test_api_stores_an_internationalized_host_in_ascii(
 
 
 @pytest.fixture
-def cli(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     assert settings.database_url is not None
     monkeypatch.setenv("EHICONNECT_DATABASE_URL", settings.database_url.get_secret_value())
-    monkeypatch.setenv("EHICONNECT_DATA_DIR", str(tmp_path / "cli"))
+    # The same data directory (and so vault key) as the runtime that created `org`.
+    monkeypatch.setenv("EHICONNECT_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("EHICONNECT_CONFIG", raising=False)
     return CliRunner()
 
