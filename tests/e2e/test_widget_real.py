@@ -218,7 +218,9 @@ async def test_a_patient_connects_a_misspelled_health_system(
     await expect(widget.dialog()).to_be_hidden()
     complete = await events.wait_for("widget.complete")
     assert complete["api_mode"] == "test"
-    assert complete["data"] == [success]
+    [account] = complete["data"]
+    assert {key: account[key] for key in success} == success
+    assert (account["brand"]["id"], account["brand"]["name"]) == (success["brand_id"], HARBOR)
     assert (await events.types())[-2:] == ["widget.complete", "widget.close"]
     await shot(page, "closed")
 
@@ -285,7 +287,7 @@ async def test_two_health_systems_in_one_session(widget: Widget, database_url: s
     await page.get_by_role("button", name="Done").click()
 
     complete = (await events.wait_for("widget.complete"))["data"]
-    assert complete == [first, second]
+    assert [{key: account[key] for key in first} for account in complete] == [first, second]
     assert (first["endpoint_id"], second["endpoint_id"]) == (ids["harbor"], ids["cedar"])
     assert first["org_connection_id"] != second["org_connection_id"]
     assert second["platform_type"] == "epic"
@@ -315,7 +317,8 @@ async def test_reconnect_signs_in_again_to_the_same_connection(
     async with page.expect_popup() as opened:
         await page.get_by_role("button", name="Sign in again").click()
     pending = await events.wait_for("patient.connection_pending")
-    assert pending["data"] == {"org_connection_id": connection_id}
+    assert pending["data"]["org_connection_id"] == connection_id
+    assert pending["data"]["brand_id"] is None  # nothing chosen: the connection's own system
     popup = await opened.value
     # Back to the connection's own health system, with nothing to choose.
     await popup.wait_for_url(f"{widget.sandbox.url}/harbor/auth/**")
@@ -398,7 +401,7 @@ async def finish_without_opener(widget: Widget, popup: Page, database_url: str) 
     await shot(page, "connected")
     await page.get_by_role("button", name="Done").click()
     complete = await events.wait_for("widget.complete")
-    assert complete["data"] == [success]
+    assert [{key: account[key] for key in success} for account in complete["data"]] == [success]
     assert len(await events.of_type("patient.connection_success")) == 1
     assert "patient.connection_failed" not in await events.types()
     # Delivered by the result handle: read once, and nothing of the result kept after that.

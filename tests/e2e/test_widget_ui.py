@@ -470,9 +470,13 @@ async def test_connecting_a_health_system_reports_success_then_complete(
 
     pending = await events.wait_for("patient.connection_pending")
     assert pending["data"] == {
+        "public_id": PUBLIC_ID,
         "brand_id": "brand-general",
         "portal_id": "portal-general",
         "endpoint_id": "ep-general",
+        "external_id": "user-42",
+        "external_state": None,
+        "org_connection_id": None,
     }
     success = (await events.wait_for("patient.connection_success"))["data"]
     assert uuid.UUID(success["org_connection_id"]).version == 4
@@ -483,6 +487,10 @@ async def test_connecting_a_health_system_reports_success_then_complete(
         "brand_id": "brand-general",
         "portal_id": "portal-general",
         "endpoint_id": "ep-general",
+        "scope": None,
+        "consent_expires_at": None,
+        "external_id": "user-42",
+        "external_state": None,
     }
     if not popup.is_closed():  # the callback page closes its own window
         await popup.wait_for_event("close")
@@ -502,7 +510,15 @@ async def test_connecting_a_health_system_reports_success_then_complete(
 
     await expect(dialog(page)).to_be_hidden()
     complete = await events.wait_for("widget.complete")
-    assert complete["data"] == [success]
+    # Fasten's connected-account shape: the success fields plus brand, portal and endpoint.
+    assert complete["data"] == [
+        {
+            **success,
+            "brand": {"id": "brand-general", "name": "General Hospital", "logo_uri": None},
+            "portal": {"id": "portal-general", "name": "MyGeneral"},
+            "endpoint": {"id": "ep-general", "platform_type": "epic"},
+        }
+    ]
     assert (await events.types())[-2:] == ["widget.complete", "widget.close"]
     await screenshot(page, "closed")
 
@@ -551,9 +567,13 @@ async def test_a_declined_sign_in_reports_failure(
 
     failed = (await events.wait_for("patient.connection_failed"))["data"]
     assert failed == {
+        "public_id": PUBLIC_ID,
         "brand_id": "brand-declined",
         "portal_id": "portal-declined",
         "endpoint_id": "ep-declined",
+        "external_id": "user-42",
+        "external_state": None,
+        "org_connection_id": None,
         "error": "access_denied",
         "error_description": "You chose not to share your records.",
     }
@@ -654,7 +674,8 @@ async def test_a_result_both_paths_bring_is_reported_once(
     await expect(heading(page)).to_have_text("Connected to Slow Valley Medical")
     await screenshot(page, "connected-once")
     await page.get_by_role("button", name="Done").click()
-    assert (await events.wait_for("widget.complete"))["data"] == [success]
+    [account] = (await events.wait_for("widget.complete"))["data"]
+    assert {key: account[key] for key in success} == success
 
     # The popup's URL carried only the challenge; the handle itself went only to the platform.
     handle = fake.polls[polls_before]

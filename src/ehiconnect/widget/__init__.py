@@ -21,6 +21,7 @@ from ehiconnect.widget.callback_page import (
 
 __all__ = [
     "CALLBACK_PAGE_CSP",
+    "FASTEN_ASSETS",
     "WIDGET_ASSETS",
     "WidgetAsset",
     "failure_result",
@@ -32,8 +33,17 @@ __all__ = [
 WIDGET_ASSETS: dict[str, str] = {
     "ehi-stitch-element.js": "text/javascript; charset=utf-8",
     "ehi-stitch-element.css": "text/css; charset=utf-8",
+    "fasten-stitch-element.css": "text/css; charset=utf-8",
 }
-"""File name → media type of every file served under `/widget/`."""
+"""File name → media type of every file under `widget/static/`."""
+
+FASTEN_ASSETS: dict[str, str] = {
+    "fasten-stitch-element.js": "ehi-stitch-element.js",
+    "fasten-stitch-element.css": "fasten-stitch-element.css",
+}
+"""What `/connect/v4/<name>` (Fasten Connect's CDN path, compat) serves: the same script, which
+defines `<fasten-stitch-element>` too, and a stylesheet for the host page's `<head>` that styles
+only the element's own box (the widget's inside is styled from its shadow root)."""
 
 
 @dataclass(frozen=True)

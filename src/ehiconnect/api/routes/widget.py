@@ -1,4 +1,6 @@
-"""`/widget/...`: the consent widget's script and stylesheet (DESIGN §1, §3).
+"""`/widget/...`: the consent widget's script and stylesheet (DESIGN §1, §3), also at Fasten
+Connect's CDN paths `/connect/v4/fasten-stitch-element.{js,css}` (and v3's, which v4 replaced
+without changing its contract), so a Fasten customer changes only the script's host.
 
 Public, static and cacheable for five minutes, so a release reaches embedding pages quickly; the
 ETag lets browsers revalidate cheaply after that. Any origin may load them (the API calls the
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ehiconnect.widget import WidgetAsset, widget_asset
+from ehiconnect.widget import FASTEN_ASSETS, WidgetAsset, widget_asset
 
 router = APIRouter(tags=["widget"])
 
 CACHE_CONTROL = "public, max-age=300"
+FASTEN_VERSIONS = ("v4", "v3")
 
 
 def _etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -49,3 +52,29 @@ async def widget_script(request: Request) -> Response:
 async def widget_stylesheet(request: Request) -> Response:
     """The widget's stylesheet, linked from inside its shadow root."""
     return _asset_response(request, widget_asset("ehi-stitch-element.css"))
+
+
+async def fasten_widget_script(request: Request) -> Response:
+    """The same web component under Fasten Connect's path; it also defines
+    `<fasten-stitch-element>`."""
+    return _asset_response(request, widget_asset(FASTEN_ASSETS["fasten-stitch-element.js"]))
+
+
+async def fasten_widget_stylesheet(request: Request) -> Response:
+    """A stylesheet for the host page's `<head>`, as Fasten's quickstart links it: it sizes the
+    element only; the widget styles its inside from its shadow root."""
+    return _asset_response(request, widget_asset(FASTEN_ASSETS["fasten-stitch-element.css"]))
+
+
+for _version in FASTEN_VERSIONS:
+    for _name, _endpoint in (
+        ("fasten-stitch-element.js", fasten_widget_script),
+        ("fasten-stitch-element.css", fasten_widget_stylesheet),
+    ):
+        _path = f"/connect/{_version}/{_name}"
+        router.add_api_route(
+            _path, _endpoint, methods=["GET"], response_class=Response, name=f"{_version}-{_name}"
+        )
+        router.add_api_route(
+            _path, _endpoint, methods=["HEAD"], response_class=Response, include_in_schema=False
+        )

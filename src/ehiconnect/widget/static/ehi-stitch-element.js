@@ -1,5 +1,8 @@
 /*
- * <ehi-stitch-element>: ehiconnect's embeddable consent widget ("Stitch").
+ * <ehi-stitch-element>: ehiconnect's embeddable consent widget ("Stitch"). The same element is
+ * also defined as <fasten-stitch-element> and this script is also served at
+ * /connect/v4/fasten-stitch-element.js, so a page written for Fasten Connect's Stitch works by
+ * changing only the script's host (docs/migrating-from-fasten.md).
  *
  * A patient opens it from a button, finds their health system in the catalog, and signs in at
  * that health system's patient portal in a popup. The platform's OAuth callback page posts the
@@ -21,8 +24,13 @@
 (() => {
   'use strict';
 
-  const TAG = 'ehi-stitch-element';
-  const SCRIPT_PATH = '/widget/ehi-stitch-element.js';
+  const TAGS = ['ehi-stitch-element', 'fasten-stitch-element'];
+  // Where the platform serves this script; the API base is what comes before it.
+  const SCRIPT_PATHS = [
+    '/widget/ehi-stitch-element.js',
+    '/connect/v4/fasten-stitch-element.js',
+    '/connect/v3/fasten-stitch-element.js',
+  ];
 
   const EVENT = Object.freeze({
     CONNECTION_PENDING: 'patient.connection_pending',
@@ -34,9 +42,11 @@
     SEARCH_QUERY: 'search.query',
   });
 
-  // The fields of a connected account, as widget.complete and patient.connection_success carry it.
+  // The fields of a connected account, as widget.complete and patient.connection_success carry it
+  // (Fasten's names; scope and consent_expires_at are null when the callback did not report them).
   const ACCOUNT_FIELDS = [
     'org_connection_id', 'connection_status', 'platform_type', 'brand_id', 'portal_id', 'endpoint_id',
+    'scope', 'consent_expires_at',
   ];
 
   const PAGE_SIZE = 20;
@@ -74,13 +84,15 @@
     const current = document.currentScript;
     if (current && current.src) return current.src;
     for (const script of document.querySelectorAll('script[src]')) {
-      if (new URL(script.src, document.baseURI).pathname.endsWith(SCRIPT_PATH)) return script.src;
+      const path = new URL(script.src, document.baseURI).pathname;
+      if (SCRIPT_PATHS.some((known) => path.endsWith(known))) return script.src;
     }
     return null;
   })();
 
   /** The platform's base URL (always ending in "/"): the api-base attribute, else where this
-   *  script was served from (one level above /widget/, so path-prefixed deployments work). */
+   *  script was served from (what precedes /widget/… or /connect/v4/…, so path-prefixed
+   *  deployments work). */
   function resolveApiBase(attribute) {
     try {
       if (attribute) {
@@ -88,7 +100,14 @@
         if (!url.pathname.endsWith('/')) url.pathname += '/';
         return url;
       }
-      if (SCRIPT_URL) return new URL('../', SCRIPT_URL);
+      if (SCRIPT_URL) {
+        const url = new URL(SCRIPT_URL);
+        const known = SCRIPT_PATHS.find((path) => url.pathname.endsWith(path));
+        url.pathname = known ? `${url.pathname.slice(0, -known.length)}/` : new URL('../', url).pathname;
+        url.search = '';
+        url.hash = '';
+        return url;
+      }
     } catch (error) {
       // fall through to the page's own origin
     }
@@ -199,6 +218,24 @@
     }
   }
 
+  /** One entry of widget.complete: the connection_success fields plus Fasten's brand, portal and
+   *  endpoint objects (only what the widget knows of them). */
+  function completedAccount({ event, target }) {
+    const brand = target.brand || {};
+    const portal = target.portal || {};
+    const endpoint = target.endpoint || {};
+    return {
+      ...event,
+      brand: event.brand_id
+        ? { id: event.brand_id, name: brand.name ?? null, logo_uri: brand.logo ?? null }
+        : null,
+      portal: event.portal_id ? { id: event.portal_id, name: portal.name ?? null } : null,
+      endpoint: event.endpoint_id
+        ? { id: event.endpoint_id, platform_type: endpoint.platform_type ?? event.platform_type }
+        : null,
+    };
+  }
+
   let instanceCount = 0;
 
   class EhiStitchElement extends HTMLElement {
@@ -269,6 +306,15 @@
       if (this.#ui && this.#ui.dialog.open) this.#ui.dialog.close();
     }
 
+    /** Fasten's names for open() and close(). */
+    show() {
+      this.open();
+    }
+
+    hide() {
+      this.close();
+    }
+
     // ---- configuration -------------------------------------------------------------------------
 
     get #publicId() {
@@ -319,6 +365,14 @@
       if (problem) {
         this.#emitConfigError(problem);
         return;
+      }
+      if (flag(this.getAttribute('tefca-mode'))) {
+        // Fasten's TEFCA IAS mode needs a TEFCA network membership; this platform has none. Say so
+        // and carry on with the catalog search, which reaches the same health systems' portals.
+        this.#emitConfigError(new ApiProblem(
+          'tefca_mode_unsupported',
+          'tefca-mode is not supported by ehiconnect; the patient searches the catalog instead.',
+        ));
       }
       try {
         await this.#loadOrg();
@@ -556,7 +610,7 @@
       this.#closePopup();
       this.#stopSearching();
       if (this.#accounts.length > 0) {
-        this.#emit(EVENT.COMPLETE, this.#accounts.map((account) => account.event));
+        this.#emit(EVENT.COMPLETE, this.#accounts.map((account) => completedAccount(account)));
       }
       this.#accounts = [];
       this.#emit(EVENT.CLOSE, {});
@@ -936,12 +990,17 @@
       this.#showPending(target);
     }
 
+    /** What patient.connection_pending carries (Fasten's fields); connection_failed adds the
+     *  error. org_connection_id is set only when reconnecting. */
     #targetIds(target) {
-      if (target.reconnect) return { org_connection_id: target.reconnect };
       return {
+        public_id: this.#publicId,
         brand_id: (target.brand && target.brand.id) || null,
         portal_id: (target.portal && target.portal.id) || null,
         endpoint_id: (target.endpoint && target.endpoint.id) || null,
+        external_id: this.#attr('external-id'),
+        external_state: this.#attr('external-state'),
+        org_connection_id: target.reconnect || null,
       };
     }
 
@@ -1141,10 +1200,12 @@
       const ids = this.#targetIds(target);
       const event = {};
       for (const field of ACCOUNT_FIELDS) event[field] = payload[field] ?? ids[field] ?? null;
+      event.external_id = ids.external_id;
+      event.external_state = ids.external_state;
       // A reconnect keeps its id, so it replaces rather than adds.
       this.#accounts = this.#accounts
         .filter((account) => account.event.org_connection_id !== event.org_connection_id);
-      this.#accounts.push({ event, name: this.#targetName(target) });
+      this.#accounts.push({ event, name: this.#targetName(target), target });
       this.#emit(EVENT.CONNECTION_SUCCESS, event);
       if (!this.#ui.dialog.open) return;
 
@@ -1185,5 +1246,10 @@
     }
   }
 
-  if (!customElements.get(TAG)) customElements.define(TAG, EhiStitchElement);
+  // One class per name: a custom element constructor can be registered under one name only.
+  for (const [position, tag] of TAGS.entries()) {
+    if (!customElements.get(tag)) {
+      customElements.define(tag, position === 0 ? EhiStitchElement : class extends EhiStitchElement {});
+    }
+  }
 })();
