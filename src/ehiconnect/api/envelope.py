@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from ehiconnect.api.cors import error_cors_headers
 from ehiconnect.errors import ApiError, RateLimited, Unauthorized
+from ehiconnect.http.asgi_guards import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +90,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette renders this outside the user middleware, so the request id header is set here.
+    # Starlette renders this outside the user middleware, so the request id and the security
+    # headers are set here.
     request_id = str(getattr(request.state, "request_id", ""))
     log.error(
         "unhandled error",
         exc_info=exc,
         extra={"path": request.url.path, "request_id": request_id},
     )
-    return error_response(
+    response = error_response(
         500,
         "internal_error",
         "the server failed unexpectedly; retry later, and report the request id "
         f"{request_id} if it persists",
         headers={"x-request-id": request_id},
     )
+    add_security_headers(response.headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -23,6 +23,7 @@ from ehiconnect.http.asgi_guards import (
     refuse_by_path,
     url_problem,
 )
+from ehiconnect.settings import ApiSettings
 
 
 def _scope(
@@ -253,3 +254,13 @@ def test_ipv6_clients_share_a_rate_limit_bucket_per_64() -> None:
     assert client_key("::ffff:203.0.113.7") == "203.0.113.7"
     assert client_key("203.0.113.7") != client_key("203.0.113.8")
     assert client_key("not-an-address") == "not-an-address"
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    with pytest.raises(ValueError, match="not an IP address or CIDR network"):
+        ApiSettings(trusted_proxies=["proxy.internal"])
+    assert ApiSettings(trusted_proxies=["10.0.0.0/8", "::1"]).trusted_proxies == [
+        "10.0.0.0/8",
+        "::1",
+    ]
+    assert ApiSettings().trusted_proxies == []
