@@ -16,7 +16,16 @@ from ehiconnect import __version__
 from ehiconnect.api.deps import authenticate_before_body
 from ehiconnect.api.envelope import guard_refusal, install_error_handlers
 from ehiconnect.api.ratelimit import TokenBucketLimiter
-from ehiconnect.api.routes import bridge, consent, exports, health, webhooks, wellknown, widget
+from ehiconnect.api.routes import (
+    bridge,
+    consent,
+    exports,
+    health,
+    support,
+    webhooks,
+    wellknown,
+    widget,
+)
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
@@ -26,6 +35,8 @@ from ehiconnect.http.asgi_guards import (
     SecurityHeaders,
     UrlGuard,
     accepted_request_id,
+    path_under,
+    refuse_by_path,
 )
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -63,16 +74,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(consent.router, prefix="/v1")
     app.include_router(exports.router, prefix="/v1")
     app.include_router(webhooks.router, prefix="/v1")
+    app.include_router(support.router, prefix="/v1")
     app.include_router(widget.router)
 
+    # The FHIR side (Bulk Data) answers errors as OperationOutcomes, the rest the envelope.
+    edge_refusal = refuse_by_path(path_under("/v1/fhir"), guard_refusal)
     # Added last = runs first: the log sees every answer, guards' refusals included.
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.api.max_body_bytes,
-        refuse=guard_refusal,
+        refuse=edge_refusal,
         before_body=authenticate_before_body,
     )
-    app.add_middleware(UrlGuard, refuse=guard_refusal)
+    app.add_middleware(UrlGuard, refuse=edge_refusal)
     if settings.api.trusted_proxies:
         # uvicorn's own walk of X-Forwarded-For (from the right, skipping trusted hops), with
         # our list; the servers we start have theirs off (proxy_headers=False).

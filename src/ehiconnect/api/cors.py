@@ -12,7 +12,12 @@ from ehiconnect.orgs.origins import origin_allowed
 # Paths a browser calls directly; their error responses carry CORS headers too, so the widget can
 # show the error's description instead of an opaque network failure (they hold no data) — except
 # the refusal of an origin the organization has not registered, which that origin must not read.
-BROWSER_PATHS = ("/v1/bridge/org", "/v1/bridge/catalog", "/v1/bridge/connect/result")
+BROWSER_PATHS = (
+    "/v1/bridge/org",
+    "/v1/bridge/catalog",
+    "/v1/bridge/connect/result",
+    "/v1/support/request",
+)
 
 
 def allow_origin(request: Request, response: Response, org: Organization, mode: ApiMode) -> None:

@@ -80,12 +80,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        # loc starts with where the value was ("body", "query", ...); only a body's is implied.
+        loc = tuple(error.get("loc", ()))
+        where = ".".join(str(part) for part in (loc[1:] if loc[:1] == ("body",) else loc))
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
     return error_response(
         422,
         "invalid_request",
         "the request is invalid: " + "; ".join(problems) + "; fix and resend",
+        error_cors_headers(request),
     )
 
 

@@ -7,6 +7,7 @@ from ehiconnect.consent import models as consent_models
 from ehiconnect.db import fleet_state, models
 from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
+from ehiconnect.support import models as support_models
 from ehiconnect.tracker import models as tracker_models
 from ehiconnect.webhooks import models as webhook_models
 
@@ -19,6 +20,7 @@ __all__ = [
     "export_models",
     "fleet_state",
     "models",
+    "support_models",
     "tracker_models",
     "webhook_models",
 ]

@@ -15,10 +15,18 @@ CONNECTION_SUCCESS: Final = "patient.connection_success"
 AUTHORIZATION_REVOKED: Final = "patient.authorization_revoked"
 EHI_EXPORT_SUCCESS: Final = "patient.ehi_export_success"
 EHI_EXPORT_FAILED: Final = "patient.ehi_export_failed"
+REQUEST_HEALTH_SYSTEM: Final = "patient.request_health_system"
 WEBHOOK_TEST: Final = "webhook.test"
 
 EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    {CONNECTION_SUCCESS, AUTHORIZATION_REVOKED, EHI_EXPORT_SUCCESS, EHI_EXPORT_FAILED, WEBHOOK_TEST}
+    {
+        CONNECTION_SUCCESS,
+        AUTHORIZATION_REVOKED,
+        EHI_EXPORT_SUCCESS,
+        EHI_EXPORT_FAILED,
+        REQUEST_HEALTH_SYSTEM,
+        WEBHOOK_TEST,
+    }
 )
 
 EXPORT_FAILURE_REASONS: Final[frozenset[str]] = frozenset(

@@ -34,6 +34,7 @@ def test_event_type_names_are_the_compat_ones() -> None:
         "patient.authorization_revoked",
         "patient.ehi_export_success",
         "patient.ehi_export_failed",
+        "patient.request_health_system",
         "webhook.test",
     }
     assert expected == events.EVENT_TYPES

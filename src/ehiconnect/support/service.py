@@ -1,0 +1,99 @@
+"""Support requests: store what the patient asked for and announce it to the organization.
+
+The row and its `patient.request_health_system` webhook event are written in one transaction (the
+outbox), so a request is never stored without its event or announced without being stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import procrastinate
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect.clock import Clock
+from ehiconnect.ids import ApiMode
+from ehiconnect.support.models import SupportRequest
+from ehiconnect.webhooks import events
+from ehiconnect.webhooks.outbox import emit
+
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path
+MAX_NAME = 200
+MAX_SUBJECT = 200
+MAX_BODY = 5000
+MAX_EXTERNAL_ID = 200
+
+
+@dataclass(frozen=True)
+class SupportAsk:
+    """What the patient typed, already validated by the caller (API body model or CLI)."""
+
+    email: str
+    name: str
+    subject: str
+    body: str
+    external_id: str | None = None
+
+
+def event_data(request: SupportRequest) -> dict[str, Any]:
+    """The `patient.request_health_system` payload (docs/webhooks.md)."""
+    return {
+        "email": request.email,
+        "name": request.name,
+        "subject": request.subject,
+        "body": request.body,
+        "external_id": request.external_id,
+        "org_id": request.org_id,
+        "support_request_id": request.request_id,
+    }
+
+
+async def record_support_request(
+    session: AsyncSession,
+    *,
+    jobs: procrastinate.App | None,
+    clock: Clock,
+    org_id: str,
+    api_mode: ApiMode,
+    ask: SupportAsk,
+) -> SupportRequest:
+    """Store the request and emit its webhook event, in the caller's transaction."""
+    request = SupportRequest(
+        request_id=str(uuid.uuid4()),
+        org_id=org_id,
+        api_mode=api_mode,
+        email=ask.email,
+        name=ask.name,
+        subject=ask.subject,
+        body=ask.body,
+        external_id=ask.external_id,
+        event_id="",
+        created_at=clock.now(),
+    )
+    request.event_id = await emit(
+        session,
+        jobs=jobs,
+        clock=clock,
+        org_id=org_id,
+        api_mode=api_mode,
+        type=events.REQUEST_HEALTH_SYSTEM,
+        data=event_data(request),
+    )
+    session.add(request)
+    await session.flush()
+    return request
+
+
+async def list_support_requests(
+    session: AsyncSession, *, org_id: str | None = None, limit: int = 100
+) -> list[SupportRequest]:
+    """The newest requests first, of one organization or of all."""
+    query = select(SupportRequest).order_by(
+        SupportRequest.created_at.desc(), SupportRequest.request_id
+    )
+    if org_id is not None:
+        query = query.where(SupportRequest.org_id == org_id)
+    return list((await session.scalars(query.limit(limit))).all())
