@@ -124,8 +124,10 @@ async def test_fhir_routes_answer_errors_as_operation_outcomes(platform: Platfor
     for odd in ("nope", "g" * 32, "0" * 33):
         assert bulk(platform, "GET", odd).status_code == 404, odd
         outcome(bulk(platform, "DELETE", odd))
-    for odd in ("a%00" + "0" * 29, "%00" * 32):  # refused before or at the database, never 500
-        assert bulk(platform, "GET", odd).status_code in (400, 404), odd
+    for odd in ("a%00" + "0" * 29, "%00" * 32):  # refused at the edge, never a 500
+        refused = bulk(platform, "GET", odd)
+        assert refused.status_code == 400, odd
+        assert "control character" in outcome(refused)["issue"][0]["diagnostics"]
 
     anonymous = httpx.get(f"{base}/bulkstatus/{'0' * 32}")
     assert anonymous.status_code == 401
