@@ -46,7 +46,7 @@ _FHIR_ISSUES = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
-    413: "too-costly",
+    413: "too-long",
     500: "exception",
 }
 
