@@ -178,3 +178,52 @@ async def test_fastens_quickstart_page_completes_a_sandbox_consent(
     assert read.status_code == 200, read.text
     assert read.json()["data"]["status"] == "authorized"
     assert read.json()["data"]["catalog_endpoint_id"] == harbor
+
+
+async def test_a_patient_who_cannot_find_their_health_system_asks_for_it(
+    page: Page,
+    events: EventLog,
+    screenshot: Screenshot,
+    host_pages: HostPages,
+    api: ThreadedServer,
+    org: CreatedOrg,
+    database_url: str,
+) -> None:
+    """Fasten's documented `email` attribute prefills the request form (#16 item 4)."""
+    public_id = org.keys["test"].public_id
+    quickstart = QUICKSTART_PAGE.format(host=html.escape(api.url.rstrip("/")), public_id=public_id)
+    with_email = quickstart.replace('external-id="1"', 'external-id="1" email="amy@example.com"')
+    await events.attach(page)
+    await page.goto(host_pages.add(with_email))
+    await page.get_by_role("button", name="Connect your health records").click()
+    field = page.get_by_label("Search for your health system")
+    await field.fill("riverside family practice")
+    await field.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("No health systems match")
+
+    await page.get_by_role("button", name="Can\u2019t find your health system?").click()
+    await expect(page.get_by_label("Your email")).to_have_value("amy@example.com")
+    await expect(page.get_by_label("Subject")).to_have_value("Please add riverside family practice")
+    await page.get_by_label("Your name").fill("Amy Patient")
+    await page.get_by_label("Which health system?").fill("Riverside Family Practice, Boise ID")
+    await screenshot(page, "support-form")
+    await page.get_by_role("button", name="Send request").click()
+
+    await expect(page.locator("fasten-stitch-element dialog").get_by_role("heading")).to_have_text(
+        "Request sent"
+    )
+    rows = real.query(
+        database_url,
+        "SELECT s.email, s.name, s.subject, s.body, s.external_id, e.type "
+        "FROM support_requests s JOIN webhook_events e USING (event_id)",
+    )
+    assert rows == [
+        (
+            "amy@example.com",
+            "Amy Patient",
+            "Please add riverside family practice",
+            "Riverside Family Practice, Boise ID",
+            "1",
+            "patient.request_health_system",
+        )
+    ]

@@ -770,10 +770,73 @@
         type: 'button', class: 'secondary more', hidden: true, text: 'Show more results',
         onClick: () => this.#runSearch({ append: true }),
       });
-      this.#showView('Find your health system', [form, results, more], { focus: input });
+      const missing = h('p', { class: 'missing' }, button(
+        'Can’t find your health system?', () => this.#showSupportForm(), 'link',
+      ));
+      this.#showView('Find your health system', [form, results, more, missing], { focus: input });
       this.#ui.results = results;
       this.#ui.more = more;
       this.#renderResults();
+    }
+
+    // ---- "I can't find my health system": a support request to the organization --------------
+
+    #showSupportForm() {
+      this.#stopSearching();
+      const field = (id, label, control) => h('span', { class: 'form-field' },
+        h('label', { for: id, text: label }), control);
+      const email = h('input', {
+        type: 'email', id: 'support-email', name: 'email', required: true, maxlength: 254,
+        autocomplete: 'email', value: this.#attr('email') || '',
+      });
+      const name = h('input', {
+        type: 'text', id: 'support-name', name: 'name', required: true, maxlength: 200,
+        autocomplete: 'name',
+      });
+      const subject = h('input', {
+        type: 'text', id: 'support-subject', name: 'subject', required: true, maxlength: 200,
+        value: this.#search.query ? `Please add ${this.#search.query}` : 'Please add my health system',
+      });
+      const body = h('textarea', {
+        id: 'support-body', name: 'body', required: true, maxlength: 5000, rows: 4,
+        placeholder: 'The health system’s name, city and website, or its patient portal',
+      });
+      const send = h('button', { type: 'submit', class: 'primary', text: 'Send request' });
+      const form = h('form', {
+        class: 'support', onSubmit: (event) => {
+          event.preventDefault();
+          this.#sendSupportRequest({
+            email: email.value.trim(), name: name.value.trim(), subject: subject.value.trim(),
+            body: body.value.trim(),
+          }, send);
+        },
+      },
+      h('p', { text: 'Tell us which health system you use and we will look into adding it.' }),
+      field('support-email', 'Your email', email),
+      field('support-name', 'Your name', name),
+      field('support-subject', 'Subject', subject),
+      field('support-body', 'Which health system?', body),
+      h('div', { class: 'actions' }, send, this.#backButton()));
+      this.#showView('Request a health system', [form], { focus: email.value ? name : email });
+    }
+
+    async #sendSupportRequest(fields, send) {
+      send.disabled = true;
+      this.#announce('Sending…');
+      try {
+        await this.#api('POST', 'v1/support/request', { public_id: this.#publicId }, {
+          ...fields, external_id: this.#attr('external-id'),
+        });
+      } catch (error) {
+        send.disabled = false;
+        this.#announce(`Your request was not sent: ${error.description}`);
+        return;
+      }
+      const back = button('Back to search', () => this.#returnToSearch(), 'primary');
+      this.#showView('Request sent', [
+        h('p', { text: 'Thank you. We will let you know at the email address you gave.' }),
+        h('div', { class: 'actions' }, back),
+      ], { focus: back, announce: 'Your request was sent.' });
     }
 
     async #runSearch({ append = false } = {}) {
