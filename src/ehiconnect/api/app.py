@@ -18,6 +18,7 @@ from ehiconnect.api.envelope import guard_refusal, install_error_handlers
 from ehiconnect.api.ratelimit import TokenBucketLimiter
 from ehiconnect.api.routes import (
     bridge,
+    catalog_export,
     consent,
     exports,
     health,
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(wellknown.router)
     app.include_router(bridge.router, prefix="/v1")
+    app.include_router(catalog_export.router, prefix="/v1")
     app.include_router(consent.router, prefix="/v1")
     app.include_router(exports.router, prefix="/v1")
     app.include_router(webhooks.router, prefix="/v1")
