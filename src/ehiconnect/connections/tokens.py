@@ -6,6 +6,13 @@ after the connection, so concurrent refreshes (two workers, the periodic refresh
 time and the second finds the token the first obtained. Rotated refresh tokens are written in the
 same transaction as the refresh that returned them. When a token is due is `refresh_policy`'s
 call: the margin scales down with short-lived tokens.
+
+While a refresh may be in flight the connection's status reads `refreshing` (DESIGN §1): a short
+transaction of its own sets it before the locked one (readers cannot see an uncommitted change),
+the refresh's own transaction sets `authorized` again with the new tokens, and a last short
+transaction settles it whatever happened. A process killed mid-refresh leaves `refreshing` behind;
+the next `fresh_access_token` of that connection (the periodic refresher calls it for every
+connection) sets it back, unless a refresh really is running, i.e. holds the connection's lock.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 import procrastinate
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit
@@ -123,8 +131,40 @@ def endpoint_auth(
     )
 
 
+def _lock_name(connection_id: str) -> str:
+    return f"connection:{connection_id}"
+
+
 async def lock_connection(session: AsyncSession, connection_id: str) -> None:
-    await advisory_xact_lock(session, f"connection:{connection_id}")
+    await advisory_xact_lock(session, _lock_name(connection_id))
+
+
+async def mark_refreshing(database: Database, connection_id: str) -> None:
+    """Readers see `refreshing` from now on: committed at once, before the refresh starts."""
+    async with database.transaction() as session:
+        await session.execute(
+            update(OrgConnection)
+            .where(
+                OrgConnection.org_connection_id == connection_id,
+                OrgConnection.status == "authorized",
+            )
+            .values(status="refreshing")
+        )
+
+
+async def settle_refreshing(database: Database, connection_id: str) -> None:
+    """`refreshing` back to `authorized`, unless a refresh holds the connection's lock now (it
+    settles its own). Repairs the status a crashed refresh left behind."""
+    async with database.transaction() as session:
+        # The same lock key as `advisory_xact_lock`; trying it never waits.
+        await session.execute(
+            text(
+                "UPDATE org_connections SET status = 'authorized' "
+                "WHERE org_connection_id = :id AND status = 'refreshing' "
+                "AND pg_try_advisory_xact_lock(hashtextextended(:key, 0))"
+            ),
+            {"id": connection_id, "key": _lock_name(connection_id)},
+        )
 
 
 async def fresh_access_token(
@@ -152,9 +192,11 @@ async def fresh_access_token(
     policy = margin if isinstance(margin, RefreshMargin) else RefreshMargin(margin.total_seconds())
     if not force and rejected is None:
         # The common case: the stored token is still good. One short read, no lock.
+        good: str | None = None
         async with database.transaction() as session:
             connection = await session.get(OrgConnection, connection_id)
             row = await session.get(ConnectionTokens, connection_id)
+            left_refreshing = connection is not None and connection.status == "refreshing"
             if (
                 connection is not None
                 and row is not None
@@ -163,7 +205,43 @@ async def fresh_access_token(
                     row.access_expires_at, row.access_lifetime_seconds, policy, clock.now()
                 )
             ):
-                return open_tokens(cipher, row).access_token
+                good = open_tokens(cipher, row).access_token
+        if good is not None:
+            if left_refreshing:
+                await settle_refreshing(database, connection_id)
+            return good
+    await mark_refreshing(database, connection_id)
+    try:
+        return await _refresh_locked(
+            database,
+            cipher,
+            clock,
+            http,
+            jobs,
+            connection_id,
+            policy=policy,
+            force=force,
+            rejected=rejected,
+            signer=signer,
+        )
+    finally:
+        await settle_refreshing(database, connection_id)
+
+
+async def _refresh_locked(
+    database: Database,
+    cipher: TokenCipher,
+    clock: Clock,
+    http: httpx.AsyncClient,
+    jobs: procrastinate.App | None,
+    connection_id: str,
+    *,
+    policy: RefreshMargin,
+    force: bool,
+    rejected: str | None,
+    signer: ClientSigner | None,
+) -> str:
+    """The refresh itself, under the connection's lock (see `fresh_access_token`)."""
     refused: ReconsentRequired | None = None
     async with database.transaction() as session:
         await lock_connection(session, connection_id)
@@ -213,6 +291,8 @@ async def fresh_access_token(
             )
             if response.scope and response.scope != connection.scope:
                 connection.scope = response.scope
+            if connection.status == "refreshing":
+                connection.status = "authorized"  # committed with the new tokens
             await audit.record(
                 session,
                 clock,

@@ -89,7 +89,8 @@ async def confirm_connection(tracker: TrackerRuntime, job_id: str) -> None:
         )
         append_consent(session, artifact, kind="confirmed", event_type="org_connection", now=now)
         await store.log_event(session, job.job_id, now, Step.CONFIRM, connection.status)
-        if connection.status != "authorized":
+        # `refreshing` is an authorized connection whose token is being renewed (DESIGN §1).
+        if connection.status not in ("authorized", "refreshing"):
             store.fail(
                 job,
                 Step.CONFIRM,
