@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ehiconnect.tracing.settings import OtelSettings
 from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.webhooks.settings import WebhookSettings
 
@@ -222,6 +223,7 @@ class Settings(BaseSettings):
     exports: ExportSettings = ExportSettings()
     webhooks: WebhookSettings = WebhookSettings()
     tracker: TrackerSettings = TrackerSettings()
+    otel: OtelSettings = OtelSettings()
 
     @classmethod
     def settings_customise_sources(

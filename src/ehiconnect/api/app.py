@@ -41,6 +41,7 @@ from ehiconnect.http.asgi_guards import (
 )
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
+from ehiconnect.tracing import instrument_app
 
 log = logging.getLogger("ehiconnect.api")
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api.trusted_proxies)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestLog)
+    instrument_app(app, settings.otel)  # outermost when tracing is configured, else nothing
     return app
 
 

@@ -43,6 +43,7 @@ _PLUGINS = (
     "ehiconnect.cli.vault",
     "ehiconnect.cli.tracker",
     "ehiconnect.cli.demo",
+    "ehiconnect.cli.console",
     "ehiconnect.cli.support",
 )
 for _module in _PLUGINS:

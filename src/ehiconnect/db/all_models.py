@@ -4,6 +4,7 @@ from ehiconnect.catalog import models as catalog_models
 from ehiconnect.connections import models as connection_models
 from ehiconnect.consent import client_keys as client_key_models
 from ehiconnect.consent import models as consent_models
+from ehiconnect.console import models as console_models
 from ehiconnect.db import fleet_state, models
 from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
@@ -17,6 +18,7 @@ __all__ = [
     "client_key_models",
     "connection_models",
     "consent_models",
+    "console_models",
     "export_models",
     "fleet_state",
     "models",

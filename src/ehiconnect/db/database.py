@@ -6,12 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ehiconnect.db.urls import to_sqlalchemy_url
 
@@ -34,7 +30,8 @@ class Database:
         connect_args: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(
+        # Looked up when called: tracing's SQLAlchemy instrumentation wraps the module's function.
+        self.engine: AsyncEngine = sa_asyncio.create_async_engine(
             to_sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,

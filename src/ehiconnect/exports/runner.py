@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from ehiconnect import audit
+from ehiconnect import audit, tracing
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.refresh_policy import RefreshMargin
 from ehiconnect.connections.tokens import fresh_access_token
@@ -58,8 +58,40 @@ def download_url(runtime: Runtime, task_id: str, file_id: str) -> str:
     return f"{base}/v1/bridge/fhir/ehi-export/{task_id}/download/{file_id}"
 
 
-async def run_export(runtime: Runtime, task_id: str) -> str:
-    """Drive the task to an end state; returns that state."""
+async def run_export(runtime: Runtime, task_id: str, *, traceparent: str | None = None) -> str:
+    """Drive the task to an end state; returns that state.
+
+    Traced (when tracing is on) as an `export` span starting a trace of its own, linked to the
+    request that asked for the export (`traceparent`), with one child span per phase.
+    """
+    phases = tracing.PhaseSpans("export")
+    attributes = {"ehiconnect.task_id": task_id}
+    with tracing.span("export", attributes, link=traceparent, root=True) as span:
+        try:
+            state = await _run_export(runtime, task_id, phases)
+        finally:
+            phases.close()
+        span.set_attribute("ehiconnect.export.outcome", state)
+        if tracing.enabled():
+            await _describe_span(runtime, task_id, span)
+        return state
+
+
+async def _describe_span(runtime: Runtime, task_id: str, span: tracing.SpanHandle) -> None:
+    """Ids and the failure reason on the export span: never patient data."""
+    async with runtime.database.transaction() as session:
+        task = await session.get(ExportTask, task_id)
+    if task is None:
+        return
+    span.set_attribute("ehiconnect.org_id", task.org_id)
+    span.set_attribute("ehiconnect.org_connection_id", task.org_connection_id)
+    span.set_attribute("ehiconnect.api_mode", task.api_mode)
+    if task.failure_reason:
+        span.set_attribute("ehiconnect.failure_reason", task.failure_reason)
+        span.fail(task.failure_reason)
+
+
+async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans) -> str:
     blobs = runtime.blobs
     clock = runtime.clock
     async with runtime.database.transaction() as session:
@@ -139,6 +171,8 @@ async def run_export(runtime: Runtime, task_id: str) -> str:
     async def on_progress(
         phase: str | None = None, resources_added: int = 0, attachment_bytes: int = 0
     ) -> None:
+        if phase is not None:
+            phases.enter(phase)  # the phase's requests become its span's children
         # One atomic UPDATE: concurrent pages and downloads add to the counters without losing any.
         async with runtime.database.transaction() as db:
             still_pending = await db.scalar(

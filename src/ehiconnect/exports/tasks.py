@@ -10,8 +10,11 @@ from ehiconnect.exports.runner import run_export as run
 from ehiconnect.jobs.context import runtime_of
 
 
-async def run_export(context: procrastinate.JobContext, task_id: str) -> str:
-    return await run(runtime_of(context), task_id)
+async def run_export(
+    context: procrastinate.JobContext, task_id: str, traceparent: str | None = None
+) -> str:
+    # `traceparent`: the API request that asked for the export (set by jobs.enqueue when traced).
+    return await run(runtime_of(context), task_id, traceparent=traceparent)
 
 
 async def reconcile(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:

@@ -3,15 +3,23 @@
 A job enqueued with `enqueue(session, ...)` commits or rolls back together with whatever else the
 session wrote, so a worker never sees a job whose rows do not exist, and a committed row never
 misses its job.
+
+A task that declares a `traceparent` parameter is handed the W3C trace context of the span that
+enqueued it, when tracing is on (the export job links its span to the API request that asked).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from typing import Any
 
 import procrastinate
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehiconnect import tracing
+
+TRACEPARENT = "traceparent"
 
 
 async def enqueue(
@@ -31,6 +39,10 @@ async def enqueue(
     if task is None:
         known = ", ".join(sorted(jobs.tasks)) or "none"
         raise LookupError(f"no task named {task_name!r} is registered (known: {known})")
+    if tracing.enabled() and TRACEPARENT not in kwargs and _takes_traceparent(task):
+        parent = tracing.current_traceparent()
+        if parent is not None:
+            kwargs[TRACEPARENT] = parent
     deferrer = task.configure(
         connection=raw.driver_connection,
         lock=lock,
@@ -39,3 +51,7 @@ async def enqueue(
     )
     job_id: int = await deferrer.defer_async(**kwargs)
     return job_id
+
+
+def _takes_traceparent(task: procrastinate.tasks.Task[Any, Any, Any]) -> bool:
+    return TRACEPARENT in inspect.signature(task.func).parameters

@@ -13,6 +13,7 @@ from ehiconnect.db.pools import ProcessRole
 from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
+from ehiconnect.tracing import install as install_tracing
 from ehiconnect.webhooks.tasks import DISPATCHER_KEY, deliverer_for, dispatcher_for
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     `webhooks:deliver_event` jobs then send the due deliveries themselves.
     """
     limit_malloc_arenas()
+    install_tracing(settings.otel, role="worker")
     async with Runtime.open(settings, role=ProcessRole.WORKER) as runtime:
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:

@@ -30,6 +30,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehiconnect import tracing
 from ehiconnect.clock import Clock
 from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.db.database import Database
@@ -209,6 +210,28 @@ class Deliverer:
         return total
 
     async def _attempt(
+        self, delivery: ClaimedDelivery, clients: dict[bool, httpx.AsyncClient]
+    ) -> AttemptResult:
+        """One POST, traced as a `webhook attempt` span (ids, outcome, status; never the URL's
+        path or query, nor the body), whose child is the HTTP request's span."""
+        attributes: dict[str, tracing.AttributeValue] = {
+            "ehiconnect.event_id": delivery.event_id,
+            "ehiconnect.event_type": delivery.event_type,
+            "ehiconnect.endpoint_id": delivery.endpoint_id,
+            "ehiconnect.attempt_number": delivery.attempt_number,
+            "ehiconnect.api_mode": delivery.api_mode,
+        }
+        with tracing.span("webhook attempt", attributes) as span:
+            result = await self._send(delivery, clients)
+            span.set_attribute("ehiconnect.webhook.outcome", result.outcome.value)
+            span.set_attribute("ehiconnect.webhook.latency_ms", result.latency_ms)
+            if result.status_code is not None:
+                span.set_attribute("http.response.status_code", result.status_code)
+            if result.outcome is not AttemptOutcome.SUCCEEDED:
+                span.fail(result.error or f"HTTP {result.status_code}")
+            return result
+
+    async def _send(
         self, delivery: ClaimedDelivery, clients: dict[bool, httpx.AsyncClient]
     ) -> AttemptResult:
         now = self._clock.now()
