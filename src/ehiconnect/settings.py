@@ -47,6 +47,11 @@ class ApiSettings(BaseModel):
         description="Addresses or CIDR networks of reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; empty: the connecting address is the client",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics answers only `Authorization: Bearer <this>` (the "
+        "metrics reveal volumes per organization's health systems); unset: open",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -80,6 +85,18 @@ class JobSettings(BaseModel):
     old_jobs_cleanup_cron: str = "17 * * * *"
     extra_task_modules: list[str] = Field(
         default_factory=list, description="Modules whose `blueprint` adds tasks (plug-ins, tests)"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the worker's own Prometheus /metrics endpoint (`ehiconnect worker "
+        "--metrics-port`); unset: none",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the worker's metrics endpoint binds (0.0.0.0 for a scraper on "
+        "another host)",
     )
 
 

@@ -27,6 +27,7 @@ from ehiconnect.api.routes import (
     wellknown,
     widget,
 )
+from ehiconnect.api.routes import metrics as metrics_route
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.state.catalog_searcher = CatalogSearcher()
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.include_router(wellknown.router)
     app.include_router(bridge.router, prefix="/v1")
     app.include_router(catalog_export.router, prefix="/v1")

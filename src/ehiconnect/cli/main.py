@@ -89,6 +89,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 def worker(
     name: Annotated[str, typer.Option(help="Worker name shown in job logs")] = "worker",
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus /metrics on this port (default: none)"),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Interface for --metrics-port (default: 127.0.0.1)")
+    ] = None,
 ) -> None:
     """Run queued jobs (exports, webhook deliveries, maintenance) until stopped."""
     from ehiconnect.jobs.worker import run_worker
@@ -96,6 +103,10 @@ def worker(
     settings = load_settings()
     if concurrency:
         settings.jobs.concurrency = concurrency
+    if metrics_port is not None:
+        settings.jobs.metrics_port = metrics_port
+    if metrics_host:
+        settings.jobs.metrics_host = metrics_host
     asyncio.run(run_worker(settings, name=name))
 
 

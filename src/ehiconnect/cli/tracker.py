@@ -13,6 +13,7 @@ from ehiconnect.cli.common import console, load_settings, print_json
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
+from ehiconnect.tracker import metrics as tracker_metrics
 from ehiconnect.tracker import report
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
@@ -39,10 +40,16 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Also run the tracker's jobs in this process")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the tracker's Prometheus /metrics on this port (default: none)"),
+    ] = None,
 ) -> None:
     """Receive widget events and webhooks, and (with --worker) run the tracker's jobs."""
     settings = load_settings()
     section = tracker_settings(settings)
+    if metrics_port is not None:
+        section.metrics_port = metrics_port
     url = database_url(settings)
     upgrade_database(url)
     app = build_tracker_app(lambda: TrackerRuntime.open(section, url, settings.data_dir), section)
@@ -61,10 +68,16 @@ def serve(
 async def _serve(
     server: uvicorn.Server, section: TrackerSettings, url: str, settings: Settings, worker: bool
 ) -> None:
-    if not worker:
+    if not worker and section.metrics_port is None:
         await server.serve()
         return
-    async with TrackerRuntime.open(section, url, settings.data_dir) as tracker:
+    async with (
+        TrackerRuntime.open(section, url, settings.data_dir) as tracker,
+        tracker_metrics.exposed(tracker.database, host=section.host, port=section.metrics_port),
+    ):
+        if not worker:
+            await server.serve()
+            return
         jobs = asyncio.create_task(
             tracker.jobs.run_worker_async(
                 queues=[QUEUE],

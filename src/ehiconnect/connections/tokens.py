@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.clock import Clock
+from ehiconnect.connections import telemetry
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.refresh_policy import RefreshMargin, refresh_due
 from ehiconnect.connections.vault import Sealed, TokenCipher
@@ -278,8 +279,12 @@ async def _refresh_locked(
             )
         except ReconsentRequired as exc:
             # Committed with this transaction; raised after it.
+            telemetry.token_refresh_failed(connection, refused=True, error=type(exc).__name__)
             await mark_revoked(session, clock, jobs, connection, reason="refresh_refused")
             refused = exc
+        except Exception as exc:
+            telemetry.token_refresh_failed(connection, refused=False, error=type(exc).__name__)
+            raise
         else:
             await store_tokens(
                 session,
@@ -302,6 +307,7 @@ async def _refresh_locked(
                 org_connection_id=connection_id,
                 detail={"rotated_refresh_token": response.refresh_token is not None},
             )
+            telemetry.token_refreshed(connection, rotated=response.refresh_token is not None)
             return response.access_token
     raise refused
 
@@ -319,6 +325,7 @@ async def mark_revoked(
     if row is not None:
         await session.delete(row)
     connection.status = "revoked"
+    telemetry.connection_revoked(connection, reason)
     await record_consent(session, clock, connection, event="revoked", detail={"reason": reason})
     await audit.record(
         session,

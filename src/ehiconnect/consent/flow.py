@@ -29,7 +29,7 @@ from ehiconnect.catalog.service import check_mode, resolve_for_connect
 from ehiconnect.connections.service import connection_view
 from ehiconnect.connections.tokens import endpoint_auth, store_tokens
 from ehiconnect.connections.vault import Sealed
-from ehiconnect.consent import smart
+from ehiconnect.consent import smart, telemetry
 from ehiconnect.consent.authorize import authorize_url, downgrade_to_v1, grant_problem
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
@@ -215,6 +215,9 @@ async def start_flow(
         )
         client_id = endpoint_row.client_id or ""
         aud = fhir_base if endpoint_row.aud_required else None
+    telemetry.consent_started(
+        org.org_id, endpoint_id, mode, reconnect=bool(request.reconnect_connection_id)
+    )
     return authorize_url(
         configuration.authorization_endpoint,
         client_id=client_id,
@@ -272,10 +275,11 @@ async def complete_flow(
 ) -> FlowSuccess:
     """Finish the flow `state` names; a failure is also kept for the widget's result handle."""
     try:
-        return await _complete_flow(
+        success = await _complete_flow(
             runtime, state=state, code=code, error=error, error_description=error_description
         )
     except FlowFailure as failure:
+        telemetry.consent_failed(failure.flow, failure.error)
         if failure.flow is not None and result_kept_for_widget(failure):
             async with runtime.database.transaction() as session:
                 await record_result(
@@ -285,6 +289,10 @@ async def complete_flow(
                     runtime.clock.now(),
                 )
         raise
+    telemetry.consent_completed(
+        success.flow, success.event["org_connection_id"], success.event["platform_type"]
+    )
+    return success
 
 
 async def _complete_flow(

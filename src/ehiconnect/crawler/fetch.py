@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from functools import cache
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
 
-from ehiconnect import __version__
+from ehiconnect import __version__, metrics
 from ehiconnect.clock import Clock
 from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, RetryPolicy
 from ehiconnect.errors import FatalError
@@ -179,6 +179,7 @@ class FhirSession:
         self._access = access
         self._http: httpx.AsyncClient | None = None
         self.base_url = base_url.rstrip("/") + "/"
+        self.host = urlsplit(self.base_url).hostname or "unknown"  # a metric label, not the URL
         self._token = token
         self.policy = policy
         self.limiter = limiter
@@ -282,10 +283,14 @@ class FhirSession:
                 except httpx.HTTPError as exc:
                     problem = f"no response ({type(exc).__name__})"
                     self.limiter.record(None, None)
+                    metrics.crawl_response(self.host, None, None, self.limiter.control.limit)
                 else:
                     status = response.status_code
                     retry_after = response.headers.get("retry-after")
                     self.limiter.record(status, _seconds(retry_after))
+                    metrics.crawl_response(
+                        self.host, status, _seconds(retry_after), self.limiter.control.limit
+                    )
                     if status == 200:
                         try:
                             if not stream:
@@ -322,6 +327,7 @@ class FhirSession:
             if not decision.retry:
                 raise FetchError(url, status, f"{problem}; {decision.reason}")
             self.retries += 1
+            metrics.crawl_retry(self.host)
             log.info(
                 "retrying a FHIR request",
                 extra={

@@ -18,6 +18,7 @@ import procrastinate.exceptions
 from sqlalchemy import text
 
 from ehiconnect import audit
+from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.reconcile_plan import JobState, PendingTask, Verdict, judge
 from ehiconnect.exports.runner import MAX_FAILURES, discard_staging, fail_task
@@ -142,6 +143,7 @@ async def _requeue(runtime: Runtime, seen: PendingTask) -> bool:
         "export job ended with its task still pending; queued a new job",
         extra={"task_id": seen.task_id, "job_state": seen.job_state.value},
     )
+    telemetry.export_requeued(task, seen.job_state.value)
     return True
 
 

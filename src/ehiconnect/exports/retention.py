@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ehiconnect import audit
+from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.states import EXPIRED, SUCCESS
 from ehiconnect.runtime import Runtime
@@ -38,4 +39,6 @@ async def purge_expired_exports(runtime: Runtime, *, limit: int = 200) -> int:
                 org_connection_id=task.org_connection_id,
                 task_id=task.task_id,
             )
+    for task in tasks:
+        telemetry.export_purged(task)
     return len(tasks)

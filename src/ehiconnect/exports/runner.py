@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit, tracing
 from ehiconnect.catalog.models import CatalogEndpoint
@@ -23,7 +24,7 @@ from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 from ehiconnect.crawler.quirks import quirks_for
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
-from ehiconnect.exports import staging
+from ehiconnect.exports import staging, telemetry
 from ehiconnect.exports.models import ExportAttachment, ExportTask
 from ehiconnect.exports.package import package_errors, package_export
 from ehiconnect.exports.states import CANCELLED, FAILED, PENDING, SUCCESS, public_failure_reason
@@ -124,6 +125,7 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
             # Off-base URLs may reach private addresses only in test mode (the sandbox runs on
             # loopback) or where the operator said the health system lives on a private network.
             allow_private = connection.api_mode == "test" or endpoint.allow_private_network
+    telemetry.export_started(task, connection.platform_type if connection else "unknown")
     if failure is not None:
         return await _fail(runtime, task_id, failure.failure_reason, str(failure))
 
@@ -201,6 +203,8 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
             )
         if not still_pending:
             raise Cancelled
+        if phase is not None:
+            telemetry.phase_changed(task, phase)
 
     context = CrawlContext(
         task_id=task_id,
@@ -303,6 +307,8 @@ async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
             task_id=task_id,
             detail={"resources": packaged.total_resources, "errors": error_count},
         )
+        platform_type = await platform_type_of(session, task)
+    telemetry.export_ended(task, platform_type)
     await discard_staging(runtime, task_id)
     return SUCCESS
 
@@ -366,8 +372,16 @@ async def fail_task(runtime: Runtime, task_id: str, reason: str, description: st
             task_id=task_id,
             detail={"failure_reason": task.failure_reason},
         )
+        platform_type = await platform_type_of(session, task)
+    telemetry.export_ended(task, platform_type)
     await discard_staging(runtime, task_id)
     return True
+
+
+async def platform_type_of(session: AsyncSession, task: ExportTask) -> str:
+    """The health system's platform type (a metric label) of the task's connection."""
+    connection = await session.get(OrgConnection, task.org_connection_id)
+    return connection.platform_type if connection else "unknown"
 
 
 async def discard_staging(runtime: Runtime, task_id: str) -> None:

@@ -12,6 +12,7 @@ from ehiconnect import audit
 from ehiconnect.connections.service import get_connection
 from ehiconnect.connections.tokens import lock_connection
 from ehiconnect.errors import Conflict, NotFound
+from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.states import PENDING, reusable
 from ehiconnect.ids import new_task_id
@@ -69,7 +70,8 @@ async def request_export(runtime: Runtime, principal: Principal, connection_id: 
             org_connection_id=connection_id,
             task_id=task.task_id,
         )
-        return task
+    telemetry.export_requested(task, connection.platform_type)
+    return task
 
 
 async def get_task(

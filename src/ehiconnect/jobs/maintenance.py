@@ -6,7 +6,9 @@ import logging
 
 import procrastinate
 
+from ehiconnect import metrics
 from ehiconnect.jobs.context import runtime_of
+from ehiconnect.lifecycle import LifecycleEvent, log_event
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ async def recover_stalled_jobs(app: procrastinate.App, *, stalled_after_seconds:
             extra={"job_id": job.id, "task": job.task_name, "worker_id": job.worker_id},
         )
         await app.job_manager.retry_job(job)
+        log_event(LifecycleEvent.JOB_STALLED_RECOVERED, job_id=job.id, task=job.task_name)
+    metrics.stalled_jobs_recovered(len(stalled))
     return len(stalled)
 
 

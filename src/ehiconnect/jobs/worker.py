@@ -9,6 +9,7 @@ import logging
 import os
 from typing import Any
 
+from ehiconnect import metrics
 from ehiconnect.db.pools import ProcessRole
 from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
@@ -47,7 +48,12 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     """
     limit_malloc_arenas()
     install_tracing(settings.otel, role="worker")
-    async with Runtime.open(settings, role=ProcessRole.WORKER) as runtime:
+    async with (
+        Runtime.open(settings, role=ProcessRole.WORKER) as runtime,
+        metrics.exposed(
+            runtime.database, host=settings.jobs.metrics_host, port=settings.jobs.metrics_port
+        ),
+    ):
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:
             await _run_queue(runtime, name=name, wait=False, context={RUNTIME_KEY: runtime})

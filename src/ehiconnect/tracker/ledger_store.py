@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.tracker.ledger import JobState, Step, plan_transition
+from ehiconnect.tracker.metrics import step_failed
 from ehiconnect.tracker.models import TrackerJob, TrackerJobEvent
 
 # Which timestamp column a state stamps when the job reaches it.
@@ -115,6 +116,7 @@ def fail(job: TrackerJob, step: Step, reason: str, description: str, now: dt.dat
     job.failed_step = step
     job.failure_reason = reason
     job.failure_description = description
+    step_failed(job, step, reason)
 
 
 async def log_event(

@@ -83,6 +83,13 @@ class NotifySettings(BaseModel):
 class TrackerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8600
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the tracker's own Prometheus /metrics endpoint (`ehiconnect tracker "
+        "serve --metrics-port`); unset: none",
+    )
     platform_base_url: str = Field(
         default="http://127.0.0.1:8400/v1",
         description="The platform API base (ehiconnect, or the hosted service it follows)",

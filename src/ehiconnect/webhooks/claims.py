@@ -63,6 +63,7 @@ class ClaimedDelivery:
     endpoint_id: str
     url: str
     secrets: tuple[str, ...]
+    event_created_at: dt.datetime | None = None  # the outbox commit (delivery latency metric)
 
 
 async def claim_due(
@@ -125,6 +126,7 @@ async def _load_claims(
             endpoint_id=row.endpoint_id,
             url=urls[row.endpoint_id],
             secrets=tuple(secrets.get(row.endpoint_id, ())),
+            event_created_at=found_events[row.event_id].created_at,
         )
         for row in rows
     ]

@@ -41,7 +41,7 @@ from ehiconnect.http.ssrf import (
     send_capped,
     system_resolver,
 )
-from ehiconnect.webhooks import events, signing
+from ehiconnect.webhooks import events, signing, telemetry
 from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due, next_due_at
 from ehiconnect.webhooks.endpoints import disable_endpoint
 from ehiconnect.webhooks.models import (
@@ -91,6 +91,8 @@ class PassReport:
     succeeded: int = 0
     failed: int = 0
     disabled_endpoints: list[str] = dataclasses.field(default_factory=list)
+    # (endpoint_id, org_id, why: gone | failing) of the endpoints this pass disabled
+    disabled: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
 
 @cache
@@ -288,11 +290,15 @@ class Deliverer:
             attempts.append(_attempt_row(result))
             updates.append(self._next_state(result, now, report))
         for wait in (*RECORD_RETRY_SECONDS, None):
+            recorded = PassReport()  # what this try disabled, kept only if it commits
             try:
                 async with self._database.transaction() as session:
                     await session.execute(insert(WebhookAttempt), attempts)
                     await session.execute(_UPDATE_DELIVERY, updates)
-                    await self._update_endpoints(session, results, now, report)
+                    await self._update_endpoints(session, results, now, recorded)
+                report.disabled_endpoints += recorded.disabled_endpoints
+                report.disabled += recorded.disabled
+                telemetry.pass_recorded(results, updates, recorded.disabled)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if wait is None or time.monotonic() + wait > until:
@@ -351,7 +357,8 @@ class Deliverer:
         for endpoint_id in sorted(by_endpoint):
             outcomes = {r.outcome for r in by_endpoint[endpoint_id]}
             if AttemptOutcome.GONE in outcomes:
-                await self._disable(session, endpoint_id, "the receiver answered 410 Gone", report)
+                reason = "the receiver answered 410 Gone"
+                await self._disable(session, endpoint_id, reason, report, why="gone")
             elif AttemptOutcome.SUCCEEDED in outcomes:
                 await session.execute(
                     update(WebhookEndpoint)
@@ -388,15 +395,22 @@ class Deliverer:
                 f"every delivery failed since {endpoint.failing_since.isoformat()} "
                 f"({self._settings.disable_after_days:g} days); fix the receiver, then enable it"
             )
-            await self._disable(session, endpoint_id, reason, report)
+            await self._disable(session, endpoint_id, reason, report, why="failing")
 
     async def _disable(
-        self, session: AsyncSession, endpoint_id: str, reason: str, report: PassReport
+        self,
+        session: AsyncSession,
+        endpoint_id: str,
+        reason: str,
+        report: PassReport,
+        *,
+        why: str,
     ) -> None:
         view = await disable_endpoint(
             session, self._clock, endpoint_id, reason=reason, actor="webhooks"
         )
         report.disabled_endpoints.append(endpoint_id)
+        report.disabled.append((endpoint_id, view.org_id, why))
         log.warning(
             "webhook endpoint disabled",
             extra={"endpoint_id": endpoint_id, "org_id": view.org_id, "reason": reason},

@@ -28,8 +28,9 @@ from ehiconnect import audit
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.ranges import format_http_date
 from ehiconnect.errors import ApiError, NotFound, RateLimited, Unauthorized
+from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.exports.runner import download_url
+from ehiconnect.exports.runner import download_url, platform_type_of
 from ehiconnect.exports.service import get_task
 from ehiconnect.exports.states import CANCELLED, DELETED, EXPIRED, FAILED, PENDING, REMOVED
 from ehiconnect.fhir.outcome import issue_code_for_status, operation_outcome
@@ -140,6 +141,7 @@ async def bulk_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep
 async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Cancel a running export, or delete a finished one's files now; then the task is gone."""
     blobs = runtime.blobs
+    cancelled_platform: str | None = None
     async with runtime.database.transaction() as session:
         task = await get_task(session, principal, task_id, for_update=True)
         if task.status in REMOVED:
@@ -147,6 +149,7 @@ async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep
         if task.status == PENDING:
             task.status = CANCELLED  # the worker sees it at its next checkpoint and stops
             task.completed_at = runtime.clock.now()
+            cancelled_platform = await platform_type_of(session, task)
         else:
             for key in (task.file_key, task.error_key):
                 if key:
@@ -161,6 +164,8 @@ async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep
             org_connection_id=task.org_connection_id,
             task_id=task_id,
         )
+    if cancelled_platform is not None:
+        telemetry.export_ended(task, cancelled_platform)
     return Response(status_code=202)
 
 
