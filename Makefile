@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/lift.py
+	$(BIN)/python bench/fleet.py --quick
 
 clean:
 	rm -rf $(VENV) .ehiconnect .mypy_cache .ruff_cache .pytest_cache
