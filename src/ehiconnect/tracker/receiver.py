@@ -11,6 +11,7 @@
     The FHIR routes hold health data: they answer only with `Authorization: Bearer
     <fhir_api_token>`, and not at all while no token is configured.
     GET  /healthz
+    GET  /readyz          database (schema at head) and storage: 200, or 503 naming what is wrong
 
 Both POST endpoints record what they received and enqueue the work in the same transaction, then
 answer at once: the slow parts (confirming, exporting, downloading) run as jobs.
@@ -36,6 +37,7 @@ from ehiconnect.http.asgi_guards import (
     path_under,
     refuse_by_path,
 )
+from ehiconnect.readiness import RETRY_AFTER_SECONDS, ReadinessChecker
 from ehiconnect.tracker.consent_log import (
     InvalidWidgetEvent,
     parse_widget_event,
@@ -196,6 +198,19 @@ def build_tracker_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"success": True, "data": {"status": "ok"}})
 
+    readiness: list[ReadinessChecker] = []
+
+    async def readyz(request: Request) -> Response:
+        """The tracker's database (schema at head) and its storage, as the platform's /readyz."""
+        if not readiness:
+            readiness.append(ReadinessChecker(current().database, current().blobs))
+        report = await readiness[0].check()
+        if not report.ready:
+            refusal = _error(503, "not_ready", report.description())
+            refusal.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return refusal
+        return JSONResponse({"success": True, "data": {"status": "ready", "checks": report.checks}})
+
     return Starlette(
         lifespan=lifespan,
         routes=[
@@ -204,6 +219,7 @@ def build_tracker_app(
             Route("/fhir/{resource_type}", guarded(fhir_search), methods=["GET"]),
             Route("/fhir/{resource_type}/{resource_id}", guarded(fhir_read), methods=["GET"]),
             Route("/healthz", guarded(healthz), methods=["GET"]),
+            Route("/readyz", guarded(readyz), methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=edge_middleware(
