@@ -28,6 +28,7 @@ from ehiconnect.db.urls import resolve_database_url
 from ehiconnect.exports.blobs import build_blob_store
 from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fleet import check_fleet_settings
+from ehiconnect.http.ssrf import SOURCE_REMEDY, GuardedTransport
 from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings
 
@@ -91,10 +92,18 @@ def open_database(url: str, settings: Settings, role: ProcessRole) -> Database:
 
 
 def outbound_client(settings: Settings) -> httpx.AsyncClient:
-    """The client for calls to health systems' authorization servers (not webhooks: see http/)."""
+    """The client for calls to health systems' authorization servers (not webhooks: see http/).
+
+    Guarded: private, loopback and link-local addresses are refused unless a call says its health
+    system may be reached privately (`consent.smart` passes `allow_private`); cloud metadata
+    addresses always are. No proxy from the environment: the guard connects to the address it
+    checked.
+    """
     return httpx.AsyncClient(
+        transport=GuardedTransport(allow_private=False, refuse_metadata=True, remedy=SOURCE_REMEDY),
         timeout=httpx.Timeout(settings.consent.http_timeout_seconds),
         follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": f"ehiconnect/{__version__}"},
     )
 

@@ -81,3 +81,8 @@ class CatalogEndpoint(Base):
         Boolean, default=False, server_default=sa_false()
     )
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    def reachable_privately(self, api_mode: str) -> bool:
+        """Whether calls for a connection in `api_mode` may go to private addresses: test mode
+        (the sandbox runs on loopback) or an endpoint the operator allowed. Never metadata."""
+        return api_mode == "test" or self.allow_private_network

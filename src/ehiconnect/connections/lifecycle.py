@@ -49,6 +49,7 @@ async def revoke_connection(
                             auth,
                             token=token,
                             token_type_hint=hint,
+                            allow_private=endpoint.reachable_privately(connection.api_mode),
                         )
                         if not accepted:
                             log.warning(

@@ -276,6 +276,7 @@ async def _refresh_locked(
                 endpoint.token_endpoint,
                 endpoint_auth(cipher, endpoint, signer),
                 refresh_token=tokens.refresh_token,
+                allow_private=endpoint.reachable_privately(connection.api_mode),
             )
         except ReconsentRequired as exc:
             # Committed with this transaction; raised after it.

@@ -149,9 +149,10 @@ async def start_flow(
                 code="endpoint_not_configured",
             )
         endpoint_id, fhir_base = endpoint.id, endpoint.url
+        allow_private = endpoint.reachable_privately(mode)
 
     try:
-        configuration = await smart.discover(runtime.http, fhir_base)
+        configuration = await smart.discover(runtime.http, fhir_base, allow_private=allow_private)
     except SourceError as exc:
         raise FlowFailure(
             "endpoint_unreachable",
@@ -324,6 +325,7 @@ async def _complete_flow(
             raise FlowFailure("invalid_state", "the endpoint left the catalog", flow=flow)
         auth = endpoint_auth(runtime.cipher, endpoint, runtime.client_signer)
         fhir_base, platform_type = endpoint.url, endpoint.platform_type
+        allow_private = endpoint.reachable_privately(flow.api_mode)
     try:
         response = await smart.exchange_code(
             runtime.http,
@@ -332,6 +334,7 @@ async def _complete_flow(
             code=code,
             redirect_uri=callback_url(runtime),
             code_verifier=verifier,
+            allow_private=allow_private,
         )
     except (SourceError, FatalError) as exc:
         await _audit_failure(runtime, flow, "token_exchange_failed")

@@ -1,5 +1,10 @@
 """Talking to a health system's authorization server: discovery, code exchange, refresh, revoke.
 
+Every call goes through the caller's guarded client (`runtime.http`, see `http/ssrf.py`) and says
+whether a private address is acceptable for this health system (`allow_private`: test mode, or
+an endpoint the operator marked `allow_private_network`). A refused address is a FatalError:
+nothing (no code, refresh token or client credential) is sent there.
+
 Client authentication follows the endpoint's settings: `none` (public client: client_id in the
 body), `client_secret_basic` (HTTP Basic with the client secret). Errors are classified by what
 the caller does: TemporaryError (retry), ReconsentRequired (the patient must sign in again),
@@ -18,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from ehiconnect.errors import FatalError, ReconsentRequired, TemporaryError
+from ehiconnect.http.ssrf import TargetRefused, reach
 
 SMART_CONFIGURATION = ".well-known/smart-configuration"
 
@@ -55,10 +61,18 @@ class TokenResponse:
     raw_keys: frozenset[str]
 
 
-async def discover(client: httpx.AsyncClient, fhir_base: str) -> SmartConfiguration:
+async def discover(
+    client: httpx.AsyncClient, fhir_base: str, *, allow_private: bool = False
+) -> SmartConfiguration:
     url = f"{fhir_base.rstrip('/')}/{SMART_CONFIGURATION}"
     try:
-        response = await client.get(url, headers={"Accept": "application/json"})
+        response = await client.get(
+            url,
+            headers={"Accept": "application/json"},
+            extensions=reach(allow_private=allow_private),
+        )
+    except TargetRefused as exc:
+        raise FatalError(str(exc), failure_reason="endpoint_misconfigured") from None
     except httpx.HTTPError as exc:
         raise TemporaryError(f"the health system did not answer ({type(exc).__name__})") from exc
     if response.status_code >= 500 or response.status_code == 429:
@@ -117,11 +131,24 @@ def _auth(auth: ClientAuth, form: dict[str, str], audience: str) -> dict[str, st
 
 
 async def _token_request(
-    client: httpx.AsyncClient, token_endpoint: str, auth: ClientAuth, form: dict[str, str]
+    client: httpx.AsyncClient,
+    token_endpoint: str,
+    auth: ClientAuth,
+    form: dict[str, str],
+    *,
+    allow_private: bool,
 ) -> TokenResponse:
     headers = _auth(auth, form, token_endpoint)
     try:
-        response = await client.post(token_endpoint, data=form, headers=headers)
+        response = await client.post(
+            token_endpoint,
+            data=form,
+            headers=headers,
+            extensions=reach(allow_private=allow_private),
+        )
+    except TargetRefused as exc:
+        # Codes, refresh tokens and client credentials never go to such an address.
+        raise FatalError(str(exc), failure_reason="token_refresh_failure") from None
     except httpx.HTTPError as exc:
         raise TemporaryError(f"the token endpoint did not answer ({type(exc).__name__})") from exc
     return parse_token_response(response)
@@ -175,6 +202,7 @@ async def exchange_code(
     code: str,
     redirect_uri: str,
     code_verifier: str,
+    allow_private: bool = False,
 ) -> TokenResponse:
     form = {
         "grant_type": "authorization_code",
@@ -182,14 +210,19 @@ async def exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": code_verifier,
     }
-    return await _token_request(client, token_endpoint, auth, form)
+    return await _token_request(client, token_endpoint, auth, form, allow_private=allow_private)
 
 
 async def refresh(
-    client: httpx.AsyncClient, token_endpoint: str, auth: ClientAuth, *, refresh_token: str
+    client: httpx.AsyncClient,
+    token_endpoint: str,
+    auth: ClientAuth,
+    *,
+    refresh_token: str,
+    allow_private: bool = False,
 ) -> TokenResponse:
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    return await _token_request(client, token_endpoint, auth, form)
+    return await _token_request(client, token_endpoint, auth, form, allow_private=allow_private)
 
 
 async def revoke(
@@ -199,13 +232,19 @@ async def revoke(
     *,
     token: str,
     token_type_hint: str,
+    allow_private: bool = False,
 ) -> bool:
     """RFC 7009 revocation; True when the server accepted it. Never raises for a refusal."""
     form = {"token": token, "token_type_hint": token_type_hint}
     try:
         headers = _auth(auth, form, revocation_endpoint)
-        response = await client.post(revocation_endpoint, data=form, headers=headers)
-    except (httpx.HTTPError, FatalError):
+        response = await client.post(
+            revocation_endpoint,
+            data=form,
+            headers=headers,
+            extensions=reach(allow_private=allow_private),
+        )
+    except (httpx.HTTPError, FatalError, TargetRefused):
         return False
     return response.status_code == 200
 

@@ -124,7 +124,7 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
             platform_type = endpoint.platform_type
             # Off-base URLs may reach private addresses only in test mode (the sandbox runs on
             # loopback) or where the operator said the health system lives on a private network.
-            allow_private = connection.api_mode == "test" or endpoint.allow_private_network
+            allow_private = endpoint.reachable_privately(connection.api_mode)
     telemetry.export_started(task, connection.platform_type if connection else "unknown")
     if failure is not None:
         return await _fail(runtime, task_id, failure.failure_reason, str(failure))

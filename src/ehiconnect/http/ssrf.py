@@ -15,6 +15,10 @@ A transport may trust some bases (`trusted_bases`): a URL under one of them (sam
 port, path below the base's; see `is_under_base`) is the configured service itself and goes out
 unchecked; every other URL is checked. The crawler trusts the endpoint's FHIR base this way, so the
 data a health system serves cannot point the worker anywhere else unchecked.
+
+One client can serve callers with different policies: a request carrying the extension
+`reach(allow_private=True)` may go to private addresses (never to metadata ones, when the
+transport refuses them), whatever the transport's default.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# The request extension that overrides a transport's `allow_private` for one request.
+ALLOW_PRIVATE_EXTENSION = "ehiconnect.allow_private"
+
+SOURCE_REMEDY = (
+    "Live-mode health systems must be reached at public addresses; if this one lives on a "
+    "private network, the platform operator can allow it with "
+    "`ehiconnect catalog configure <endpoint id> --allow-private-network`"
+)
 
 WEBHOOK_REMEDY = (
     "Live-mode webhooks must reach a public address; use a test-mode endpoint or set "
@@ -225,15 +238,17 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.is_trusted(request.url):
             return await self._inner.handle_async_request(request)
+        allow_private = request.extensions.get(ALLOW_PRIVATE_EXTENSION, self._allow_private)
         addresses = await resolve_target(
             request.url,
-            allow_private=self._allow_private,
+            allow_private=bool(allow_private),
             resolver=self._resolver,
             refuse_metadata=self._refuse_metadata,
             remedy=self._remedy,
         )
         host = request.url.host
         extensions = dict(request.extensions)
+        extensions.pop(ALLOW_PRIVATE_EXTENSION, None)
         if request.url.scheme == "https":
             extensions.setdefault("sni_hostname", host)
         headers = request.headers.copy()  # already carries Host: <original name>
@@ -292,6 +307,11 @@ async def _capped(response: httpx.Response, max_bytes: int, host: str) -> httpx.
         stream=_CappedStream(stream, max_bytes, too_large),
         extensions=response.extensions,
     )
+
+
+def reach(*, allow_private: bool) -> dict[str, object]:
+    """Request extensions saying whether this request may go to a private address."""
+    return {ALLOW_PRIVATE_EXTENSION: allow_private}
 
 
 def guarded_client(
