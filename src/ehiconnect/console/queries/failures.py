@@ -279,7 +279,7 @@ async def _webhooks(
         ),
         params,
     )
-    failed_deliveries: dict[str, int] = dict(given_up)
+    failed_deliveries: dict[str, int] = {endpoint: n for endpoint, n in given_up}
     groups = grouper.sorted()
     for (endpoint_id, _code), group in grouper.groups.items():
         group.extra = failed_deliveries.get(endpoint_id, 0)
