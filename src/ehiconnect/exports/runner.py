@@ -244,8 +244,10 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
 async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
     clock = runtime.clock
     now = clock.now()
-    file_id = str(uuid.uuid4())
-    key = f"exports/{task_id}/{now:%Y-%m-%d}-{file_id}.jsonl"
+    # The file's name is its id, as Fasten's are: a client that names the download after the
+    # URL's last segment stores `…jsonl`. Older exports' bare-UUID ids keep working (equality).
+    file_id = f"{now:%Y-%m-%d}-{uuid.uuid4()}.jsonl"
+    key = f"exports/{task_id}/{file_id}"
     packaged = await package_export(runtime.database, blobs, task_id, key)
     error_key = f"exports/{task_id}/errors.ndjson"
     error_count, _ = await package_errors(runtime.database, blobs, task_id, error_key)
