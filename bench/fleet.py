@@ -65,6 +65,7 @@ from fleet_lib import (
     base_env,
     connect_patient,
     export_rows,
+    postgres_cpu_seconds,
     running_postgres,
     running_s3,
     set_faults,
@@ -444,6 +445,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["consents"] = {"count": n_load, "seconds": round(time.monotonic() - t, 1)}
             sampler.peak.clear()
             sampler.peak_total = 0
+            fleet.sample_rss()
+            cpu_before = {n: p.total_cpu_s for n, p in fleet.procs.items()}
+            cpu_before["postgres"] = postgres_cpu_seconds(pg)
             log(f"load: {n_load} exports requested at once")
             done = threading.Event()
             chaos: Chaos | None = None
@@ -471,6 +475,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "log": chaos.events,
                 }
             result["load"] = figures(rows)
+            fleet.sample_rss()
+            cpu = {n: p.total_cpu_s - cpu_before.get(n, 0.0) for n, p in fleet.procs.items()}
+            cpu["postgres"] = postgres_cpu_seconds(pg) - cpu_before["postgres"]
+            result["load"]["cpu_s"] = {n: round(v, 1) for n, v in sorted(cpu.items())}
+            platform_cpu = sum(v for n, v in cpu.items() if n != "sandbox")  # not the sandbox's
+            result["load"]["cpu_s_per_export"] = round(platform_cpu / len(tasks), 2)
             result["load"]["webhooks"] = webhook_figures(
                 pg, receiver, tasks, 90 if args.chaos else 30
             )
@@ -588,6 +598,10 @@ def show(result: dict[str, Any]) -> None:
             f"  {name:26}{load['db_connections_peak'].get(name)!s:>14}"
             f"{base['db_connections_peak'].get(name)!s:>22}"
         )
+    print(
+        f"CPU s during the load: {load['cpu_s']}; APIs + workers + PostgreSQL: "
+        f"{load['cpu_s_per_export']} s per export (a killed process counts to its last sample)"
+    )
     print("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in result["peak_rss_mib"].items()))
     hooks = load["webhooks"]
     print(

@@ -265,6 +265,32 @@ def proc_kib(pid: int, key: str) -> int:
     return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU of a process (and of its children it has waited for, if asked)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def postgres_cpu_seconds(pg: Postgres) -> float:
+    """The server's CPU: the postmaster, its ended backends, and the ones still running."""
+    postmaster = int((pg.root / "pgdata" / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, reaped_children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
 @dataclass
 class Proc:
     name: str
@@ -274,6 +300,12 @@ class Proc:
     port: int | None = None
     starts: int = 1
     peak_rss_kib: int = 0
+    cpu_s: float = 0.0  # of the running incarnation, last sampled
+    cpu_s_before: float = 0.0  # of the incarnations that ended
+
+    @property
+    def total_cpu_s(self) -> float:
+        return self.cpu_s_before + self.cpu_s
 
 
 @dataclass
@@ -331,6 +363,8 @@ class Fleet:
 
     def restart(self, name: str) -> None:
         proc = self.procs[name]
+        proc.cpu_s_before += proc.cpu_s
+        proc.cpu_s = 0.0
         with self.log_path(name).open("ab") as log:
             proc.popen = subprocess.Popen(
                 [sys.executable, "-m", "ehiconnect", *proc.args],
@@ -345,6 +379,7 @@ class Fleet:
             for proc in self.procs.values():
                 if proc.popen.poll() is None:
                     proc.peak_rss_kib = max(proc.peak_rss_kib, proc_kib(proc.popen.pid, "VmHWM"))
+                    proc.cpu_s = max(proc.cpu_s, cpu_seconds(proc.popen.pid))
 
     def wait_http(self, name: str, url: str, timeout: float = 90) -> None:
         proc = self.procs[name]
