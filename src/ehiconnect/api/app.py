@@ -31,6 +31,7 @@ from ehiconnect.api.routes import metrics as metrics_route
 from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
+from ehiconnect.console.app import mount_console
 from ehiconnect.db.pools import ProcessRole
 from ehiconnect.http.asgi_guards import (
     BodyLimit,
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(webhooks.router, prefix="/v1")
     app.include_router(support.router, prefix="/v1")
     app.include_router(widget.router)
+    mount_console(app)  # /console: pages and static files
 
     # The FHIR side (Bulk Data) answers errors as OperationOutcomes, the rest the envelope.
     edge_refusal = refuse_by_path(path_under("/v1/fhir"), guard_refusal)
