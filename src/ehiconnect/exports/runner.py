@@ -345,6 +345,8 @@ async def fail_task(runtime: Runtime, task_id: str, reason: str, description: st
         if task is None or task.status != PENDING:
             return False
         task.status = FAILED
+        # Where it stopped, for failure review ("timeout while hydrating"), before phase ends.
+        task.progress = {**task.progress, "failed_in_phase": task.phase}
         task.phase = "done"
         task.completed_at = clock.now()
         task.failure_reason = public_failure_reason(reason)

@@ -126,6 +126,7 @@ async def test_a_task_past_its_deadline_times_out_even_without_a_worker(
     assert (await reconcile_exports(runtime)).timed_out == 1
     done = status(platform, task_id)
     assert done["failure_reason"] == "timeout"
+    assert done["progress"]["failed_in_phase"] == "queued"  # it never started
     [event] = _failed_events(database_url, task_id)
     assert event["failure_reason"] == "timeout"
     # The job that was still queued finds its task ended and does nothing.
