@@ -3,9 +3,10 @@
 Every process that needs an access token calls `fresh_access_token`. Reading a token that is still
 good takes one short read and no lock. A refresh takes a transaction-level advisory lock named
 after the connection, so concurrent refreshes (two workers, the periodic refresher) run one at a
-time and the second finds the token the first obtained. Rotated refresh tokens are written in the
-same transaction as the refresh that returned them. When a token is due is `refresh_policy`'s
-call: the margin scales down with short-lived tokens.
+time and the second finds the token the first obtained. Tokens a refresh returns are committed
+at once in a short transaction of their own (a rotated refresh token must outlive a kill or a
+lost connection of the locked one). When a token is due is `refresh_policy`'s call: the margin
+scales down with short-lived tokens.
 
 While a refresh may be in flight the connection's status reads `refreshing` (DESIGN §1): a short
 transaction of its own sets it before the locked one (readers cannot see an uncommitted change),
@@ -287,14 +288,18 @@ async def _refresh_locked(
             telemetry.token_refresh_failed(connection, refused=False, error=type(exc).__name__)
             raise
         else:
-            await store_tokens(
-                session,
-                cipher,
-                clock,
-                connection_id,
-                response,
-                keep_refresh_token=tokens.refresh_token,
-            )
+            # The source may have rotated the refresh token: the old one is dead there now.
+            # Commit the new ones at once in a transaction of their own, so that a kill or a
+            # lost connection before this (locked) transaction commits cannot lose them.
+            async with database.transaction() as own:
+                await store_tokens(
+                    own,
+                    cipher,
+                    clock,
+                    connection_id,
+                    response,
+                    keep_refresh_token=tokens.refresh_token,
+                )
             if response.scope and response.scope != connection.scope:
                 connection.scope = response.scope
             if connection.status == "refreshing":
