@@ -73,8 +73,8 @@ class JobSettings(BaseModel):
     # Threshold + check interval bound how long a killed worker's job waits (about 15 s).
     stalled_after_seconds: float = 10.0
     stalled_check_cron: str = Field(
-        default="*/5 * * * * *",
-        description="When to look for stalled jobs (cron; a 6th field = seconds)",
+        default="* * * * * */5",
+        description="When to look for stalled jobs (cron; an optional 6th field, last, is seconds)",
     )
     finished_job_retention_hours: int = Field(
         default=24,
@@ -210,9 +210,10 @@ class ExportSettings(BaseModel):
     )
     retention_check_cron: str = "*/10 * * * *"
     reconcile_cron: str = Field(
-        default="*/15 * * * * *",
+        default="* * * * * */15",
         description="When pending tasks are checked against their jobs: a task whose job ended "
-        "is re-queued or failed, one past its deadline fails with `timeout` (6th field = seconds)",
+        "is re-queued or failed, one past its deadline fails with `timeout` (6th, last field = "
+        "seconds)",
     )
 
 

@@ -35,11 +35,6 @@ def _ticks_in_an_hour(periodic_id: str, tmp_path: Path) -> list[float]:
     return ticks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py defaults write seconds first ('*/5 * * * * *'); croniter reads them last "
-    "('* * * * * */5', '* * * * * */15'). Remove this marker with that fix.",
-)
 @pytest.mark.parametrize(
     ("periodic_id", "every_s"), [("recover_stalled", 5), ("reconcile_exports", 15)]
 )
