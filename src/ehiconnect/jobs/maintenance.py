@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import procrastinate
+import procrastinate.exceptions
+import psycopg
 
 from ehiconnect import metrics
 from ehiconnect.jobs.context import runtime_of
@@ -18,15 +20,26 @@ async def recover_stalled_jobs(app: procrastinate.App, *, stalled_after_seconds:
     stalled = list(
         await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_seconds)
     )
+    recovered = 0
     for job in stalled:
+        try:
+            await app.job_manager.retry_job(job)
+        except procrastinate.exceptions.ConnectorException as exc:
+            # Passes overlap in a fleet (each worker defers one; a killed worker's pass is itself
+            # retried): another pass took this job back, or it ended, since the listing. The
+            # function refuses with RAISE; anything else is a real database error.
+            if not isinstance(exc.__cause__, psycopg.errors.RaiseException):
+                raise
+            log.info("a stalled job was already taken back", extra={"job_id": job.id})
+            continue
         log.warning(
-            "retrying a job whose worker stopped",
+            "retried a job whose worker stopped",
             extra={"job_id": job.id, "task": job.task_name, "worker_id": job.worker_id},
         )
-        await app.job_manager.retry_job(job)
         log_event(LifecycleEvent.JOB_STALLED_RECOVERED, job_id=job.id, task=job.task_name)
-    metrics.stalled_jobs_recovered(len(stalled))
-    return len(stalled)
+        recovered += 1
+    metrics.stalled_jobs_recovered(recovered)
+    return recovered
 
 
 async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> int:

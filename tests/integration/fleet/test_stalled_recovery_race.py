@@ -46,11 +46,6 @@ def _statuses(url: str, ids: list[int]) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs/maintenance.py lets retry_job's refusal end the pass; it should skip that job "
-    "and go on. Remove this marker with that fix.",
-)
 async def test_a_job_another_pass_recovered_first_does_not_end_the_pass(
     runtime: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
