@@ -1,25 +1,35 @@
-"""`ehiconnect tracker serve|status|failures`: the customer-side service and its reports."""
+"""`ehiconnect tracker serve|status|failures|console`: the customer-side service, its reports and
+the accounts of its console (/console on `tracker serve`)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.table import Table
 
-from ehiconnect.cli.common import console, load_settings, print_json
+from ehiconnect.cli.common import console, err_console, load_settings, print_json
+from ehiconnect.clock import SystemClock
+from ehiconnect.console.kit import accounts
+from ehiconnect.console.kit.models import ROLE_OPERATOR
 from ehiconnect.db.migrate import upgrade_database
+from ehiconnect.errors import ApiError
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
 from ehiconnect.tracker import metrics as tracker_metrics
 from ehiconnect.tracker import report
+from ehiconnect.tracker.console import REALM as CONSOLE_REALM
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 
 tracker_app = typer.Typer(help="The tracker: your backend's side of consent and collection.")
+console_app = typer.Typer(help="Accounts of the tracker's console (/console on tracker serve).")
+tracker_app.add_typer(console_app, name="console")
+MAX_STDIN_PASSWORD = 4096
 
 
 def register(app: typer.Typer) -> None:
@@ -172,4 +182,88 @@ def failures(
             group["description"][:120],
             "\n".join(group["job_ids"]),
         )
+    console.print(table)
+
+
+def _accounts_work(query: Any) -> dict[str, Any]:
+    """Run an account change; a refusal (short password, duplicate, unknown email) is a clear
+    message and exit code 1."""
+    try:
+        return _with_session(load_settings(), query)
+    except ApiError as exc:
+        err_console.print(f"[red]error:[/red] {exc.description}")
+        raise typer.Exit(1) from None
+
+
+@console_app.command("add-user")
+def console_add_user(
+    email: Annotated[str, typer.Argument(help="The person's email address (their login)")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create an account of the tracker's console (its own accounts, not the platform's)."""
+    if password_stdin:
+        password = sys.stdin.readline(MAX_STDIN_PASSWORD + 2).rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def work(session: Any) -> dict[str, Any]:
+        user = await accounts.add_user(
+            session,
+            SystemClock(),
+            realm=CONSOLE_REALM,
+            email=email,
+            password=password,
+            role=ROLE_OPERATOR,
+            org_id=None,
+        )
+        return {"email": user.email}
+
+    created = _accounts_work(work)
+    console.print(
+        f"tracker console account {created['email']} created; sign in at /console/login "
+        "on tracker serve"
+    )
+
+
+@console_app.command("unlock")
+def console_unlock(email: Annotated[str, typer.Argument(help="The account's email")]) -> None:
+    """Lift a lockout after too many wrong passwords."""
+
+    async def work(session: Any) -> dict[str, Any]:
+        await accounts.unlock(session, SystemClock(), realm=CONSOLE_REALM, email=email)
+        return {}
+
+    _accounts_work(work)
+    console.print(f"tracker console account {email.strip()} unlocked")
+
+
+@console_app.command("users")
+def console_users(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the tracker console's accounts."""
+
+    async def work(session: Any) -> dict[str, Any]:
+        return {
+            "users": [
+                {
+                    "email": user.email,
+                    "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+                    "last_login_at": (
+                        user.last_login_at.isoformat() if user.last_login_at else None
+                    ),
+                }
+                for user in await accounts.list_users(session, CONSOLE_REALM)
+            ]
+        }
+
+    rows = _accounts_work(work)["users"]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("email", "locked until", "last login")
+    for row in rows:
+        table.add_row(*(str(row[key] or "") for key in row))
     console.print(table)

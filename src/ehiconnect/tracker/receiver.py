@@ -12,6 +12,7 @@
     <fhir_api_token>`, and not at all while no token is configured.
     GET  /healthz
     GET  /readyz          database (schema at head) and storage: 200, or 503 naming what is wrong
+    /console/...          the tracker's console (its own login; `tracker.console`)
 
 Both POST endpoints record what they received and enqueue the work in the same transaction, then
 answer at once: the slow parts (confirming, exporting, downloading) run as jobs.
@@ -29,7 +30,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ehiconnect.http.asgi_guards import (
     edge_middleware,
@@ -43,6 +44,8 @@ from ehiconnect.tracker.consent_log import (
     parse_widget_event,
     remember_widget_event,
 )
+from ehiconnect.tracker.console import PREFIX as CONSOLE_PREFIX
+from ehiconnect.tracker.console import build_tracker_console
 from ehiconnect.tracker.export_steps import consent_received, schedule
 from ehiconnect.tracker.fhir_query import (
     BadFhirRequest,
@@ -220,6 +223,7 @@ def build_tracker_app(
             Route("/fhir/{resource_type}/{resource_id}", guarded(fhir_read), methods=["GET"]),
             Route("/healthz", guarded(healthz), methods=["GET"]),
             Route("/readyz", guarded(readyz), methods=["GET"]),
+            Mount(CONSOLE_PREFIX, app=build_tracker_console(current)),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=edge_middleware(

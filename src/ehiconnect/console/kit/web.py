@@ -36,9 +36,11 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from markupsafe import Markup
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -55,7 +57,7 @@ from ehiconnect.console.kit.sessions import (
     open_session,
 )
 from ehiconnect.db.database import Database
-from ehiconnect.errors import ApiError, Forbidden, InvalidRequest, Unauthorized
+from ehiconnect.errors import ApiError, Forbidden, InvalidRequest, NotFound, Unauthorized
 
 KIT_DIR = Path(__file__).resolve().parent
 MODES = ("test", "live")
@@ -80,6 +82,8 @@ class ConsoleKit:
     template_dirs: Sequence[Path] = ()
     nav: Sequence[tuple[str, str]] = ()
     """(label, path under the prefix) of the pages in the header."""
+    modes: bool = True
+    """Whether pages show the test/live switch (the tracker's console has one mode)."""
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     env: jinja2.Environment = field(init=False)
@@ -135,12 +139,39 @@ class ConsoleKit:
         app.include_router(router)
         app.mount(self.url("/static"), StaticFiles(directory=KIT_DIR / "static"), name=None)
 
+    def mountable(self, router: APIRouter) -> FastAPI:
+        """An app of its own to mount at `prefix` (`Mount(kit.prefix, app=...)`) inside another
+        ASGI app, e.g. a Starlette one: `router` has no prefix; links, cookies and redirects
+        still carry `prefix`. Bad query input answers 400 with the JSON envelope, an unknown
+        path 404, never FastAPI's own shapes."""
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        kit = self
+
+        async def invalid(request: Request, exc: Exception) -> Response:
+            return kit.error_page(
+                request, InvalidRequest("a parameter of this page is not valid; check the link")
+            )
+
+        async def missing(request: Request, exc: Exception) -> Response:
+            if getattr(exc, "status_code", 404) == 405:
+                return kit.error_page(request, _MethodNotAllowed("this page does not take that"))
+            return kit.error_page(request, NotFound("there is no such console page"))
+
+        app.add_exception_handler(RequestValidationError, invalid)
+        app.add_exception_handler(StarletteHTTPException, missing)
+        app.include_router(router)
+        app.mount("/static", StaticFiles(directory=KIT_DIR / "static"), name=None)
+        return app
+
     def add_auth_routes(self, router: APIRouter) -> None:
         """GET/POST login, POST logout and POST mode on `router` (whose prefix is `prefix`)."""
         router.add_api_route("/login", self.login_page, methods=["GET"], include_in_schema=False)
         router.add_api_route("/login", self.login, methods=["POST"], include_in_schema=False)
         router.add_api_route("/logout", self.logout, methods=["POST"], include_in_schema=False)
-        router.add_api_route("/mode", self.switch_mode, methods=["POST"], include_in_schema=False)
+        if self.modes:
+            router.add_api_route(
+                "/mode", self.switch_mode, methods=["POST"], include_in_schema=False
+            )
 
     # ---- who is asking ------------------------------------------------------------------------
 
@@ -430,6 +461,11 @@ class ConsoleKit:
             else None
         )
         return RedirectResponse(self.safe_next(back), status_code=303)
+
+
+class _MethodNotAllowed(ApiError):
+    status = 405
+    default_code = "method_not_allowed"
 
 
 def _is_form(request: Request) -> bool:
