@@ -40,6 +40,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -257,6 +258,9 @@ def figures(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "queue_wait_p50_s": pct(waits, 50),
         "queue_wait_p99_s": pct(waits, 99),
         "runs_max": max((r["runs"] for r in rows.values()), default=0),
+        "file_mb_mean": round(
+            statistics.mean([r["file_size"] or 0 for r in done]) / 1e6 if done else 0, 2
+        ),
     }
 
 

@@ -654,10 +654,10 @@ SLUGS = ("harbor", "cedar", "summit")
 def export_rows(pg: Postgres) -> dict[str, dict[str, Any]]:
     rows = pg.admin(
         "SELECT task_id, org_connection_id, status, failure_reason, created_at, started_at, "
-        "completed_at, runs, failures, sha256, file_id FROM export_tasks"
+        "completed_at, runs, failures, sha256, file_id, file_size FROM export_tasks"
     )
     keys = ("task_id", "connection", "status", "failure_reason", "created_at", "started_at",
-            "completed_at", "runs", "failures", "sha256", "file_id")  # fmt: skip
+            "completed_at", "runs", "failures", "sha256", "file_id", "file_size")  # fmt: skip
     return {row[0]: dict(zip(keys, row, strict=True)) for row in rows}
 
 
