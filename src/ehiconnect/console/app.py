@@ -10,28 +10,27 @@ to the audit log with the console account as the actor.
 from __future__ import annotations
 
 import re
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from ehiconnect.clock import Clock
 from ehiconnect.connections.lifecycle import revoke_connection
+from ehiconnect.console import manage
 from ehiconnect.console.kit.sessions import SignedIn
-from ehiconnect.console.kit.web import ConsoleKit
 from ehiconnect.console.queries import records
 from ehiconnect.console.queries.failures import load_failures
 from ehiconnect.console.queries.overview import load_overview
+from ehiconnect.console.site import PostedBy, Who, kit, new_router
+from ehiconnect.console.site import database_of as _database
+from ehiconnect.console.site import runtime_of as _runtime
 from ehiconnect.console.viewer import Viewer
-from ehiconnect.db.database import Database
 from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal
-from ehiconnect.runtime import Runtime
+from ehiconnect.orgs.service import list_orgs
 from ehiconnect.webhooks.outbox import resend
 
-PREFIX = "/console"
 PERIODS = (1, 7, 14, 30, 90)
 CONNECTION_STATUSES = ("authorized", "refreshing", "revoked")
 EXPORT_STATUSES = ("pending", "success", "failed", "cancelled", "expired", "deleted")
@@ -40,43 +39,14 @@ _CODE = re.compile(r"^(none|[1-5][0-9]{2})$")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _database(request: Request) -> Database:
-    return _runtime(request).database
-
-
-def _clock(request: Request) -> Clock:
-    return _runtime(request).clock
-
-
-kit = ConsoleKit(
-    realm="platform",
-    title="ehiconnect console",
-    prefix=PREFIX,
-    database_of=_database,
-    clock_of=_clock,
-    template_dirs=[FilePath(__file__).resolve().parent / "templates"],
-    nav=[
-        ("Overview", "/"),
-        ("Failure review", "/failures"),
-        ("Connections", "/connections"),
-        ("Exports", "/exports"),
-        ("Webhooks", "/webhooks"),
-    ],
-)
-router = APIRouter(prefix=PREFIX, route_class=kit.route_class, include_in_schema=False)
+router = new_router()
 kit.add_auth_routes(router)
-Who = Annotated[SignedIn, Depends(kit.require)]
-PostedBy = Annotated[SignedIn, Depends(kit.require_post)]
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def mount_console(app: FastAPI) -> None:
     kit.install(app, router)
+    app.include_router(manage.router)
 
 
 def _period(days: int, default: int) -> int:
@@ -351,7 +321,19 @@ async def webhooks(request: Request, who: Who) -> Response:
             days=None,
             page=1,
         )
-    return kit.render(request, who, "console/webhooks.html", {"endpoints": endpoints, "p": recent})
+        orgs = await list_orgs(db) if viewer.operator else []
+    done = request.query_params.get("done")
+    return kit.render(
+        request,
+        who,
+        "console/webhooks.html",
+        {
+            "endpoints": endpoints,
+            "p": recent,
+            "orgs": orgs[:500],
+            "done": done if done in ("enabled", "disabled") else None,
+        },
+    )
 
 
 @router.get("/webhooks/deliveries")
@@ -382,7 +364,13 @@ async def deliveries(
         request,
         who,
         "console/deliveries.html",
-        {"p": found, "status": status or "", "statuses": DELIVERY_STATUSES, "code": code or ""},
+        {
+            "p": found,
+            "status": status or "",
+            "statuses": DELIVERY_STATUSES,
+            "code": code or "",
+            "tested": request.query_params.get("tested") == "1",
+        },
     )
 
 

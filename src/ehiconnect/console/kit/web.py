@@ -47,7 +47,7 @@ from starlette.staticfiles import StaticFiles
 from ehiconnect import audit
 from ehiconnect.clock import Clock
 from ehiconnect.console.kit.accounts import LockoutPolicy, SignInResult, sign_in
-from ehiconnect.console.kit.models import ConsoleSession
+from ehiconnect.console.kit.models import ROLE_OPERATOR, ConsoleSession
 from ehiconnect.console.kit.sessions import (
     SessionPolicy,
     SignedIn,
@@ -82,6 +82,8 @@ class ConsoleKit:
     template_dirs: Sequence[Path] = ()
     nav: Sequence[tuple[str, str]] = ()
     """(label, path under the prefix) of the pages in the header."""
+    operator_nav: Sequence[tuple[str, str]] = ()
+    """Pages only operators see (and only they may open: their routes check the role too)."""
     modes: bool = True
     """Whether pages show the test/live switch (the tracker's console has one mode)."""
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
@@ -111,6 +113,12 @@ class ConsoleKit:
 
     def url(self, path: str = "/") -> str:
         return self.prefix + (path if path.startswith("/") else "/" + path)
+
+    def nav_of(self, who: SignedIn | None) -> list[tuple[str, str]]:
+        if who is None:
+            return []
+        extra = self.operator_nav if who.user.role == ROLE_OPERATOR else ()
+        return [*self.nav, *extra]
 
     # ---- wiring -------------------------------------------------------------------------------
 
