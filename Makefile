@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/lift.py
 	$(BIN)/python bench/fleet.py --quick
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .ehiconnect .mypy_cache .ruff_cache .pytest_cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.console.queries.overview import FAILED_SQL, day_range, period_start
 from ehiconnect.console.viewer import Viewer
 
+MAX_GROUPS = 50
+"""Groups per stage on the page, largest first: enough to decide what to tune, and the page stays
+fast however many health systems fail (each group carries a per-day sparkline)."""
 ENDPOINT_NAME_SQL = "coalesce(e.name, {column}, '(unknown)')"
 MODE_OF_ENDPOINT_SQL = "(CASE WHEN e.sandbox THEN 'test' ELSE 'live' END)"
 
@@ -65,11 +69,23 @@ class FailureReview:
     export: list[FailureGroup] = field(default_factory=list)
     webhook: list[FailureGroup] = field(default_factory=list)
 
-    @property
+    hidden: dict[str, int] = field(default_factory=dict)
+    """Per stage, how many smaller groups are left off the page (beyond `MAX_GROUPS`)."""
+
+    @cached_property
     def peak(self) -> int:
+        """The largest day count of any group shown: every sparkline shares this scale. Cached:
+        the page reads it once per group."""
         return max(
             (v for g in (*self.consent, *self.export, *self.webhook) for v in g.trend), default=0
         )
+
+    def keep_largest(self, limit: int) -> None:
+        """Show the `limit` largest groups of each stage; count the rest in `hidden`."""
+        for stage in ("consent", "export", "webhook"):
+            groups: list[FailureGroup] = getattr(self, stage)
+            self.hidden[stage] = max(len(groups) - limit, 0)
+            setattr(self, stage, groups[:limit])
 
 
 class _Grouper:
@@ -102,6 +118,7 @@ async def load_failures(
     review.consent = await _consent(db, viewer, now, calendar, days)
     review.export = await _exports(db, viewer, now, calendar, days)
     review.webhook = await _webhooks(db, viewer, now, calendar, days)
+    review.keep_largest(MAX_GROUPS)
     return review
 
 
