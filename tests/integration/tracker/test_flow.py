@@ -132,6 +132,9 @@ async def test_consent_to_ingested_records_and_email(
         "select count(*), count(distinct id) from read_parquet(?)", [observations]
     ).fetchone()
     assert rows == (30, 30)
+    # Ingested in batches of 10 (ingest_batch_size) into the store, but Parquet cuts its own
+    # larger batches: one file per resource type here, not one per type and batch of 10.
+    assert len(list((tmp_path / "parquet" / "Observation").glob("*.parquet"))) == 1
     heart_rates = db.execute(
         "select count(*) from read_parquet(?) "
         "where list_contains(codes, '8867-4') and patient_id = 'p1'",

@@ -23,7 +23,11 @@ import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from ehiconnect.tracker.sinks.base import Batching
 from ehiconnect.tracker.sinks.fields import codes_of, date_of, patient_of
+
+ROWS_PER_BATCH = 10_000
+BYTES_PER_BATCH = 16 * 1024 * 1024  # of NDJSON: bounds the parsed batch held in memory
 
 SCHEMA = pa.schema(
     [
@@ -41,10 +45,16 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class ParquetSink:
     name = "parquet"
-    batching = None  # the tracker's default, in file order
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        rows_per_batch: int = ROWS_PER_BATCH,
+        bytes_per_batch: int = BYTES_PER_BATCH,
+    ) -> None:
         self.directory = directory
+        self.batching = Batching(rows_per_batch, bytes_per_batch)
 
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
         if not _SAFE.match(batch_key):
@@ -52,30 +62,17 @@ class ParquetSink:
         await asyncio.to_thread(self._write, resources, batch_key)
 
     def _write(self, resources: list[dict[str, Any]], batch_key: str) -> None:
-        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        columns: dict[str, _Columns] = defaultdict(_Columns)
         for resource in resources:
-            kind = resource.get("resourceType")
-            if isinstance(kind, str) and _SAFE.match(kind) and isinstance(resource.get("id"), str):
-                by_type[kind].append(resource)
-        for kind, items in by_type.items():
-            meta: list[dict[str, Any]] = [_meta(r) for r in items]
-            table = pa.table(
-                {
-                    "resource_type": [kind] * len(items),
-                    "id": [r["id"] for r in items],
-                    "patient_id": [patient_of(r) for r in items],
-                    "codes": [codes_of(r) for r in items],
-                    "date": [date_of(r) for r in items],
-                    "last_updated": [m.get("lastUpdated") for m in meta],
-                    "resource": [orjson.dumps(r).decode() for r in items],
-                },
-                schema=SCHEMA,
-            )
+            kind, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(kind, str) and isinstance(rid, str) and _SAFE.match(kind):
+                columns[kind].add(rid, resource)
+        for kind, column in columns.items():
             folder = self.directory / kind
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{batch_key}.parquet"
             temporary = folder / f".{batch_key}.parquet.tmp"
-            pq.write_table(table, temporary, compression="zstd")
+            pq.write_table(column.table(kind), temporary, compression="zstd")
             os.replace(temporary, target)
 
     async def forget_jobs(self, job_ids: list[str]) -> int:
@@ -96,6 +93,36 @@ class ParquetSink:
         return None
 
 
-def _meta(resource: dict[str, Any]) -> dict[str, Any]:
-    value = resource.get("meta")
-    return value if isinstance(value, dict) else {}
+class _Columns:
+    """One resource type's columns, filled a row at a time."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.patients: list[str | None] = []
+        self.codes: list[list[str]] = []
+        self.dates: list[str | None] = []
+        self.updated: list[object] = []
+        self.bodies: list[bytes] = []
+
+    def add(self, rid: str, resource: dict[str, Any]) -> None:
+        self.ids.append(rid)
+        self.patients.append(patient_of(resource))
+        self.codes.append(codes_of(resource))
+        self.dates.append(date_of(resource))
+        meta = resource.get("meta")
+        self.updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
+        self.bodies.append(orjson.dumps(resource))  # UTF-8: Arrow takes it as the string as is
+
+    def table(self, kind: str) -> pa.Table:
+        return pa.Table.from_arrays(
+            [
+                pa.array([kind] * len(self.ids), pa.string()),
+                pa.array(self.ids, pa.string()),
+                pa.array(self.patients, pa.string()),
+                pa.array(self.codes, pa.list_(pa.string())),
+                pa.array(self.dates, pa.string()),
+                pa.array(self.updated, pa.string()),
+                pa.array(self.bodies, pa.string()),
+            ],
+            schema=SCHEMA,
+        )
