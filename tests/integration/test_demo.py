@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import psycopg
 import pytest
 
@@ -113,6 +116,22 @@ def test_demo_collects_the_record_and_a_second_run_reuses_the_org(
     [(patient_id,)] = [(rid,) for kind, rid in want_keys if kind == "Patient"]
     assert first["patient_id"] == patient_id
     assert first["org_reused"] is False
+    # The summary's documented shape (--json): ids, stats, bytes, sha256, durations, ingested.
+    assert len(first["task_id"]) == 32
+    assert first["org_connection_id"] in first["try"][1]
+    assert first["stats"] == {
+        "total_resources": len(want_keys),
+        "total_by_resource_type": dict(want_types),
+    }
+    assert (first["bytes"], first["sha256"]) == (len(body), first["file"]["sha256"])
+    stages = ("setup", "consent", "export", "download", "ingest", "notify", "total")
+    assert set(first["durations"]) == set(stages)
+    assert all(
+        isinstance(first["durations"][s], float) and first["durations"][s] >= 0 for s in stages
+    )
+    assert first["durations"]["total"] >= first["durations"]["export"]
+    assert first["ingested"] == {"fhir_store": len(want_keys), "parquet": len(want_keys)}
+    assert "console" not in first  # a console login only with --keep-running
 
     second = run_demo(env)
 
@@ -143,3 +162,58 @@ def test_demo_collects_the_record_and_a_second_run_reuses_the_org(
         .fetchone()
     )
     assert row == (want_types["Observation"],)
+
+
+def test_a_failed_stage_exits_non_zero_with_a_json_answer(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ehiconnect", "demo", "--json", "--timeout", "0.05"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    answer = json.loads(result.stdout)
+    assert answer["success"] is False
+    assert "gave up after" in answer["error"]
+
+
+def test_keep_running_prints_a_console_login_that_signs_in(env: dict[str, str]) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ehiconnect", "demo", "--json", "--keep-running"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:  # the summary is one indented JSON object: ends with "}"
+            lines.append(line)
+            if line.rstrip("\n") == "}":
+                break
+        login = json.loads("".join(lines))["console"]
+        assert login["url"].endswith("/console/")
+        with httpx.Client(timeout=20, follow_redirects=False) as http:
+            form = http.get(login["url"] + "login")
+            token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+            assert token, form.text
+            signed_in = http.post(
+                login["url"] + "login",
+                data={
+                    "email": login["email"],
+                    "password": login["password"],
+                    "login_token": token.group(1),
+                },
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            assert http.get(login["url"]).status_code == 200
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ehiconnect.cli.common import console, err_console, load_settings
+from ehiconnect.cli.common import console, err_console, load_settings, print_json
 from ehiconnect.cli.demo_logic import DemoFailed
 from ehiconnect.cli.demo_ports import check_ports, listeners, set_ports
 from ehiconnect.logging import configure_logging
@@ -71,6 +71,8 @@ def demo(
         )
         asyncio.run(run.run())
     except DemoFailed as failure:
+        if json:  # still one JSON object on stdout, for scripts that parse it
+            print_json({"success": False, "error": failure.message, "hint": failure.hint})
         err_console.print(f"[red]demo failed:[/red] {failure.message}", soft_wrap=True)
         if failure.hint:
             err_console.print(f"what to do: {failure.hint}", soft_wrap=True)

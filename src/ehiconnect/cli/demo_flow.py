@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ehiconnect.cli.demo_logic import (
     DEMO_REDIRECT_URI,
@@ -37,7 +37,7 @@ from ehiconnect.sandbox.catalog import stable_catalog_id
 from ehiconnect.sandbox.config import HealthSystem, Persona
 from ehiconnect.sandbox.patient_browser import PatientBrowser, PortalError
 from ehiconnect.tracker.ledger import JobState
-from ehiconnect.tracker.models import TrackerJob
+from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob
 
 POLL_SECONDS = 0.25
 NOTIFY_WAIT_SECONDS = 5.0
@@ -59,6 +59,10 @@ class Collected:
     observations_in_store: int
     observations_url: str
     urls: dict[str, str]
+    stage_seconds: dict[str, float | None]
+    """export, download, ingest, notify: from the tracker's ledger times."""
+    ingested: dict[str, int]
+    """Resources written per sink (fhir_store, parquet, fhir_server)."""
 
 
 async def connect_patient(
@@ -174,7 +178,33 @@ async def collect(services: DemoServices, connected: Connected, job: TrackerJob)
         observations_in_store=int(response.json().get("total", 0)),
         observations_url=url,
         urls=dict(services.urls),
+        stage_seconds=stage_seconds(job),
+        ingested=await _ingested(services, job.job_id),
     )
+
+
+def stage_seconds(job: TrackerJob) -> dict[str, float | None]:
+    """How long each of the tracker's stages took, from the ledger's times (None: not reached)."""
+    marks = [
+        ("export", job.export_requested_at, job.webhook_at),
+        ("download", job.webhook_at, job.downloaded_at),
+        ("ingest", job.downloaded_at, job.ingested_at),
+        ("notify", job.ingested_at, job.notified_at),
+    ]
+    return {
+        name: round((end - start).total_seconds(), 3) if start and end else None
+        for name, start, end in marks
+    }
+
+
+async def _ingested(services: DemoServices, job_id: str) -> dict[str, int]:
+    async with services.tracker.database.transaction() as session:
+        rows = await session.execute(
+            select(TrackerIngestProgress.sink, func.sum(TrackerIngestProgress.lines_done))
+            .where(TrackerIngestProgress.job_id == job_id)
+            .group_by(TrackerIngestProgress.sink)
+        )
+        return {str(sink): int(n or 0) for sink, n in rows}
 
 
 async def _wait_notified(services: DemoServices, job: TrackerJob) -> TrackerJob:

@@ -27,12 +27,26 @@ def summary_of(
     persona: Persona,
     collected: Collected,
     seconds: float,
+    setup_seconds: float = 0.0,
+    consent_seconds: float = 0.0,
 ) -> dict[str, Any]:
     keys = org.credentials
     urls = collected.urls
     connection_id = collected.connection.org_connection_id
+    by_type = dict(sorted(collected.stats.get("total_by_resource_type", {}).items()))
+    total = int(collected.stats.get("total_resources", 0))
     return {
         "seconds": round(seconds, 1),
+        "stats": {"total_resources": total, "total_by_resource_type": by_type},
+        "bytes": collected.file_size,
+        "sha256": collected.file_sha256,
+        "durations": {
+            "setup": round(setup_seconds, 3),
+            "consent": round(consent_seconds, 3),
+            **collected.stage_seconds,
+            "total": round(seconds, 3),
+        },
+        "ingested": collected.ingested,
         "org_id": keys.org_id,
         "org_reused": org.reused,
         "system": system.slug,
@@ -41,10 +55,8 @@ def summary_of(
         "org_connection_id": connection_id,
         "task_id": collected.task_id,
         "tracker_job_id": collected.job_id,
-        "total_resources": int(collected.stats.get("total_resources", 0)),
-        "resources_by_type": dict(
-            sorted(collected.stats.get("total_by_resource_type", {}).items())
-        ),
+        "total_resources": total,
+        "resources_by_type": by_type,
         "file": {
             "location": collected.file_location,
             "size": collected.file_size,
@@ -95,6 +107,12 @@ def print_summary(out: Console, summary: dict[str, Any], keep_running: bool) -> 
     when = (
         "now (Ctrl-C stops everything)" if keep_running else "with `ehiconnect demo --keep-running`"
     )
+    if "console" in summary:
+        login = summary["console"]
+        out.print(
+            "[bold]The console[/bold] (an operator account for this run; password shown once):"
+        )
+        _line(out, f"  {login['url']}  sign in as {login['email']}  password {login['password']}")
     out.print(f"[bold]Try it[/bold] {when}:")
     for line in summary["try"]:
         _line(out, f"  {line}")

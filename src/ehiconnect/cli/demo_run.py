@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import threading
 import time
@@ -29,6 +30,8 @@ from ehiconnect.cli.demo_ports import listeners
 from ehiconnect.cli.demo_report import print_summary, summary_of
 from ehiconnect.cli.demo_services import DemoServices, database, run_services
 from ehiconnect.cli.demo_setup import DemoOrg, ensure_demo_org
+from ehiconnect.console.kit import accounts
+from ehiconnect.console.kit.models import ROLE_OPERATOR
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import HealthSystem, Persona
 from ehiconnect.settings import Settings
@@ -77,11 +80,13 @@ class DemoRun:
                         f"platform API {urls['api']}, sandbox {urls['sandbox']}, tracker "
                         f"{urls['tracker']}, and both job workers are running"
                     )
+                    set_up = time.monotonic()
                     if persona.size_class == "huge":
                         self.out.print(f"{persona.username}'s record is huge: this takes minutes")
                     connected = await connect_patient(
                         services, org.credentials.public_id, self.system, persona
                     )
+                    consented = time.monotonic()
                     self._done(
                         f"{persona.username} signed in at {self.system.name} and allowed access: "
                         f"org_connection_id {connected.org_connection_id}"
@@ -90,8 +95,17 @@ class DemoRun:
                     collected = await collect(services, connected, job)
                     seconds = time.monotonic() - started
                     self.summary = summary_of(
-                        settings, org, self.system, persona, collected, seconds
+                        settings,
+                        org,
+                        self.system,
+                        persona,
+                        collected,
+                        seconds,
+                        setup_seconds=set_up - started,
+                        consent_seconds=consented - set_up,
                     )
+                    if self.keep_running:
+                        self.summary["console"] = await demo_console_login(runtime, urls["api"])
                     if self.as_json:
                         print_json(self.summary)
                     else:
@@ -122,6 +136,31 @@ class DemoRun:
 
     def _done(self, text: str) -> None:
         _done(self.out, text)
+
+
+DEMO_OPERATOR = "demo-operator@ehiconnect.invalid"
+
+
+async def demo_console_login(runtime: Runtime, api_url: str) -> dict[str, str]:
+    """A console operator account for this run, with a fresh random password (shown once, in the
+    summary): the previous run's account, if any, is replaced and its sessions end with it."""
+    password = secrets.token_urlsafe(18)
+    async with runtime.database.transaction() as session:
+        old = await accounts.find_user(session, "platform", DEMO_OPERATOR)
+        if old is not None:
+            await session.delete(old)
+            await session.flush()
+        await accounts.add_user(
+            session,
+            runtime.clock,
+            realm="platform",
+            email=DEMO_OPERATOR,
+            password=password,
+            role=ROLE_OPERATOR,
+            org_id=None,
+            actor="demo",
+        )
+    return {"url": f"{api_url}/console/", "email": DEMO_OPERATOR, "password": password}
 
 
 def demo_tracker_settings(settings: Settings, org: DemoOrg) -> TrackerSettings:
