@@ -28,6 +28,7 @@ from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from tests.e2e.axe_support import axe_source, check_accessibility
 from tests.e2e.conftest import PHONE
+from tests.e2e.doc_images import doc_image
 from tests.integration import conftest as platform_fixtures
 from tests.integration.conftest import make_org
 from tests.integration.consent import conftest as sandbox_fixtures
@@ -179,6 +180,7 @@ async def test_operator_reviews_exports_failures_and_resends_a_webhook(
         receiver_server.url
     )
     await screenshot(page, "failures")
+    await doc_image(page, "console-failure-review")
 
     # From the group to the case: the failed export and its reason.
     await group.get_by_role("link", name="Cases").click()

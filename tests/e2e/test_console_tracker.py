@@ -22,6 +22,7 @@ from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.runtime import TrackerRuntime
 from tests.e2e.axe_support import axe_source, check_accessibility
+from tests.e2e.doc_images import doc_image
 from tests.integration import conftest as platform_fixtures
 from tests.integration.console.support import PASSWORD
 from tests.integration.tracker import conftest as tracker_fixtures
@@ -112,6 +113,7 @@ async def test_support_follows_a_patient_and_reviews_failures(
     )
     await check_accessibility(page, axe_source, "job")
     await screenshot(page, "job")
+    await doc_image(page, "tracker-console-job")
 
     # Failures by reason, health system and step, down to one failed job.
     await nav(page, "Failures").click()
