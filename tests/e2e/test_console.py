@@ -281,6 +281,7 @@ async def test_a_customer_sees_its_connection_and_is_locked_after_five_wrong_pas
 
 async def test_operator_manages_an_endpoint_rotates_a_key_and_searches_the_catalog(
     page: Page,
+    browser: Browser,
     screenshot: Screenshot,
     api: ThreadedServer,
     runtime: Runtime,
@@ -350,3 +351,17 @@ async def test_operator_manages_an_endpoint_rotates_a_key_and_searches_the_catal
     await page.get_by_role("row").filter(has_text=HARBOR).get_by_role("link").first.click()
     await expect(page.locator("main")).to_contain_text("Token endpoint")
     await screenshot(page, "catalog-endpoint")
+
+    # The management pages at a phone's width: no sideways scrolling of the page, axe clean.
+    phone = await new_context(browser, PHONE)
+    try:
+        small = await phone.new_page()
+        await sign_in(small, api, "ops@example.org")
+        await expect(small.get_by_role("heading", name="Overview")).to_be_visible()
+        for path in ("/console/webhooks", "/console/keys", "/console/catalog?q=Harbor"):
+            await small.goto(f"{api.url}{path}")
+            width = await small.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], path
+            await screenshot(small, "phone-" + path.split("/")[2].split("?")[0])
+    finally:
+        await phone.close()
