@@ -151,11 +151,14 @@ def test_exports_survive_a_killed_worker_and_a_backend_sweep(
     worker_ids: dict[str, int] = urls["worker_ids"]
     deadline = time.monotonic() + DEADLINE_S
     victim = None
-    while victim is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         victim = _process_running_an_export(pg, worker_ids)
+        if victim is not None:
+            time.sleep(1.0)  # into the crawl, and still running it
+            if _process_running_an_export(pg, worker_ids) == victim:
+                break
         time.sleep(0.1)
     assert victim is not None, "no export started"
-    time.sleep(1.0)  # into the crawl
     processes.kill(victim)
     assert pg.terminate_fleet_backends() > 0
     for slug in SLUGS:

@@ -53,14 +53,20 @@ async def _refresh(runtime: Runtime, connection_id: str) -> str:
 
 
 def _cut_the_lock_holder(database_url: str, done: threading.Event) -> list[int]:
-    """Terminate the backend holding an advisory lock (the refresh's) as soon as one appears."""
+    """Terminate the backend holding the refresh's lock while it waits for the health system.
+
+    That is the backend holding an advisory lock and idle in its transaction for a while (the
+    token request takes a second); cutting it earlier would stop the refresh before it is sent.
+    """
     cut: list[int] = []
     deadline = time.monotonic() + 20
     with psycopg.connect(database_url, autocommit=True) as conn:
         while not cut and not done.is_set() and time.monotonic() < deadline:
             rows = conn.execute(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND pid <> pg_backend_pid()"
+                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() "
+                "AND a.state = 'idle in transaction' "
+                "AND a.state_change < now() - interval '300 milliseconds'"
             ).fetchall()
             for (pid,) in rows:
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
