@@ -2,8 +2,10 @@
 
 A claim takes due deliveries of enabled endpoints with FOR UPDATE SKIP LOCKED (so concurrent
 workers never take the same row), moves their `next_attempt_at` to the end of a lease and stamps
-them with a claim token, all in one short transaction. If the worker dies, the lease runs out and
-the deliveries are due again; a late result is recorded only under the token it was claimed with.
+them with a claim token, returning each one's event and URL, in one statement; the endpoints'
+signing secrets are a second, in the same short transaction. If the worker dies, the lease runs
+out and the deliveries are due again; a late result is recorded only under the token it was
+claimed with.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.webhooks.endpoints import active_secrets
-from ehiconnect.webhooks.models import WebhookEndpoint, WebhookEvent
 
 _CLAIM_DUE = text(
     """
@@ -33,8 +34,10 @@ _CLAIM_DUE = text(
         FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE webhook_deliveries d SET next_attempt_at = :lease_until, claim_token = :token
-    FROM due WHERE d.id = due.id
-    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
+    FROM due, webhook_events ev, webhook_endpoints e
+    WHERE d.id = due.id AND ev.event_id = d.event_id AND e.endpoint_id = d.endpoint_id
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts,
+        ev.type, ev.api_mode, ev.data, ev.created_at, e.url
     """
 )
 
@@ -99,34 +102,21 @@ async def next_due_at(session: AsyncSession) -> dt.datetime | None:
 async def _load_claims(
     session: AsyncSession, cipher: TokenCipher, rows: Sequence[Any], token: str, now: dt.datetime
 ) -> list[ClaimedDelivery]:
-    event_ids = {row.event_id for row in rows}
-    endpoint_ids = {row.endpoint_id for row in rows}
-    found_events = {
-        e.event_id: e
-        for e in await session.scalars(
-            select(WebhookEvent).where(WebhookEvent.event_id.in_(event_ids))
-        )
-    }
-    url_rows = await session.execute(
-        select(WebhookEndpoint.endpoint_id, WebhookEndpoint.url).where(
-            WebhookEndpoint.endpoint_id.in_(endpoint_ids)
-        )
-    )
-    urls = {endpoint_id: url for endpoint_id, url in url_rows.all()}
-    secrets = await active_secrets(session, cipher, endpoint_ids, now)
+    # The claim returned each delivery's event and URL; only the secrets need another query.
+    secrets = await active_secrets(session, cipher, {row.endpoint_id for row in rows}, now)
     return [
         ClaimedDelivery(
             delivery_id=row.id,
             claim_token=token,
             attempt_number=row.attempts + 1,
             event_id=row.event_id,
-            event_type=found_events[row.event_id].type,
-            api_mode=found_events[row.event_id].api_mode,
-            data=found_events[row.event_id].data,
+            event_type=row.type,
+            api_mode=row.api_mode,
+            data=row.data,
             endpoint_id=row.endpoint_id,
-            url=urls[row.endpoint_id],
+            url=row.url,
             secrets=tuple(secrets.get(row.endpoint_id, ())),
-            event_created_at=found_events[row.event_id].created_at,
+            event_created_at=row.created_at,
         )
         for row in rows
     ]

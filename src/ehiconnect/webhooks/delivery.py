@@ -13,15 +13,12 @@ expire: the deliveries become due again and are sent again (at-least-once; recei
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import random
-import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from functools import cache
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -35,14 +32,15 @@ from ehiconnect.clock import Clock
 from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.db.database import Database
 from ehiconnect.http.ssrf import (
+    CappedResponse,
     Resolver,
     TargetRefused,
-    guarded_client,
     send_capped,
     system_resolver,
 )
 from ehiconnect.webhooks import events, signing, telemetry
 from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due, next_due_at
+from ehiconnect.webhooks.connections import ReceiverConnections
 from ehiconnect.webhooks.endpoints import disable_endpoint
 from ehiconnect.webhooks.models import (
     DELIVERY_FAILED,
@@ -67,6 +65,11 @@ USER_AGENT = "ehiconnect-webhooks/1"
 # Waits between tries to record a pass while the database refuses (restart, connection limit).
 RECORD_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
 RECORD_MARGIN_SECONDS = 2.0
+# An idle kept-alive connection is closed after this long: below the 5 s after which uvicorn and
+# Node close an idle connection themselves, so a send rarely finds its connection closed.
+KEEPALIVE_SECONDS = 4.0
+# What a kept-alive connection the receiver had closed fails with, before any response.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +98,6 @@ class PassReport:
     disabled: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
 
-@cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs milliseconds; build it once per process.
-    return ssl.create_default_context()
-
-
 class Deliverer:
     """Sends due deliveries: `async with Deliverer(...) as d: await d.run_pass()`."""
 
@@ -122,8 +119,12 @@ class Deliverer:
         self._resolver = resolver
         self._rng: UniformRandom = rng or random.SystemRandom()
         self._transport = transport
+        # Opened by `async with`: connections then stay open from pass to pass. Without it,
+        # each pass opens its own and closes them when it ends.
+        self._connections: ReceiverConnections | None = None
 
     async def __aenter__(self) -> Deliverer:
+        self._connections = self._open_connections()
         return self
 
     async def __aexit__(
@@ -132,37 +133,20 @@ class Deliverer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        connections, self._connections = self._connections, None
+        if connections is not None:
+            await connections.aclose()
 
-    @contextlib.asynccontextmanager
-    async def _pass_clients(self) -> AsyncIterator[dict[bool, httpx.AsyncClient]]:
-        """A client refusing private targets and one allowing them, for one pass's sends.
-
-        No connection is kept alive between passes: with a pass's worth of requests in flight,
-        httpx's pool spends more CPU tracking idle connections than a new connection costs (on
-        loopback, 100 concurrent requests: 2 s of client CPU per 2,000 sends with no keep-alive,
-        3.8 s keeping 20, 6.4 s keeping 100), and a connection the receiver closed while idle
-        would fail an attempt.
-        """
-        limits = httpx.Limits(
-            max_connections=self._settings.batch_size, max_keepalive_connections=0
+    def _open_connections(self) -> ReceiverConnections:
+        settings = self._settings
+        return ReceiverConnections(
+            timeout_seconds=settings.timeout_seconds,
+            resolver=self._resolver,
+            headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+            idle_per_receiver=settings.batch_size * settings.max_concurrent_passes,
+            keepalive_seconds=KEEPALIVE_SECONDS,
+            transport=self._transport,
         )
-        async with contextlib.AsyncExitStack() as stack:
-            clients: dict[bool, httpx.AsyncClient] = {}
-            for allow_private in (False, True):
-                inner = self._transport or httpx.AsyncHTTPTransport(
-                    verify=_tls_context(), retries=0, limits=limits
-                )
-                clients[allow_private] = guarded_client(
-                    allow_private=allow_private,
-                    timeout_seconds=self._settings.timeout_seconds,
-                    resolver=self._resolver,
-                    inner=inner,
-                    headers={"user-agent": USER_AGENT, "content-type": "application/json"},
-                )
-                if self._transport is None:  # an injected transport belongs to the caller
-                    stack.push_async_callback(clients[allow_private].aclose)
-            yield clients
 
     async def run_pass(self, *, event_id: str | None = None) -> PassReport:
         """Claim up to `batch_size` due deliveries, send them concurrently, record the results."""
@@ -186,8 +170,15 @@ class Deliverer:
         if not claimed:
             return report
         claimed_at = time.monotonic()
-        async with self._pass_clients() as clients:
-            results = await asyncio.gather(*(self._attempt(d, clients) for d in claimed))
+        if self._connections is not None:
+            connections = self._connections
+            results = await asyncio.gather(*(self._attempt(d, connections) for d in claimed))
+        else:
+            connections = self._open_connections()
+            try:
+                results = await asyncio.gather(*(self._attempt(d, connections) for d in claimed))
+            finally:
+                await connections.aclose()
         # Record while the claims still hold: after the lease the deliveries are due again.
         record_until = claimed_at + self._settings.claim_lease_seconds - RECORD_MARGIN_SECONDS
         await self._record(results, report, until=record_until)
@@ -212,7 +203,7 @@ class Deliverer:
         return total
 
     async def _attempt(
-        self, delivery: ClaimedDelivery, clients: dict[bool, httpx.AsyncClient]
+        self, delivery: ClaimedDelivery, connections: ReceiverConnections
     ) -> AttemptResult:
         """One POST, traced as a `webhook attempt` span (ids, outcome, status; never the URL's
         path or query, nor the body), whose child is the HTTP request's span."""
@@ -224,7 +215,7 @@ class Deliverer:
             "ehiconnect.api_mode": delivery.api_mode,
         }
         with tracing.span("webhook attempt", attributes) as span:
-            result = await self._send(delivery, clients)
+            result = await self._send(delivery, connections)
             span.set_attribute("ehiconnect.webhook.outcome", result.outcome.value)
             span.set_attribute("ehiconnect.webhook.latency_ms", result.latency_ms)
             if result.status_code is not None:
@@ -234,7 +225,7 @@ class Deliverer:
             return result
 
     async def _send(
-        self, delivery: ClaimedDelivery, clients: dict[bool, httpx.AsyncClient]
+        self, delivery: ClaimedDelivery, connections: ReceiverConnections
     ) -> AttemptResult:
         now = self._clock.now()
         envelope = events.build_envelope(
@@ -253,14 +244,7 @@ class Deliverer:
             headers = signing.signature_headers(
                 delivery.event_id, int(now.timestamp()), body, delivery.secrets
             )
-            client = clients[self._allows_private(delivery.api_mode)]
-            request = client.build_request("POST", delivery.url, content=body, headers=headers)
-            response = await send_capped(
-                client,
-                request,
-                max_bytes=max(self._settings.max_response_bytes, 1),
-                timeout_seconds=self._settings.timeout_seconds,
-            )
+            response = await self._post(connections, delivery, body, headers)
             status_code = response.status_code
             cut = response.body[: self._settings.response_excerpt_bytes]
             excerpt = cut.decode("utf-8", errors="replace")
@@ -274,6 +258,35 @@ class Deliverer:
             error = str(exc)
         latency_ms = round((time.perf_counter() - started) * 1000)
         return AttemptResult(delivery, now, status_code, latency_ms, excerpt, error)
+
+    async def _post(
+        self,
+        connections: ReceiverConnections,
+        delivery: ClaimedDelivery,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> CappedResponse:
+        """POST over a kept-alive connection; once more over a new one if the receiver had
+        closed the kept one (it answered nothing: the request may be sent again)."""
+        allow_private = self._allows_private(delivery.api_mode)
+        for attempt in (1, 2):
+            reused = False
+            try:
+                async with connections.lane(delivery.url, allow_private=allow_private) as lane:
+                    client, reused = lane
+                    request = client.build_request(
+                        "POST", delivery.url, content=body, headers=headers
+                    )
+                    return await send_capped(
+                        client,
+                        request,
+                        max_bytes=max(self._settings.max_response_bytes, 1),
+                        timeout_seconds=self._settings.timeout_seconds,
+                    )
+            except _STALE_CONNECTION:
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _allows_private(self, api_mode: str) -> bool:
         return api_mode == "test" or self._settings.allow_private_targets

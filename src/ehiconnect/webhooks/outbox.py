@@ -7,11 +7,11 @@ event, delivery, notification or job remains; if it commits, all of them do.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import procrastinate
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,25 +50,68 @@ async def emit(
     `webhooks:deliver_event` job is enqueued too: it delivers where the queue is run without a
     dispatcher (tests that drain it), and does nothing in a worker.
     """
-    if type not in events.EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}; add it to ehiconnect.webhooks.events")
-    event_id = events.new_event_id()
-    now = clock.now()
-    # Core statements, not the unit of work: emit sits on hot paths and two round trips suffice.
-    await session.execute(
-        insert(WebhookEvent).values(
-            event_id=event_id,
-            org_id=org_id,
-            api_mode=api_mode,
-            type=type,
-            data=dict(data),
-            created_at=now,
-        )
+    [event_id] = await emit_many(
+        session, jobs=jobs, clock=clock, org_id=org_id, api_mode=api_mode, items=[(type, data)]
     )
-    scheduled = await _schedule_deliveries(session, now, event_id, org_id, api_mode, type)
-    if scheduled:
-        await _announce(session, jobs, event_id)
     return event_id
+
+
+async def emit_many(
+    session: AsyncSession,
+    *,
+    jobs: procrastinate.App | None,
+    clock: Clock,
+    org_id: str,
+    api_mode: ApiMode,
+    items: Sequence[tuple[str, Mapping[str, Any]]],
+) -> list[str]:
+    """`emit` for several events of one organization and mode at once: (type, data) each; their
+    ids, in order. Whatever their number, the events are one statement, their deliveries one
+    more, and the NOTIFY and the `deliver_event` job (which delivers everything due) one each."""
+    unknown = sorted({type for type, _ in items} - events.EVENT_TYPES)
+    if unknown:
+        raise ValueError(
+            f"unknown event type(s) {', '.join(unknown)}; add them to ehiconnect.webhooks.events"
+        )
+    if not items:
+        return []
+    now = clock.now()
+    event_ids = [events.new_event_id() for _ in items]
+    rows = [
+        {
+            "event_id": event_id,
+            "org_id": org_id,
+            "api_mode": api_mode,
+            "type": type,
+            "data": dict(data),
+            "created_at": now,
+        }
+        for event_id, (type, data) in zip(event_ids, items, strict=True)
+    ]
+    # Core statements, not the unit of work: emit sits on hot paths.
+    await session.execute(insert(WebhookEvent), rows)
+    scheduled = await session.execute(
+        _SCHEDULE_NEW_EVENTS, {"event_ids": event_ids, "now": now, "pending": DELIVERY_PENDING}
+    )
+    if scheduled.first() is not None:
+        await _announce(session, jobs, event_ids[0])
+    return event_ids
+
+
+# A pending delivery per new event and enabled endpoint of its org and mode whose filter takes
+# the event's type (an empty filter takes every type).
+_SCHEDULE_NEW_EVENTS = text(
+    """
+    INSERT INTO webhook_deliveries
+        (event_id, endpoint_id, status, attempts, next_attempt_at, created_at)
+    SELECT ev.event_id, e.endpoint_id, :pending, 0, :now, :now
+    FROM webhook_events ev
+    JOIN webhook_endpoints e ON e.org_id = ev.org_id AND e.api_mode = ev.api_mode
+    WHERE ev.event_id = ANY(CAST(:event_ids AS varchar[])) AND e.status = 'enabled'
+      AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
+    RETURNING 1
+    """
+)
 
 
 async def resend(

@@ -21,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     arrived: float  # time.time()
+    client: tuple[str, int] | None = None  # the sender's address and port: one per connection
 
     @property
     def webhook_id(self) -> str:
@@ -70,7 +71,10 @@ class Receiver:
         if self.delay_seconds:  # recorded after the delay: a request cut short is not received
             await asyncio.sleep(self.delay_seconds)
         with self._lock:
-            self.received.append(Received(headers, body, time.time()))
+            client = scope.get("client")
+            self.received.append(
+                Received(headers, body, time.time(), tuple(client) if client else None)
+            )
             status = self.script.popleft() if self.script else self.default_status
         reply = self.reply_body if self.reply_body is not None else f"status {status}".encode()
         await send(

@@ -1,0 +1,125 @@
+"""What the faster delivery path (#17) must keep: events emitted in bulk reach exactly the
+endpoints they would one by one, and kept-alive connections change nothing a receiver relies on."""
+
+from __future__ import annotations
+
+import pytest
+
+from ehiconnect.orgs.service import CreatedOrg
+from ehiconnect.runtime import Runtime
+from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
+from ehiconnect.webhooks import events, outbox
+from ehiconnect.webhooks.settings import WebhookSettings
+from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer
+from tests.integration.webhooks.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+async def test_events_emitted_together_reach_each_matching_endpoint_once(
+    runtime: Runtime, org: CreatedOrg, webhook_settings: WebhookSettings
+) -> None:
+    every, failures_only = Receiver(), Receiver()
+    with serve_in_thread(every) as all_server, serve_in_thread(failures_only) as failed_server:
+        await add_endpoint(runtime, org.org_id, all_server.url + "/hooks")
+        await add_endpoint(
+            runtime, org.org_id, failed_server.url + "/hooks", types=(events.EHI_EXPORT_FAILED,)
+        )
+        items = [
+            (events.CONNECTION_SUCCESS, {"org_connection_id": "c-1"}),
+            (events.EHI_EXPORT_FAILED, {"task_id": "a" * 32, "failure_reason": "timeout"}),
+            (events.CONNECTION_SUCCESS, {"org_connection_id": "c-2"}),
+        ]
+        async with runtime.database.transaction() as session:
+            ids = await outbox.emit_many(
+                session,
+                jobs=None,
+                clock=runtime.clock,
+                org_id=org.org_id,
+                api_mode="test",
+                items=items,
+            )
+        async with deliverer(runtime, webhook_settings) as sender:
+            report = await sender.run_until_idle()
+
+    assert len(set(ids)) == 3
+    assert report.succeeded == 4
+    sent = {r.webhook_id: r.envelope for r in every.received}
+    assert sorted(sent) == sorted(ids)
+    for event_id, (type, data) in zip(ids, items, strict=True):
+        assert (sent[event_id]["type"], sent[event_id]["data"]) == (type, data)
+    assert failures_only.ids() == [ids[1]]
+
+
+async def test_an_unknown_event_type_in_a_bulk_emit_writes_nothing(
+    runtime: Runtime, org: CreatedOrg, receiver_server: ThreadedServer, receiver: Receiver
+) -> None:
+    await add_endpoint(runtime, org.org_id, receiver_server.url + "/hooks")
+    with pytest.raises(ValueError, match=r"patient\.made_up"):
+        async with runtime.database.transaction() as session:
+            await outbox.emit_many(
+                session,
+                jobs=None,
+                clock=runtime.clock,
+                org_id=org.org_id,
+                api_mode="test",
+                items=[(events.WEBHOOK_TEST, {}), ("patient.made_up", {})],
+            )
+    async with deliverer(runtime, WebhookSettings(timeout_seconds=5)) as sender:
+        assert (await sender.run_until_idle()).claimed == 0
+    assert receiver.received == []
+
+
+async def test_passes_to_one_receiver_reuse_one_kept_alive_connection(
+    runtime: Runtime, org: CreatedOrg, receiver: Receiver, receiver_server: ThreadedServer
+) -> None:
+    await add_endpoint(runtime, org.org_id, receiver_server.url + "/hooks")
+    one_at_a_time = WebhookSettings(timeout_seconds=5, batch_size=1)
+    async with deliverer(runtime, one_at_a_time) as sender:
+        for n in range(3):
+            async with runtime.database.transaction() as session:
+                await outbox.emit(
+                    session,
+                    jobs=None,
+                    clock=runtime.clock,
+                    org_id=org.org_id,
+                    api_mode="test",
+                    type=events.WEBHOOK_TEST,
+                    data={"n": n},
+                )
+            assert (await sender.run_pass()).succeeded == 1
+
+    assert len(receiver.received) == 3
+    assert len({r.client for r in receiver.received}) == 1  # one connection, three passes
+
+
+async def test_a_kept_connection_the_receiver_closed_is_replaced_without_a_failed_attempt(
+    runtime: Runtime, org: CreatedOrg, webhook_settings: WebhookSettings
+) -> None:
+    receiver = Receiver()
+    port = free_port()
+    await add_endpoint(runtime, org.org_id, f"http://127.0.0.1:{port}/hooks")
+    async with deliverer(runtime, webhook_settings) as sender:
+        with serve_in_thread(receiver, port=port):
+            first = await _emit_test_event(runtime, org)
+            assert (await sender.run_pass()).succeeded == 1
+        # The receiver restarted: the connection kept from the first pass is closed.
+        with serve_in_thread(receiver, port=port):
+            second = await _emit_test_event(runtime, org)
+            assert (await sender.run_pass()).succeeded == 1
+
+    assert receiver.ids() == [first, second]
+    assert [a.outcome for a in await attempts_of(runtime, second)] == ["succeeded"]
+
+
+async def _emit_test_event(runtime: Runtime, org: CreatedOrg) -> str:
+    async with runtime.database.transaction() as session:
+        return await outbox.emit(
+            session,
+            jobs=None,
+            clock=runtime.clock,
+            org_id=org.org_id,
+            api_mode="test",
+            type=events.WEBHOOK_TEST,
+            data={},
+        )
