@@ -79,6 +79,12 @@ class ServiceUnavailable(ApiError):
     status = 503
     default_code = "service_unavailable"
 
+    def __init__(
+        self, description: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(description, code=code)
+        self.retry_after = retry_after
+
 
 class SourceError(Exception):
     """A failure while talking to a health system."""

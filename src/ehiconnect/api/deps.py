@@ -14,6 +14,7 @@ from starlette.types import Scope
 from ehiconnect.api.envelope import api_error_response
 from ehiconnect.api.openapi import BASIC_AUTH, BEARER_AUTH
 from ehiconnect.api.ratelimit import TokenBucketLimiter, client_key
+from ehiconnect.db.unavailable import database_unavailable, is_database_away
 from ehiconnect.errors import ApiError
 from ehiconnect.orgs.credentials import Principal, parse_authorization
 from ehiconnect.orgs.service import authenticate
@@ -92,6 +93,11 @@ async def authenticate_before_body(scope: Scope) -> Response | None:
         await _principal_of(request, get_runtime(request))
     except ApiError as exc:
         return api_error_response(request, exc)
+    except Exception as exc:
+        # Outside any route, so the app's handlers would not see it: answer here.
+        if is_database_away(exc):
+            return api_error_response(request, database_unavailable())
+        raise
     return None
 
 

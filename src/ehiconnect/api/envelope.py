@@ -12,11 +12,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from procrastinate.exceptions import ConnectorException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from ehiconnect.api.cors import error_cors_headers
-from ehiconnect.errors import ApiError, RateLimited, Unauthorized
+from ehiconnect.db.unavailable import DATABASE_AWAY, database_unavailable, is_database_away
+from ehiconnect.errors import ApiError, RateLimited, ServiceUnavailable, Unauthorized
 from ehiconnect.http.asgi_guards import add_security_headers
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
     headers: dict[str, str] = error_cors_headers(request)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="ehiconnect"'
@@ -92,6 +94,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+    """503 + Retry-After while PostgreSQL refuses or drops connections (answered inside the
+    app, so the client's keep-alive connection survives); anything else is unexpected."""
+    if not is_database_away(exc):
+        raise exc
+    log.warning(
+        "database unavailable",
+        extra={"path": request.url.path, "error": type(exc).__name__},
+    )
+    return api_error_response(request, database_unavailable())
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette renders this outside the user middleware, so the request id and the security
     # headers are set here.
@@ -116,4 +130,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for away in (*DATABASE_AWAY, ConnectorException):
+        app.add_exception_handler(away, _database_away)
     app.add_exception_handler(Exception, _unexpected)

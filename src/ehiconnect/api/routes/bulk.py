@@ -27,7 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ehiconnect import audit
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.ranges import format_http_date
-from ehiconnect.errors import ApiError, NotFound, RateLimited, Unauthorized
+from ehiconnect.db.unavailable import database_unavailable, is_database_away
+from ehiconnect.errors import ApiError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.runner import download_url, platform_type_of
@@ -68,10 +69,15 @@ class FhirRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                return await handler(request)
+                try:
+                    return await handler(request)
+                except Exception as exc:
+                    if is_database_away(exc):
+                        raise database_unavailable() from exc
+                    raise
             except ApiError as exc:
                 headers: dict[str, str] = {}
-                if isinstance(exc, RateLimited):
+                if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after:
                     headers["Retry-After"] = str(exc.retry_after)
                 if isinstance(exc, Unauthorized):
                     headers["WWW-Authenticate"] = 'Basic realm="ehiconnect"'
