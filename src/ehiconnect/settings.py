@@ -37,6 +37,12 @@ class ApiSettings(BaseModel):
         default=120, description="Requests per minute per client address on public endpoints"
     )
     public_rate_limit_burst: int = 40
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="On SIGTERM `serve` stops accepting and finishes in-flight requests for at "
+        "most this long",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
@@ -83,6 +89,12 @@ class JobSettings(BaseModel):
         "own tables keep the history); failed ones are kept for review",
     )
     old_jobs_cleanup_cron: str = "17 * * * *"
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM a worker takes no new job and lets running ones finish for this "
+        "long, then aborts them for another worker to retry (exports resume from staging)",
+    )
     extra_task_modules: list[str] = Field(
         default_factory=list, description="Modules whose `blueprint` adds tasks (plug-ins, tests)"
     )

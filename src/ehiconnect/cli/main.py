@@ -82,6 +82,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,  # forwarded headers are believed only from api.trusted_proxies
+        # SIGTERM: stop accepting, finish in-flight requests for at most this long.
+        timeout_graceful_shutdown=settings.api.shutdown_grace_seconds,
     )
 
 

@@ -88,4 +88,7 @@ async def _run_queue(runtime: Runtime, *, name: str, wait: bool, context: dict[s
         update_heartbeat_interval=settings.jobs.heartbeat_seconds,
         stalled_worker_timeout=settings.jobs.stalled_after_seconds,
         install_signal_handlers=True,
+        # SIGTERM: take no new job, let running ones finish for this long, then abort them;
+        # an aborted job is retried by the next worker (an export resumes from its staging).
+        shutdown_graceful_timeout=settings.jobs.shutdown_grace_seconds,
     )
