@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +17,10 @@ from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.generator import attachment_sha256, expected_attachments, expected_resources
+from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 async def drain(runtime: Runtime) -> None:
@@ -78,3 +85,21 @@ def read_export(body: bytes) -> tuple[list[tuple[str, str]], dict[str, str]]:
                 base64.b64decode(resource["data"])
             ).hexdigest()
     return keys, binaries
+
+
+def worker_process(
+    settings: Settings, database_url: str, name: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """An `ehiconnect worker` subprocess on the test's database and data dir; `env` adds
+    EHICONNECT_* settings (e.g. EHICONNECT_JOBS__SHUTDOWN_GRACE_SECONDS="1")."""
+    environment = {
+        **os.environ,
+        "EHICONNECT_DATABASE_URL": database_url,
+        "EHICONNECT_DATA_DIR": str(settings.data_dir),
+        "EHICONNECT_API__PORT": str(settings.api.port),
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "ehiconnect", "worker", "--name", name], env=environment, cwd=REPO
+    )

@@ -6,12 +6,8 @@ so a rolling restart or a Kubernetes eviction either hung or ended in a SIGKILL.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 
@@ -20,10 +16,9 @@ from ehiconnect.sandbox.config import Faults
 from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
-from tests.integration.exports.support import start, status
+from tests.integration.exports.support import start, status, worker_process
 from tests.integration.exports.test_faults import _complete
 
-REPO = Path(__file__).resolve().parents[3]
 GRACE_SECONDS = 1
 # Far below the export's own length at this latency: the worker cannot just finish it.
 STOP_BOUND_SECONDS = 15
@@ -45,21 +40,12 @@ async def test_sigterm_hands_a_running_export_back_within_the_grace_period(
     sandbox_state.set_faults("harbor", Faults(latency_ms=1500))
     connection_id = platform.connect("harbor", "amy")["org_connection_id"]
     task_id = start(platform, connection_id)
-    env = {
-        **os.environ,
-        "EHICONNECT_DATABASE_URL": database_url,
-        "EHICONNECT_DATA_DIR": str(settings.data_dir),
-        "EHICONNECT_API__PORT": str(settings.api.port),
-        "EHICONNECT_JOBS__SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-        "PYTHONPATH": str(REPO),
-    }
-
-    def worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ehiconnect", "worker", "--name", name], env=env, cwd=REPO
-        )
-
-    first = worker("stopping")
+    first = worker_process(
+        settings,
+        database_url,
+        "stopping",
+        EHICONNECT_JOBS__SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+    )
     try:
         deadline = time.monotonic() + 60
         while (
@@ -86,7 +72,7 @@ async def test_sigterm_hands_a_running_export_back_within_the_grace_period(
     assert status(platform, task_id)["status"] == "pending"
 
     sandbox_state.set_faults("harbor", Faults())
-    second = worker("next")
+    second = worker_process(settings, database_url, "next")
     try:
         deadline = time.monotonic() + 120
         while (done := status(platform, task_id))["status"] == "pending":
