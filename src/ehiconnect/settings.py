@@ -34,9 +34,14 @@ class ApiSettings(BaseModel):
         description="URL at which browsers and customers reach the API; default http://host:port",
     )
     public_rate_limit_per_minute: int = Field(
-        default=120, description="Requests per minute per client address on public endpoints"
+        default=120,
+        ge=1,
+        description="Requests per minute per client address on public endpoints, one budget for "
+        "all API processes (kept in PostgreSQL)",
     )
-    public_rate_limit_burst: int = 40
+    public_rate_limit_burst: int = Field(
+        default=40, ge=1, description="Requests a client may make at once before the rate applies"
+    )
     shutdown_grace_seconds: int = Field(
         default=30,
         ge=1,

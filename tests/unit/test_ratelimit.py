@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ehiconnect.api.ratelimit import TokenBucketLimiter
+from ehiconnect.api.ratelimit import TokenBucketLimiter, refill, retry_after_seconds
 from ehiconnect.errors import RateLimited
 
 
@@ -38,3 +38,16 @@ def test_forgets_the_oldest_clients_beyond_its_bound() -> None:
     limiter.check("a")  # a fresh bucket again
     with pytest.raises(RateLimited):
         limiter.check("c")
+
+
+def test_refill_accrues_at_the_rate_up_to_the_burst() -> None:
+    assert refill(0.5, 2.0, rate=0.25, burst=3.0) == 1.0
+    assert refill(2.5, 10.0, rate=1.0, burst=3.0) == 3.0  # never beyond the burst
+    assert refill(0.5, -5.0, rate=1.0, burst=3.0) == 0.5  # a clock stepping back adds nothing
+
+
+def test_retry_after_is_the_whole_seconds_until_one_token() -> None:
+    assert retry_after_seconds(0.0, rate=0.1) == 10
+    assert retry_after_seconds(0.95, rate=0.1) == 1
+    assert retry_after_seconds(0.999, rate=100.0) == 1  # never "retry after 0 s"
+    assert retry_after_seconds(0.0, rate=0.0) == 60

@@ -15,7 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ehiconnect import __version__
 from ehiconnect.api.deps import authenticate_before_body
 from ehiconnect.api.envelope import guard_refusal, install_error_handlers
-from ehiconnect.api.ratelimit import TokenBucketLimiter
+from ehiconnect.api.ratelimit_store import SharedRateLimiter
 from ehiconnect.api.routes import (
     bridge,
     catalog_export,
@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         description="Patient-consented retrieval of electronic health information (EHI).",
         lifespan=lifespan,
     )
-    app.state.public_limiter = TokenBucketLimiter(
+    app.state.public_limiter = SharedRateLimiter(
         per_minute=settings.api.public_rate_limit_per_minute,
         burst=settings.api.public_rate_limit_burst,
     )

@@ -13,7 +13,8 @@ from starlette.types import Scope
 
 from ehiconnect.api.envelope import api_error_response
 from ehiconnect.api.openapi import BASIC_AUTH, BEARER_AUTH
-from ehiconnect.api.ratelimit import TokenBucketLimiter, client_key
+from ehiconnect.api.ratelimit import client_key
+from ehiconnect.api.ratelimit_store import SharedRateLimiter
 from ehiconnect.db.unavailable import database_unavailable, is_database_away
 from ehiconnect.errors import ApiError
 from ehiconnect.orgs.credentials import Principal, parse_authorization
@@ -67,11 +68,12 @@ async def _principal_of(request: Request, runtime: Runtime) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def public_rate_limit(request: Request) -> None:
-    limiter: TokenBucketLimiter = request.app.state.public_limiter
+async def public_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+    limiter: SharedRateLimiter = request.app.state.public_limiter
     # request.client is the connecting address, or the one a trusted proxy forwarded
     # (api.trusted_proxies); never a header any client can set.
-    limiter.check(client_key(request.client.host) if request.client else "unknown")
+    client = client_key(request.client.host) if request.client else "unknown"
+    await limiter.check(runtime.database, client)
 
 
 PublicRateLimit = Depends(public_rate_limit)

@@ -33,6 +33,26 @@ def client_key(host: str) -> str:
     return str(address)
 
 
+def refill(tokens: float, elapsed_seconds: float, *, rate: float, burst: float) -> float:
+    """The tokens a bucket holds `elapsed_seconds` after it held `tokens`: `rate` per second
+    accrue, never beyond `burst`; a clock stepping backwards adds nothing."""
+    return min(burst, tokens + max(0.0, elapsed_seconds) * rate)
+
+
+def retry_after_seconds(tokens: float, *, rate: float) -> int:
+    """Whole seconds until a bucket holding `tokens` (< 1) holds one token again."""
+    if rate <= 0:
+        return 60
+    return max(1, math.ceil((1.0 - tokens) / rate))
+
+
+def refusal(tokens: float, *, rate: float) -> RateLimited:
+    wait = retry_after_seconds(tokens, rate=rate)
+    return RateLimited(
+        f"too many requests from this client; retry after {wait} s", retry_after=wait
+    )
+
+
 class TokenBucketLimiter:
     def __init__(
         self,
@@ -52,13 +72,10 @@ class TokenBucketLimiter:
         """Spend one token for `client`, or raise RateLimited saying when to come back."""
         now = self._now()
         tokens, last = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        tokens = refill(tokens, now - last, rate=self.rate, burst=self.burst)
         if tokens < 1.0:
             self._buckets[client] = (tokens, now)
-            wait = math.ceil((1.0 - tokens) / self.rate) if self.rate > 0 else 60
-            raise RateLimited(
-                f"too many requests from this client; retry after {wait} s", retry_after=wait
-            )
+            raise refusal(tokens, rate=self.rate)
         self._buckets[client] = (tokens - 1.0, now)
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)

@@ -5,7 +5,7 @@ from ehiconnect.connections import models as connection_models
 from ehiconnect.consent import client_keys as client_key_models
 from ehiconnect.consent import models as consent_models
 from ehiconnect.console import models as console_models
-from ehiconnect.db import fleet_state, models
+from ehiconnect.db import fleet_state, models, rate_limits
 from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
 from ehiconnect.support import models as support_models
@@ -22,6 +22,7 @@ __all__ = [
     "export_models",
     "fleet_state",
     "models",
+    "rate_limits",
     "support_models",
     "tracker_models",
     "webhook_models",
