@@ -13,6 +13,7 @@ Memory stays at `inline_data_max_bytes` plus a chunk, whatever the attachment's 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,13 @@ from typing import Any
 import orjson
 
 from ehiconnect.exports.storage.port import BlobStore, BlobWriter
-from ehiconnect.tracker.binary_lift import BinaryLifter, LiftData, LiftEnd, LiftStart, Line
+from ehiconnect.tracker.binary_lift import (
+    BinaryLifter,
+    Event,
+    LiftData,
+    LiftStart,
+    Line,
+)
 
 STORED_DATA_URL = "https://ehiconnect.dev/fhir/StructureDefinition/stored-data"
 _FLUSH_BYTES = 1024 * 1024
@@ -77,7 +84,7 @@ async def lift_file(blobs: BlobStore, key: str, threshold: int) -> LiftedFile:
         writer: BlobWriter | None = None
         payload_key = ""
 
-        async def handle(event: Line | LiftStart | LiftData | LiftEnd) -> None:
+        async def handle(event: Event) -> None:
             nonlocal payload, writer, payload_key
             if isinstance(event, Line):
                 buffer.extend(event.data)
@@ -104,10 +111,18 @@ async def lift_file(blobs: BlobStore, key: str, threshold: int) -> LiftedFile:
                 payload, writer = None, None
 
         try:
+            # Each chunk is decoded in a worker thread while the events of the one before are
+            # written (the store hashes and writes in a thread of its own): one `feed` at a
+            # time, so the lifter sees the chunks in order.
+            previous: list[Event] = []
             async for chunk in blobs.open_reader(key):
-                for event in lifter.feed(chunk):
-                    await handle(event)
-            for event in lifter.finish():
+                decoding = asyncio.ensure_future(asyncio.to_thread(lifter.feed, chunk))
+                try:
+                    for event in previous:
+                        await handle(event)
+                finally:
+                    previous = await decoding
+            for event in [*previous, *lifter.finish()]:
                 await handle(event)
             if buffer:
                 await out.write(bytes(buffer))
