@@ -205,6 +205,11 @@ class ExportSettings(BaseModel):
     local_dir: Path | None = Field(default=None, description="Default: <data_dir>/exports")
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="Where customers reach the store, when not by s3_endpoint_url (workers use "
+        "an internal name): presigned download links are signed for it; default: s3_endpoint_url",
+    )
     s3_region: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None

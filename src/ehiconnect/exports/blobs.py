@@ -17,6 +17,7 @@ def build_blob_store(settings: Settings) -> BlobStore:
         return S3BlobStore.connect(
             bucket=exports.s3_bucket,
             endpoint_url=exports.s3_endpoint_url,
+            public_endpoint_url=exports.s3_public_endpoint_url,
             region=exports.s3_region or "us-east-1",
             access_key_id=exports.s3_access_key_id,
             secret_access_key=(

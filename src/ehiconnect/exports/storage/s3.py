@@ -4,8 +4,9 @@ Uploads stream: bytes are buffered to `part_size` (≥ 8 MiB); an object that st
 is sent with a single PUT, a larger one as a multipart upload, part by part, so memory holds at
 most one part. The object appears only when the writer block exits cleanly; on an exception the
 multipart upload is aborted. Reads are ranged GETs streamed in `chunk_size` pieces. Presigned GET
-URLs are SigV4 and expire after `expires_in` seconds. boto3 is blocking, so every call runs in a
-worker thread.
+URLs are SigV4 and expire after `expires_in` seconds; SigV4 signs the host, so when customers reach
+the store by another name than the workers do (`public_endpoint_url`), links are signed by a
+second client configured for that name. boto3 is blocking, so every call runs in a worker thread.
 
 `commit_file` uploads a finished local file the same way (streamed, its sha256 checked
 before the upload completes) and removes it; there is no `staging_path`: S3 cannot append.
@@ -155,6 +156,7 @@ class S3BlobStore:
         prefix: str = "",
         part_size: int = MIN_PART_SIZE,
         chunk_size: int = CHUNK_SIZE,
+        presign_client: S3Client | None = None,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (8 MiB)")
@@ -162,6 +164,7 @@ class S3BlobStore:
         if prefix:
             validate_key(prefix)
         self._client = client
+        self._presign_client = presign_client or client
         self.bucket = bucket
         self._prefix = f"{prefix}/" if prefix else ""
         self._part_size = part_size
@@ -177,9 +180,13 @@ class S3BlobStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         path_style: bool = True,
+        public_endpoint_url: str | None = None,
         **options: Any,
     ) -> S3BlobStore:
-        """A store with its own boto3 client (SigV4; path-style addressing for self-hosted S3)."""
+        """A store with its own boto3 client (SigV4; path-style addressing for self-hosted S3).
+
+        `public_endpoint_url`: where customers reach the same store, when not by `endpoint_url`;
+        presigned URLs are signed for it (creating the client does no network I/O)."""
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path" if path_style else "auto"},
@@ -188,14 +195,20 @@ class S3BlobStore:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=config,
-        )
+
+        def client_for(url: str | None) -> S3Client:
+            return boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+
+        client = client_for(endpoint_url)
+        if public_endpoint_url and public_endpoint_url != endpoint_url:
+            options["presign_client"] = client_for(public_endpoint_url)
         return cls(client, bucket, **options)
 
     def _object_key(self, key: str) -> str:
@@ -265,7 +278,7 @@ class S3BlobStore:
             raise ValueError(f"expires_in must be 1..{MAX_PRESIGN_SECONDS} seconds (SigV4 limit)")
         url: str = await _call(
             key,
-            self._client.generate_presigned_url,
+            self._presign_client.generate_presigned_url,
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._object_key(key)},
             ExpiresIn=seconds,
