@@ -20,10 +20,10 @@ import random
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import httpx
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +47,6 @@ from ehiconnect.webhooks.models import (
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,
     WebhookAttempt,
-    WebhookDelivery,
     WebhookEndpoint,
 )
 from ehiconnect.webhooks.schedule import (
@@ -307,7 +306,7 @@ class Deliverer:
             try:
                 async with self._database.transaction() as session:
                     await session.execute(insert(WebhookAttempt), attempts)
-                    await session.execute(_UPDATE_DELIVERY, updates)
+                    await session.execute(_UPDATE_DELIVERIES, _as_arrays(updates))
                     await self._update_endpoints(session, results, now, recorded)
                 report.disabled_endpoints += recorded.disabled_endpoints
                 report.disabled += recorded.disabled
@@ -430,21 +429,30 @@ class Deliverer:
         )
 
 
-_deliveries = cast(Table, WebhookDelivery.__table__)
-_UPDATE_DELIVERY = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.id == bindparam("b_id"),
-        _deliveries.c.claim_token == bindparam("b_token"),
-    )
-    .values(
-        attempts=bindparam("b_attempts"),
-        status=bindparam("b_status"),
-        next_attempt_at=bindparam("b_next"),
-        completed_at=bindparam("b_completed"),
-        claim_token=None,
-    )
+# Every delivery of a pass in one statement (the rows travel as arrays), each only under the
+# token it was claimed with: a pass recorded after its lease ran out changes nothing.
+_UPDATE_DELIVERIES = text(
+    """
+    UPDATE webhook_deliveries d SET attempts = u.attempts, status = u.status,
+        next_attempt_at = u.next_at, completed_at = u.completed_at, claim_token = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS varchar[]), CAST(:attempts AS int[]),
+        CAST(:statuses AS text[]), CAST(:next_ats AS timestamptz[]),
+        CAST(:completed_ats AS timestamptz[]))
+        AS u(id, token, attempts, status, next_at, completed_at)
+    WHERE d.id = u.id AND d.claim_token = u.token
+    """
 )
+
+
+def _as_arrays(updates: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {
+        "ids": [u["b_id"] for u in updates],
+        "tokens": [u["b_token"] for u in updates],
+        "attempts": [u["b_attempts"] for u in updates],
+        "statuses": [u["b_status"] for u in updates],
+        "next_ats": [u["b_next"] for u in updates],
+        "completed_ats": [u["b_completed"] for u in updates],
+    }
 
 
 def _storable(text: str | None) -> str | None:
