@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import heapq
+import itertools
 import logging
 import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import cache
 from types import TracebackType
 from typing import Any
@@ -36,6 +39,7 @@ import orjson
 
 from ehiconnect import __version__, metrics
 from ehiconnect.clock import Clock
+from ehiconnect.crawler.bulk_body import BULK_BODY, BulkBodyTransport
 from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, RetryPolicy
 from ehiconnect.errors import FatalError
 from ehiconnect.http.ssrf import (
@@ -99,39 +103,76 @@ class DeadlineExceeded(FatalError):
         )
 
 
+class Priority(IntEnum):
+    """Which waiting request gets a free slot first: the ones others wait for."""
+
+    CHAIN = 0  # a search page or a read: what it brings decides the next requests
+    BULK = 1  # an attachment: nothing waits for it
+
+
 class AdaptiveLimiter:
-    """Requests in flight kept within an AIMD limit that reacts to throttling."""
+    """Requests in flight kept within an AIMD limit that reacts to throttling; a free slot goes
+    to the waiting request of the highest priority (then the longest waiting)."""
 
     def __init__(self, bounds: ConcurrencyBounds) -> None:
         self.control = AdaptiveConcurrency(bounds)
         self._in_flight = 0
-        self._changed = asyncio.Condition()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._changed:
-            while True:
-                pause = self.control.pause_remaining(time.monotonic())
-                if pause > 0:
-                    self._changed.release()
-                    try:
-                        await asyncio.sleep(pause)
-                    finally:
-                        await self._changed.acquire()
-                    continue
-                if self._in_flight < self.control.limit:
-                    break
-                await self._changed.wait()
-            self._in_flight += 1
+    async def slot(self, priority: Priority = Priority.CHAIN) -> AsyncIterator[None]:
+        await self._acquire(priority)
         try:
             yield
         finally:
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
+            self._in_flight -= 1
+            self._grant()
+
+    async def _acquire(self, priority: Priority) -> None:
+        if not self._waiters and self._free():
+            self._in_flight += 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), granted))
+        self._grant()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._in_flight -= 1  # granted just as it was cancelled: pass the slot on
+                self._grant()
+            raise
+
+    def _free(self) -> bool:
+        return (
+            self.control.pause_remaining(time.monotonic()) <= 0
+            and self._in_flight < self.control.limit
+        )
+
+    def _grant(self) -> None:
+        while self._waiters:
+            pause = self.control.pause_remaining(time.monotonic())
+            if pause > 0:
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(pause, self._resume)
+                return
+            if self._in_flight >= self.control.limit:
+                return
+            _, _, granted = heapq.heappop(self._waiters)
+            if granted.done():  # its waiter was cancelled
+                continue
+            self._in_flight += 1
+            granted.set_result(None)
+
+    def _resume(self) -> None:
+        self._timer = None
+        self._grant()
 
     def record(self, status: int | None, retry_after: float | None) -> None:
         self.control.on_response(status, time.monotonic(), retry_after)
+        self._grant()  # the limit may have grown
 
 
 @cache
@@ -142,7 +183,8 @@ def _tls_context() -> ssl.SSLContext:
 
 def crawl_client(base_url: str, access: OutboundAccess) -> httpx.AsyncClient:
     """The client one crawl sends through: the FHIR base trusted, every other URL guarded."""
-    inner = access.transport or httpx.AsyncHTTPTransport(verify=_tls_context(), retries=0)
+    # Large bodies (attachments) are read by the stdlib client in a thread (`bulk_body`).
+    inner = access.transport or BulkBodyTransport(ssl_context=_tls_context())
     transport = GuardedTransport(
         allow_private=access.allow_private,
         refuse_metadata=True,
@@ -188,6 +230,8 @@ class FhirSession:
         self._rng = rng
         self.requests = 0
         self.retries = 0
+        self._renewal = asyncio.Lock()
+        self._newest_token: str | None = None  # the last one a renewal returned
 
     async def __aenter__(self) -> FhirSession:
         self._http = crawl_client(self.base_url, self._access)
@@ -245,7 +289,13 @@ class FhirSession:
 
         Reading may raise `TargetRefused` (ResponseTooLarge) for a response from outside the base.
         """
-        async with self._attempts(self.absolute(url), {"Accept": "*/*"}, stream=True) as response:
+        async with self._attempts(
+            self.absolute(url),
+            {"Accept": "*/*", "Accept-Encoding": "identity"},
+            stream=True,
+            extensions={BULK_BODY: True},
+            priority=Priority.BULK,
+        ) as response:
             yield response
 
     @contextlib.asynccontextmanager
@@ -256,6 +306,8 @@ class FhirSession:
         *,
         stream: bool = False,
         accept: Callable[[bytes], bool] | None = None,
+        extensions: dict[str, Any] | None = None,
+        priority: Priority = Priority.CHAIN,
     ) -> AsyncIterator[httpx.Response]:
         """Send until a 200 whose body `accept` takes (a torn or garbled body is retried)."""
         with_token = self.is_under_base(url)
@@ -266,17 +318,41 @@ class FhirSession:
             self.check_deadline()
             request_headers = dict(headers)
             used = ""
-            if with_token:
-                used = await self._token(rejected)
-                rejected = None
-                request_headers["Authorization"] = f"Bearer {used}"
             status: int | None = None
             retry_after: str | None = None
             problem = ""
-            async with self.limiter.slot():
+            async with self.limiter.slot(priority):
+                if with_token:
+                    # Taken once a slot is free, so the token is the newest when it is sent (a
+                    # crawl has many requests waiting for a slot).
+                    if rejected is None:
+                        used = await self._token(None)
+                        if self._newest_token is None:
+                            self._newest_token = used
+                    else:
+                        # One renewal at a time from this crawl: the others wait here, not each
+                        # holding a database connection while the first holds the lock.
+                        async with self._renewal:
+                            if rejected == self._newest_token:
+                                # This request's own renewal (not one another request already
+                                # made while it waited): those are what the budget counts.
+                                renewals += 1
+                                if renewals > MAX_TOKEN_RENEWALS:
+                                    raise FetchError(
+                                        url,
+                                        401,
+                                        f"HTTP 401 after {MAX_TOKEN_RENEWALS} renewed tokens; "
+                                        "HTTP 401 is not transient",
+                                    )
+                            used = await self._token(rejected)
+                            self._newest_token = used
+                    rejected = None
+                    request_headers["Authorization"] = f"Bearer {used}"
                 self.requests += 1
                 try:
-                    request = self.http.build_request("GET", url, headers=request_headers)
+                    request = self.http.build_request(
+                        "GET", url, headers=request_headers, extensions=extensions
+                    )
                     response = await self.http.send(request, stream=True)
                 except TargetRefused as exc:
                     raise FetchError(url, None, str(exc), refused=True) from None
@@ -312,8 +388,7 @@ class FhirSession:
                         problem = f"HTTP {status}"
                         await response.aread()
                         await response.aclose()
-            if status == 401 and with_token and renewals < MAX_TOKEN_RENEWALS:
-                renewals += 1
+            if status == 401 and with_token:
                 rejected = used  # renewed unless another request already did
                 continue
             attempt += 1

@@ -7,8 +7,10 @@ An attachment can be hundreds of MB, so its NDJSON line is produced as a sequenc
     "}\n
 
 Base64 is encoded incrementally (carrying at most 2 bytes between chunks), so each input chunk is
-held once plus its encoding. Feed the parts to `NdjsonWriter.write_line_parts`, which skips the
-download entirely when that Binary was already written.
+held once plus its encoding. The encoder is `pybase64` (SIMD; about twice CPython's speed here, and
+it releases the GIL, so an encoding can run in a worker thread beside the event loop). Feed the
+parts to `NdjsonWriter.write_line_parts`, which skips the download entirely when that Binary was
+already written.
 
 Ids of hydrated attachments are deterministic (`binary_id_for_attachment`): a same-server
 `Binary/{id}` keeps its id, anything else gets one derived from the source URL, so a resumed or
@@ -17,12 +19,12 @@ repeated export writes the same id and deduplication holds.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import orjson
+import pybase64
 
 from ehiconnect.fhir.ndjson import AsyncNdjsonWriter, NdjsonWriter
 from ehiconnect.fhir.references import ReferenceKind, classify_reference
@@ -61,12 +63,15 @@ class Base64Encoder:
             return b""
         data = self._carry + chunk if self._carry else chunk
         cut = len(data) - len(data) % 3
-        self._carry = data[cut:]
-        return base64.b64encode(data[:cut]) if cut else b""
+        self._carry = bytes(data[cut:])
+        if not cut:
+            return b""
+        # A memoryview slice: the 1 MiB chunk is not copied before it is encoded.
+        return pybase64.b64encode(memoryview(data)[:cut] if cut < len(data) else data)
 
     def finish(self) -> bytes:
         tail, self._carry = self._carry, b""
-        return base64.b64encode(tail) if tail else b""
+        return pybase64.b64encode(tail) if tail else b""
 
 
 def binary_line_prefix(binary_id: str, content_type: str | None, source_url: str | None) -> bytes:
@@ -151,5 +156,5 @@ def binary_resource(
     }
     if source_url:
         resource["meta"] = {"source": source_url}
-    resource["data"] = base64.b64encode(data).decode("ascii")
+    resource["data"] = pybase64.b64encode(data).decode("ascii")
     return resource

@@ -1,0 +1,114 @@
+"""Attachment bodies over the crawl's bulk path (stdlib client in a thread) on real loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ehiconnect.clock import FrozenClock
+from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession, OutboundAccess
+from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
+
+BODY = os.urandom(3 * (1 << 20) + 7)
+
+
+class RawServer:
+    """Answers each connection's requests with BODY (keep-alive), or, with `short`, declares
+    BODY's length, sends half of it and closes: a body torn off mid-way."""
+
+    def __init__(self, *, short: bool) -> None:
+        self.short = short
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            reader = conn.makefile("rb")
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                self.requests.append(head)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+                    + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+                )
+                if self.short:
+                    conn.sendall(BODY[: len(BODY) // 2])
+                    return
+                conn.sendall(BODY)
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    server = RawServer(short=request.param)
+    yield server
+    server.sock.close()
+
+
+def _session(port: int) -> FhirSession:
+    async def token(rejected: str | None) -> str:
+        return "patient-token"
+
+    clock = FrozenClock()
+    return FhirSession(
+        f"http://127.0.0.1:{port}/fhir",
+        token,
+        access=OutboundAccess(allow_private=True, timeout_seconds=10, max_off_base_bytes=1 << 30),
+        policy=RetryPolicy(max_attempts=3, base_seconds=0, cap_seconds=0),
+        limiter=AdaptiveLimiter(ConcurrencyBounds(minimum=1, maximum=2, initial=2)),
+        clock=clock,
+        deadline=clock.now() + dt.timedelta(hours=1),
+    )
+
+
+@pytest.mark.parametrize("raw_server", [False], indirect=True)
+async def test_an_attachment_arrives_whole_with_the_token_over_one_kept_connection(
+    raw_server: RawServer,
+) -> None:
+    async with _session(raw_server.port) as session:
+        for _ in range(2):
+            async with session.stream("Binary/1") as response:
+                assert response.headers["content-type"] == "application/pdf"
+                body = b"".join([chunk async for chunk in response.aiter_bytes()])
+            assert body == BODY
+    assert len(raw_server.requests) == 2
+    assert all(b"authorization: bearer patient-token" in r.lower() for r in raw_server.requests)
+    assert raw_server.connections == 1  # kept alive between the two
+
+
+@pytest.mark.parametrize("raw_server", [True], indirect=True)
+async def test_a_body_torn_off_before_its_length_is_an_error_not_a_short_attachment(
+    raw_server: RawServer,
+) -> None:
+    received: list[int] = []
+
+    async def read(response: httpx.Response) -> None:
+        async for chunk in response.aiter_bytes():
+            received.append(len(chunk))
+
+    async with _session(raw_server.port) as session, session.stream("Binary/1") as response:
+        with pytest.raises(httpx.RemoteProtocolError, match="short of its Content-Length"):
+            await read(response)
+    assert sum(received) == len(BODY) // 2
