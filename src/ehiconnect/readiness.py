@@ -7,7 +7,9 @@
 Checks, run concurrently, each bounded by `timeout_seconds`:
 
 - `database`: a connection from the pool answers, and
-- `migrations`: its schema is at the revision this code expects (`alembic_version` = head);
+- `migrations`: its schema is not behind this code: at the head this code expects, or at a
+  revision this code does not know (a newer version migrated it during a rolling restart;
+  migrations only add, so older code keeps working on it);
 - `storage`: a small probe object can be written to and deleted from the export store.
 
 `/healthz` stays the liveness probe (the process answers); a load balancer sends traffic only
@@ -27,7 +29,7 @@ from typing import TypeVar
 from sqlalchemy import text
 
 from ehiconnect.db.database import Database
-from ehiconnect.db.migrate import head_revision
+from ehiconnect.db.migrate import head_revision, known_revisions
 from ehiconnect.exports.storage.port import BlobStore
 
 DEFAULT_TTL_SECONDS = 1.0
@@ -56,6 +58,11 @@ class ReadinessReport:
 @cache
 def _expected_revision() -> str | None:
     return head_revision()  # parses the migration scripts: once per process
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    return known_revisions()
 
 
 class ReadinessChecker:
@@ -104,7 +111,7 @@ class ReadinessChecker:
         except Exception as exc:
             return f"unreachable ({type(exc).__name__})", UNCHECKED
         expected = _expected_revision()
-        if revision != expected:
+        if revision != expected and revision in _known_revisions():
             return "ok", (
                 f"the schema is at {revision}, this version expects {expected}; "
                 "restart a process to apply migrations, or roll back the deploy"

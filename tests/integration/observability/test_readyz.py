@@ -76,17 +76,32 @@ def test_unreachable_database_is_named(
 def test_schema_behind_the_code_is_named(http: httpx.Client, database_url: str) -> None:
     assert http.get("/readyz").status_code == 200
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001_initial'")
+        conn.execute("UPDATE alembic_version SET version_num = '0008_consent_results'")
     try:
         response = _poll_until_status(http, 503)
         description = response.json()["error_description"]
-        assert "migrations: the schema is at 0001_initial" in description
+        assert "migrations: the schema is at 0008_consent_results" in description
         assert str(head_revision()) in description
         assert "database: unreachable" not in description
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("UPDATE alembic_version SET version_num = %s", (head_revision(),))
     _poll_until_status(http, 200)
+
+
+def test_a_schema_ahead_of_the_code_is_ready(http: httpx.Client, database_url: str) -> None:
+    """During a rolling restart a newer version migrates first: older processes keep serving
+    (migrations only add), instead of all leaving the load balancer at once."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_from_a_newer_version'")
+    try:
+        time.sleep(1.1)  # past the shared result's lifetime
+        response = http.get("/readyz")
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["checks"]["migrations"] == "ok"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = %s", (head_revision(),))
 
 
 def test_unwritable_storage_is_named(http: httpx.Client, settings: Settings) -> None:
