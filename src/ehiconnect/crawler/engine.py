@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
+from ehiconnect.crawler.attachments import TooLarge, fetch_attachment
 from ehiconnect.crawler.fetch import FetchError, FhirSession
 from ehiconnect.crawler.plan import CrawlPlan, plan_crawl
 from ehiconnect.crawler.quirks import VendorQuirks
@@ -39,11 +39,16 @@ from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.fhir.references import iter_attachments, iter_references, resolve_attachment_url
-from ehiconnect.http.ssrf import TargetRefused
 
 log = logging.getLogger(__name__)
 
-HYDRATION_PASSES = 3
+HYDRATION_DEPTH = 3
+"""References are followed at most this many links away from a searched resource."""
+
+STAGING_LIMIT = 4 << 20
+"""Attachments up to this many bytes are staged as soon as they are found (held in memory while
+they download, so at most this times the request limit); a larger one is recorded and downloaded
+once, by packaging, straight into the export file (`exports.package`)."""
 
 
 @dataclass
@@ -55,11 +60,22 @@ class CrawlContext:
     patient_id: str
     granted_scope: str
     quirks: VendorQuirks
-    page_size: int
+    page_size: int | None
     on_progress: Callable[..., Awaitable[None]]
+    staging_limit: int | None = None  # STAGING_LIMIT when None
 
 
-async def crawl(ctx: CrawlContext) -> None:
+@dataclass(frozen=True)
+class CrawlReport:
+    """The longest chain of requests that each had to wait for the one before (the crawl's
+    critical path as scheduled): its length and what each link was (types only, no ids)."""
+
+    critical_path: tuple[str, ...]
+    seconds: float  # from the first request to the last, in this run
+
+
+async def crawl(ctx: CrawlContext) -> CrawlReport:
+    started = time.monotonic()
     await ctx.on_progress(phase="discover")
     try:
         capabilities = parse_capability_statement(await ctx.session.get_json("metadata"))
@@ -75,21 +91,39 @@ async def crawl(ctx: CrawlContext) -> None:
         patient_id=ctx.patient_id,
         page_size=ctx.page_size,
     )
+    async with ctx.database.transaction() as session:
+        steps = await staging.load_steps(session, ctx.task_id)
+        attachments = await staging.load_attachments(session, ctx.task_id)
+    crawler = _Crawler(ctx, plan, steps, attachments)
     await ctx.on_progress(phase="patient")
-    await _fetch_patient(ctx, plan)
+    patient = await _fetch_patient(ctx, plan)
     await ctx.on_progress(phase="resources")
-    if plan.everything_url:
-        await _crawl_search(ctx, "everything", plan.everything_url, None)
-    else:
-        await asyncio.gather(
-            *(_crawl_search(ctx, f"search:{s.url}", s.url, s.resource_type) for s in plan.searches)
-        )
-    await ctx.on_progress(phase="hydrate")
-    await _hydrate_references(ctx, plan)
-    await _hydrate_attachments(ctx)
+    try:
+        # Work is started as it is discovered: every search at once, then each reference and
+        # attachment as soon as a page or read names it (the session's limit bounds them all).
+        await crawler.rescan()
+        crawler.found(patient, 0, _PATIENT_CHAIN)
+        crawler.start_searches()
+        await crawler.wait(lambda: crawler.searches_left == 0)
+        await ctx.on_progress(phase="hydrate")
+        crawler.release_deferred()
+        await crawler.wait(lambda: not crawler.tasks)
+    finally:
+        await crawler.cancel()
+    report = CrawlReport(crawler.longest, round(time.monotonic() - started, 3))
+    await ctx.on_progress(
+        crawl_report={
+            "critical_path_requests": len(report.critical_path),
+            "crawl_seconds": report.seconds,
+        }
+    )
+    return report
 
 
-async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> None:
+_PATIENT_CHAIN = ("metadata", "Patient read")
+
+
+async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> dict[str, Any]:
     try:
         patient = await ctx.session.get_json(plan.patient_read_url)
     except FetchError as exc:
@@ -105,37 +139,286 @@ async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> None:
     async with ctx.database.transaction() as session:
         added = await staging.stage_resources(session, ctx.task_id, [patient])
     await ctx.on_progress(resources_added=added)
+    return patient
 
 
-async def _crawl_search(
-    ctx: CrawlContext, step: str, first_url: str, resource_type: str | None
-) -> None:
-    async with ctx.database.transaction() as session:
-        saved = await staging.get_step(session, ctx.task_id, step)
-    if saved is not None and saved.done:
-        return
-    url: str | None = saved.cursor if saved is not None and saved.cursor else first_url
-    while url is not None:
+Chain = tuple[str, ...]
+
+
+class _Crawler:
+    """The crawl's work graph: each unit (a search, a read, a download) runs as its own task and
+    starts the units it discovers. The first unexpected error cancels the rest and is raised."""
+
+    def __init__(
+        self,
+        ctx: CrawlContext,
+        plan: CrawlPlan,
+        steps: dict[str, staging.StepState],
+        attachments: dict[str, bool],
+    ) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.base = ctx.session.base_url
+        self.steps = steps
+        self.attachments = attachments  # recorded by this or an earlier run: binary id → staged
+        self.staged: set[tuple[str, str]] = set()
+        self.wanted: set[tuple[str, str]] = set()  # reads started or waiting for the searches
+        self.deferred: dict[tuple[str, str], tuple[int, Chain]] = {}
+        self.downloads: set[str] = set()
+        self.searches_left = 0
+        self.searching = True
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.longest: Chain = ()
+        self._failure: BaseException | None = None
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None and self._failure is None:
+                self._failure = error
+        self._changed.set()
+
+    async def wait(self, until: Callable[[], bool]) -> None:
+        while self._failure is None and not until():
+            self._changed.clear()
+            await self._changed.wait()
+        if self._failure is not None:
+            await self.cancel()
+            raise self._failure
+
+    async def cancel(self) -> None:
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def note(self, chain: Chain) -> None:
+        if len(chain) > len(self.longest):
+            self.longest = chain
+
+    # ------------------------------------------------------------------ discovery
+
+    async def rescan(self) -> None:
+        """A resumed crawl: what an earlier run staged, each resource parsed once."""
+        async for resource_type, resource_id, body in staging.iter_items(
+            self.ctx.database, self.ctx.task_id
+        ):
+            self.staged.add((resource_type, resource_id))
+            self.found(orjson.loads(body), 0, _PATIENT_CHAIN)
+
+    def found(self, resource: dict[str, Any], depth: int, chain: Chain) -> None:
+        """Start what `resource` refers to that nobody has fetched or started yet."""
+        if depth < HYDRATION_DEPTH:
+            for reference in iter_references(resource, self.base):
+                if not (
+                    reference.is_fetchable
+                    and reference.resource_type in self.plan.hydrate_types
+                    and reference.resource_id
+                ):
+                    continue
+                key = (reference.resource_type, reference.resource_id)
+                if key in self.staged or key in self.wanted:
+                    continue
+                if f"read:{key[0]}/{key[1]}" in self.steps:  # failed in an earlier run
+                    continue
+                self.wanted.add(key)
+                if self.searching and (
+                    self.plan.uses_everything or key[0] in self.plan.searched_types
+                ):
+                    # A search may still bring it: read it only if none did.
+                    self.deferred[key] = (depth + 1, chain)
+                else:
+                    self.spawn(self._read(key, depth + 1, chain))
+        for attachment in iter_attachments(resource):
+            if attachment.has_inline_data or not attachment.url:
+                continue
+            source = resolve_attachment_url(attachment.url, self.base)
+            if source is None:
+                continue
+            binary_id = binary_id_for_attachment(source.url, self.base)
+            if binary_id in self.downloads or binary_id in self.attachments:
+                continue
+            self.downloads.add(binary_id)
+            step = self.steps.get(f"attachment:{binary_id}")
+            if step is not None and step.done:  # failed in an earlier run
+                continue
+            self.spawn(self._download(binary_id, source.url, attachment.content_type, chain))
+
+    def start_searches(self) -> None:
+        targets: list[tuple[str, str, str | None, str]]
+        if self.plan.everything_url:
+            targets = [("everything", self.plan.everything_url, None, "$everything")]
+        else:
+            targets = [
+                (f"search:{s.url}", s.url, s.resource_type, f"{s.resource_type} search")
+                for s in self.plan.searches
+            ]
+        self.searches_left = len(targets)
+        for step, url, resource_type, label in targets:
+            self.spawn(self._search(step, url, resource_type, label))
+
+    def release_deferred(self) -> None:
+        """The searches are over: read what they were expected to bring but did not."""
+        self.searching = False
+        deferred, self.deferred = self.deferred, {}
+        for key, (depth, chain) in sorted(deferred.items()):
+            if key not in self.staged:
+                self.spawn(self._read(key, depth, chain))
+
+    # ------------------------------------------------------------------ units of work
+
+    async def _search(
+        self, step: str, first_url: str, resource_type: str | None, label: str
+    ) -> None:
         try:
-            bundle = await ctx.session.get_json(url)
-        except FetchError as exc:
-            await _give_up(ctx, step, exc, resource_type)
+            await self._pages(step, first_url, resource_type, label)
+        finally:
+            self.searches_left -= 1
+
+    async def _pages(
+        self, step: str, first_url: str, resource_type: str | None, label: str
+    ) -> None:
+        ctx = self.ctx
+        saved = self.steps.get(step)
+        if saved is not None and saved.done:
             return
-        resources = [
-            entry["resource"]
-            for entry in bundle.get("entry", [])
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
-        ]
-        # OperationOutcomes in a searchset report problems, they are not the patient's data.
-        data = [r for r in resources if r.get("resourceType") != "OperationOutcome"]
-        following = _next_link(bundle)
+        url: str | None = saved.cursor if saved is not None and saved.cursor else first_url
+        chain: Chain = _PATIENT_CHAIN
+        while url is not None:
+            try:
+                bundle = await ctx.session.get_json(url)
+            except FetchError as exc:
+                await _give_up(ctx, step, exc, resource_type)
+                return
+            chain = (*chain, label)
+            self.note(chain)
+            resources = [
+                entry["resource"]
+                for entry in bundle.get("entry", [])
+                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+            ]
+            # OperationOutcomes in a searchset report problems, they are not the patient's data.
+            data = [r for r in resources if r.get("resourceType") != "OperationOutcome"]
+            following = _next_link(bundle)
+            async with ctx.database.transaction() as session:
+                added = await staging.stage_resources(session, ctx.task_id, data)
+                await staging.save_step(
+                    session,
+                    ctx.task_id,
+                    step,
+                    cursor=following,
+                    done=following is None,
+                    added=added,
+                )
+            for resource in data:
+                if resource.get("resourceType") and resource.get("id"):
+                    self.staged.add((resource["resourceType"], str(resource["id"])))
+            for resource in data:
+                self.found(resource, 0, chain)
+            await ctx.on_progress(resources_added=added)
+            url = following
+
+    async def _read(self, key: tuple[str, str], depth: int, chain: Chain) -> None:
+        ctx = self.ctx
+        resource_type, resource_id = key
+        url = f"{resource_type}/{resource_id}"
+        chain = (*chain, f"{resource_type} read")
+        self.note(chain)
+        try:
+            resource = await ctx.session.get_json(url)
+        except FetchError as exc:
+            await _give_up(ctx, f"read:{url}", exc, resource_type)
+            return
         async with ctx.database.transaction() as session:
-            added = await staging.stage_resources(session, ctx.task_id, data)
-            await staging.save_step(
-                session, ctx.task_id, step, cursor=following, done=following is None, added=added
-            )
+            added = await staging.stage_resources(session, ctx.task_id, [resource])
+        self.staged.add(key)
+        self.found(resource, depth, chain)
         await ctx.on_progress(resources_added=added)
-        url = following
+
+    async def _download(
+        self, binary_id: str, url: str, content_type: str | None, chain: Chain
+    ) -> None:
+        ctx = self.ctx
+        self.note((*chain, "attachment"))
+        sink = _MemorySink(ctx.staging_limit or STAGING_LIMIT)
+        try:
+            result = await fetch_attachment(ctx.session, url, sink)
+        except TooLarge:
+            # Too large to stage: packaging downloads it once, into the export file.
+            async with ctx.database.transaction() as session:
+                await staging.mark_attachment(
+                    session,
+                    ctx.task_id,
+                    binary_id,
+                    source_url=url,
+                    content_type=content_type or sink.served_type or None,
+                    size=sink.declared_size,
+                    done=False,
+                )
+            return
+        if isinstance(result, FetchError):
+            await _attachment_failed(ctx, binary_id, result)
+            return
+        key = f"staging/{ctx.task_id}/{binary_id}"
+        async with ctx.blobs.open_writer(key) as writer:
+            for chunk in sink.take():
+                await writer.write(chunk)
+        stored = writer.stored
+        async with ctx.database.transaction() as session:
+            await staging.mark_attachment(
+                session,
+                ctx.task_id,
+                binary_id,
+                source_url=url,
+                content_type=content_type or result or "application/octet-stream",
+                blob_key=key,
+                size=stored.size,
+                done=True,
+            )
+            await staging.save_step(
+                session, ctx.task_id, f"attachment:{binary_id}", cursor=None, done=True, added=1
+            )
+        await ctx.on_progress(attachment_bytes=stored.size)
+
+
+class _MemorySink:
+    """An attachment's chunks, up to `limit` bytes (TooLarge past it, or when declared larger)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.served_type = ""
+        self.declared_size: int | None = None
+
+    async def begin(self, content_type: str, declared_size: int | None) -> None:
+        self.served_type, self.declared_size = content_type, declared_size
+        if declared_size is not None and declared_size > self.limit:
+            raise TooLarge
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.chunks.clear()
+            raise TooLarge
+        self.chunks.append(chunk)
+
+    async def restart(self) -> None:
+        self.chunks.clear()
+        self.size = 0
+
+    def take(self) -> list[bytes]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:
@@ -143,114 +426,6 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return str(link["url"])
     return None
-
-
-async def _hydrate_references(ctx: CrawlContext, plan: CrawlPlan) -> None:
-    base = ctx.session.base_url
-    for _ in range(HYDRATION_PASSES):
-        wanted: set[tuple[str, str]] = set()
-        async for _, _, body in staging.iter_items(ctx.database, ctx.task_id):
-            resource = orjson.loads(body)
-            for reference in iter_references(resource, base):
-                if (
-                    reference.is_fetchable
-                    and reference.resource_type in plan.hydrate_types
-                    and reference.resource_id
-                ):
-                    wanted.add((reference.resource_type, reference.resource_id))
-        async with ctx.database.transaction() as session:
-            missing = wanted - await staging.staged_keys(session, ctx.task_id, wanted)
-            failed = {
-                key
-                for key in missing
-                if await staging.get_step(session, ctx.task_id, f"read:{key[0]}/{key[1]}")
-            }
-        missing -= failed
-        if not missing:
-            return
-        await asyncio.gather(*(_read_one(ctx, t, i) for t, i in sorted(missing)))
-
-
-async def _read_one(ctx: CrawlContext, resource_type: str, resource_id: str) -> None:
-    url = f"{resource_type}/{resource_id}"
-    try:
-        resource = await ctx.session.get_json(url)
-    except FetchError as exc:
-        await _give_up(ctx, f"read:{url}", exc, resource_type)
-        return
-    async with ctx.database.transaction() as session:
-        added = await staging.stage_resources(session, ctx.task_id, [resource])
-    await ctx.on_progress(resources_added=added)
-
-
-async def _hydrate_attachments(ctx: CrawlContext) -> None:
-    base = ctx.session.base_url
-    pending: dict[str, tuple[str, str | None]] = {}
-    async for _, _, body in staging.iter_items(ctx.database, ctx.task_id):
-        for attachment in iter_attachments(orjson.loads(body)):
-            if attachment.has_inline_data or not attachment.url:
-                continue
-            source = resolve_attachment_url(attachment.url, base)
-            if source is None:
-                continue
-            binary_id = binary_id_for_attachment(source.url, base)
-            pending.setdefault(binary_id, (source.url, attachment.content_type))
-    async with ctx.database.transaction() as session:
-        for binary_id in list(pending):
-            step = await staging.get_step(session, ctx.task_id, f"attachment:{binary_id}")
-            if step is not None and step.done:
-                del pending[binary_id]
-    await asyncio.gather(
-        *(
-            _download(ctx, binary_id, url, content_type)
-            for binary_id, (url, content_type) in sorted(pending.items())
-        )
-    )
-
-
-async def _download(ctx: CrawlContext, binary_id: str, url: str, content_type: str | None) -> None:
-    key = f"staging/{ctx.task_id}/{binary_id}"
-    attempt = 0
-    while True:
-        try:
-            # The session sends the patient's token only to URLs under the FHIR base.
-            async with ctx.session.stream(url) as response:
-                served_type = response.headers.get("content-type", "").split(";")[0].strip()
-                async with ctx.blobs.open_writer(key) as writer:
-                    async for chunk in response.aiter_bytes(1 << 20):
-                        await writer.write(chunk)
-                stored = writer.stored
-            break
-        except FetchError as exc:
-            await _attachment_failed(ctx, binary_id, exc)
-            return
-        except TargetRefused as exc:  # too large a response from outside the base
-            refused = FetchError(url, None, str(exc), refused=True)
-            await _attachment_failed(ctx, binary_id, refused)
-            return
-        except httpx.HTTPError as exc:
-            # The body broke off mid-stream: start the download again, a bounded number of times.
-            attempt += 1
-            if attempt >= ctx.session.policy.max_attempts:
-                detail = f"the download broke off {attempt} times ({type(exc).__name__})"
-                await _attachment_failed(ctx, binary_id, FetchError(url, None, detail))
-                return
-            await asyncio.sleep(ctx.session.policy.backoff_seconds(attempt, random.random))
-    async with ctx.database.transaction() as session:
-        await staging.mark_attachment(
-            session,
-            ctx.task_id,
-            binary_id,
-            source_url=url,
-            content_type=content_type or served_type or "application/octet-stream",
-            blob_key=key,
-            size=stored.size,
-            done=True,
-        )
-        await staging.save_step(
-            session, ctx.task_id, f"attachment:{binary_id}", cursor=None, done=True, added=1
-        )
-    await ctx.on_progress(attachment_bytes=stored.size)
 
 
 async def _attachment_failed(ctx: CrawlContext, binary_id: str, failure: FetchError) -> None:

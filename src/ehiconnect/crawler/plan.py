@@ -70,12 +70,14 @@ def plan_crawl(
     quirks: VendorQuirks,
     *,
     patient_id: str,
-    page_size: int = 200,
+    page_size: int | None = None,
     search_specs: Sequence[SearchSpec] = PATIENT_SEARCHES,
 ) -> CrawlPlan:
     """The crawl for one patient. Raises `FatalError(scope_patient_missing)` without Patient read.
 
-    `page_size` is the `_count` wanted; the vendor's `max_count` caps it.
+    `page_size` is the `_count` wanted; the vendor's `max_count` caps it. Without one, the
+    plan asks for `max_count`, the largest page the vendor is known to accept: fewer pages make
+    a shorter chain of dependent requests (each `next` link waits for the page before).
     """
     if not patient_id or "/" in patient_id:
         # The id itself stays out of the message: it identifies a patient.
@@ -91,7 +93,7 @@ def plan_crawl(
             "connect again and approve access to their demographics",
             failure_reason="scope_patient_missing",
         )
-    count = max(1, min(page_size, quirks.max_count))
+    count = quirks.max_count if page_size is None else max(1, min(page_size, quirks.max_count))
     patient_path = f"Patient/{quote(patient_id, safe='')}"
     hydrate = frozenset(t for t in HYDRATE_BY_REFERENCE if scopes.can_read(t))
 

@@ -1,24 +1,48 @@
 """Assemble the staging area into the export's NDJSON file (and its error report).
 
-Resources stream from the database a batch at a time and attachments from their blobs a chunk at
-a time, base64-encoded on the fly into inline `Binary` lines, so memory stays flat whatever the
-export's size. The Patient comes first, then the organizations, locations, clinicians and
-medications others refer to, then every other type in (type, id) order.
+The file is built in one local file (`BlobStore.staging_path`: for local storage committing it is
+a rename; for S3 it is uploaded once at the end) by a pipeline that keeps the event loop free and
+memory flat: one chunk is read ahead (a staged blob, or a download in a worker thread), the chunk
+in hand is base64-encoded in a worker thread (`pybase64` releases the GIL), and the one before is
+hashed (sha256 releases it too) and written in a third, so the work spreads over the cores; each
+stage holds one chunk of 1 MiB, whatever the export's size.
+
+The Patient comes first, then the organizations, locations, clinicians and medications others
+refer to, then every other type in (type, id) order, then one `Binary` line per attachment in id
+order. Attachments the crawl staged are read from their blobs; the larger ones it left to
+packaging are downloaded here, once, straight into their line, so their bytes are downloaded,
+encoded, hashed and written once. A download that fails is cut back out of the file (and its
+hash) and lands in the error report.
+
+Packaging is resumable: every `CHECKPOINT_BYTES` it records the file's length, the sha256 of what
+is before it and the next attachment (step `package`). A worker that resumes checks the partial
+file against that digest, cuts it back to the recorded length and goes on; if the file is missing
+or does not match, it starts the file again. Either way the output is the same bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from ehiconnect.crawler.attachments import fetch_attachment
+from ehiconnect.crawler.fetch import FetchError, FhirSession
 from ehiconnect.db.database import Database
 from ehiconnect.exports import staging
-from ehiconnect.exports.models import ExportAttachment, ExportError
+from ehiconnect.exports.models import ExportAttachment, ExportError, ExportItem
 from ehiconnect.exports.storage.port import BlobStore
-from ehiconnect.fhir.binary import awrite_binary
-from ehiconnect.fhir.ndjson import AsyncNdjsonWriter
+from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
+from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 
 LEADING_TYPES = (
     "Patient",
@@ -28,61 +52,353 @@ LEADING_TYPES = (
     "PractitionerRole",
     "Medication",
 )
+PACKAGE_STEP = "package"
+CHECKPOINT_BYTES = 256 << 20
+CHUNK_SIZE = 1 << 20
+_LINE_SUFFIX = b'"}\n'
+
+Progress = Callable[..., Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class PackagedFile:
     key: str
+    file_id: str
     size: int
     sha256: str
     total_resources: int
     by_resource_type: dict[str, int]
 
 
+@dataclass
+class _Checkpoint:
+    file_id: str
+    offset: int = 0
+    sha256: str = ""
+    next_attachment: str | None = None  # None: the resources are not all written yet
+    binaries: int = 0
+
+    def dumps(self) -> str:
+        return orjson.dumps(self.__dict__).decode()
+
+
+class _FileAssembler:
+    """Appends to the local file in worker threads, one write in flight at a time (order kept),
+    hashing as it writes; `mark`/`rollback` cut a failed line back out of file and hash."""
+
+    def __init__(self, file: BinaryIO, offset: int, digest: Any) -> None:
+        self._file = file
+        self.offset = offset
+        self._hash = digest
+        self._buffer = bytearray()
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, data: bytes) -> None:
+        if len(data) >= CHUNK_SIZE:
+            await self._drain()
+            await self._submit(data)
+            return
+        self._buffer += data
+        if len(self._buffer) >= CHUNK_SIZE:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            await self._submit(data)
+
+    async def _submit(self, data: bytes) -> None:
+        await self.settle()
+        self.offset += len(data)
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data))
+
+    def _hash_and_write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+
+    async def settle(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def flush(self) -> None:
+        await self._drain()
+        await self.settle()
+        await asyncio.to_thread(self._file.flush)
+
+    async def mark(self) -> tuple[int, Any]:
+        await self._drain()
+        await self.settle()
+        return self.offset, self._hash.copy()
+
+    async def rollback(self, mark: tuple[int, Any]) -> None:
+        self._buffer.clear()
+        with contextlib.suppress(Exception):
+            await self.settle()
+        self.offset, self._hash = mark[0], mark[1].copy()
+        await asyncio.to_thread(_truncate, self._file, self.offset)
+
+    def hexdigest(self) -> str:
+        return str(self._hash.hexdigest())
+
+
+def _truncate(file: BinaryIO, offset: int) -> None:
+    file.flush()
+    file.truncate(offset)
+    file.seek(offset)
+
+
+@dataclass
+class _Run:
+    database: Database
+    task_id: str
+    out: _FileAssembler
+    checkpoint: _Checkpoint
+    counts: dict[str, int] = field(default_factory=dict)
+    since_checkpoint: int = 0
+
+    async def save(self) -> None:
+        await self.out.flush()
+        self.checkpoint.offset = self.out.offset
+        self.checkpoint.sha256 = self.out.hexdigest()
+        async with self.database.transaction() as session:
+            await staging.save_step(
+                session,
+                self.task_id,
+                PACKAGE_STEP,
+                cursor=self.checkpoint.dumps(),
+                done=False,
+                added=0,
+            )
+        self.since_checkpoint = 0
+
+
 async def package_export(
-    database: Database, blobs: BlobStore, task_id: str, key: str
+    database: Database,
+    blobs: BlobStore,
+    task_id: str,
+    *,
+    new_file_id: Callable[[], str],
+    session: FhirSession | None = None,
+    on_progress: Progress | None = None,
 ) -> PackagedFile:
-    async with blobs.open_writer(key) as sink:
-        # The blob writer hashes what it stores: the NDJSON writer need not hash it too.
-        writer = AsyncNdjsonWriter(sink, digest=False)
-        # Staged bodies are already compact JSON: written as they are, not parsed again.
-        # The patient and what many resources point at come first, so a consumer that loads the
-        # file in order (e.g. into a FHIR server, in batches) meets referenced resources early.
-        for first in LEADING_TYPES:
-            async for resource_type, resource_id, body in staging.iter_items(
-                database, task_id, types=frozenset({first})
-            ):
-                await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
-        async for resource_type, resource_id, body in staging.iter_items(database, task_id):
-            if resource_type not in LEADING_TYPES:
-                await writer.write_line_parts(resource_type, resource_id, (body, b"\n"))
-        async with database.transaction() as session:
-            attachments = list(
-                await session.scalars(
-                    select(ExportAttachment)
-                    .where(ExportAttachment.task_id == task_id, ExportAttachment.done.is_(True))
-                    .order_by(ExportAttachment.binary_id)
-                )
-            )
-        for attachment in attachments:
-            if attachment.blob_key is None:
-                continue
-            await awrite_binary(
-                writer,
-                attachment.binary_id,
-                attachment.content_type,
-                attachment.source_url,
-                blobs.open_reader(attachment.blob_key),
-            )
-        stats = await writer.flush()
-    stored = sink.stored
+    """Build and commit the export file; its name comes from `new_file_id` unless a killed run
+    already chose one. `session` downloads the attachments the crawl left to packaging."""
+    async with database.transaction() as db:
+        saved = (await staging.load_steps(db, task_id)).get(PACKAGE_STEP)
+    checkpoint = _Checkpoint(**orjson.loads(saved.cursor)) if saved and saved.cursor else None
+    if checkpoint is None:
+        checkpoint = _Checkpoint(file_id=new_file_id())
+    key = f"exports/{task_id}/{checkpoint.file_id}"
+    path = blobs.staging_path(key) or _local_work_path(task_id)
+    file, digest = await asyncio.to_thread(_open_partial, path, checkpoint)
+    run = _Run(database, task_id, _FileAssembler(file, checkpoint.offset, digest), checkpoint)
+    try:
+        if checkpoint.next_attachment is None:
+            await _write_resources(run)
+            await run.save()
+        run.counts = await _staged_counts(database, task_id)
+        await _write_attachments(run, blobs, session, on_progress)
+        await run.out.flush()
+        await asyncio.to_thread(file.close)
+        sha256 = run.out.hexdigest()
+        stored = await blobs.commit_file(key, path, sha256=sha256)
+    finally:
+        with contextlib.suppress(OSError):
+            file.close()
+    counts = dict(run.counts)
+    if checkpoint.binaries:
+        counts["Binary"] = counts.get("Binary", 0) + checkpoint.binaries
     return PackagedFile(
         key=key,
+        file_id=checkpoint.file_id,
         size=stored.size,
         sha256=stored.sha256,
-        total_resources=stats.total_resources,
-        by_resource_type=dict(stats.by_resource_type),
+        total_resources=sum(counts.values()),
+        by_resource_type=dict(sorted(counts.items())),
     )
+
+
+def _local_work_path(task_id: str) -> Path:
+    """Where to build the file for a store without a local staging path (S3)."""
+    directory = Path(tempfile.gettempdir()) / "ehiconnect-packaging"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory / f"{task_id}.partial"
+
+
+def _open_partial(path: Path, checkpoint: _Checkpoint) -> tuple[BinaryIO, Any]:
+    """The partial file cut back to the checkpoint and the hash of what it keeps; a new file (and
+    a checkpoint from the start) when there is none or it does not match."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if checkpoint.offset:
+        try:
+            file = path.open("r+b")
+        except FileNotFoundError:
+            file = None
+        if file is not None:
+            digest = hashlib.sha256()
+            left = checkpoint.offset
+            while left and (block := file.read(min(CHUNK_SIZE * 8, left))):
+                digest.update(block)
+                left -= len(block)
+            if left == 0 and digest.hexdigest() == checkpoint.sha256:
+                file.truncate(checkpoint.offset)
+                file.seek(checkpoint.offset)
+                return file, digest
+            file.close()
+    # Start over (a new run, or a partial file lost with its worker's disk).
+    checkpoint.offset, checkpoint.sha256 = 0, ""
+    checkpoint.next_attachment, checkpoint.binaries = None, 0
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)  # PHI: owner only
+    return os.fdopen(fd, "r+b"), hashlib.sha256()
+
+
+async def _write_resources(run: _Run) -> None:
+    # Staged bodies are already compact JSON: written as they are, not parsed again. The patient
+    # and what many resources point at come first, so a consumer that loads the file in order
+    # (e.g. into a FHIR server, in batches) meets referenced resources early.
+    for first in LEADING_TYPES:
+        async for _, _, body in staging.iter_items(
+            run.database, run.task_id, types=frozenset({first})
+        ):
+            await run.out.write(body + b"\n")
+    async for resource_type, _, body in staging.iter_items(run.database, run.task_id):
+        if resource_type not in LEADING_TYPES:
+            await run.out.write(body + b"\n")
+    run.checkpoint.next_attachment = ""  # every resource written: attachments from the first
+
+
+async def _staged_counts(database: Database, task_id: str) -> dict[str, int]:
+    async with database.transaction() as session:
+        rows = await session.execute(
+            select(ExportItem.resource_type, func.count())
+            .where(ExportItem.task_id == task_id)
+            .group_by(ExportItem.resource_type)
+        )
+        return {resource_type: int(count) for resource_type, count in rows.all()}
+
+
+async def _write_attachments(
+    run: _Run, blobs: BlobStore, session: FhirSession | None, on_progress: Progress | None
+) -> None:
+    async with run.database.transaction() as db:
+        attachments = list(
+            await db.scalars(
+                select(ExportAttachment)
+                .where(
+                    ExportAttachment.task_id == run.task_id,
+                    ExportAttachment.binary_id >= (run.checkpoint.next_attachment or ""),
+                )
+                .order_by(ExportAttachment.binary_id)
+            )
+        )
+        staged_binaries = set(
+            await db.scalars(
+                select(ExportItem.resource_id).where(
+                    ExportItem.task_id == run.task_id, ExportItem.resource_type == "Binary"
+                )
+            )
+        )
+    for attachment in attachments:
+        if run.since_checkpoint >= CHECKPOINT_BYTES:
+            run.checkpoint.next_attachment = attachment.binary_id
+            await run.save()
+        # A Binary the server returned as a resource is already in the file.
+        if attachment.binary_id in staged_binaries:
+            continue
+        written: int | None
+        if attachment.done and attachment.blob_key:
+            chunks: AsyncIterator[bytes] = blobs.open_reader(attachment.blob_key)
+            written = await _write_binary(run, attachment, chunks)
+        elif not attachment.done and session is not None:
+            written = await _download_binary(run, session, attachment)
+            if written and on_progress is not None:
+                await on_progress(attachment_bytes=written)
+        else:
+            continue
+        if written is not None:
+            run.checkpoint.binaries += 1
+            run.since_checkpoint += written
+
+
+async def _write_binary(
+    run: _Run, attachment: ExportAttachment, chunks: AsyncIterator[bytes]
+) -> int:
+    """One Binary line from chunks; how many raw bytes it held."""
+    encoder = Base64Encoder()
+    size = 0
+    await run.out.write(
+        binary_line_prefix(attachment.binary_id, attachment.content_type, attachment.source_url)
+    )
+    async for chunk in chunks:
+        size += len(chunk)
+        await run.out.write(await asyncio.to_thread(encoder.feed, chunk))
+    await run.out.write(encoder.finish() + _LINE_SUFFIX)
+    return size
+
+
+class _LineSink:
+    """A download streamed into its Binary line; a restart cuts the partial line back out."""
+
+    def __init__(self, run: _Run, attachment: ExportAttachment, start: tuple[int, Any]) -> None:
+        self._run = run
+        self._attachment = attachment
+        self._start = start
+        self._encoder = Base64Encoder()
+        self.size = 0
+
+    async def begin(self, content_type: str, declared_size: int | None) -> None:
+        attachment = self._attachment
+        await self._run.out.write(
+            binary_line_prefix(
+                attachment.binary_id,
+                attachment.content_type or content_type or None,
+                attachment.source_url,
+            )
+        )
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        await self._run.out.write(await asyncio.to_thread(self._encoder.feed, chunk))
+
+    async def restart(self) -> None:
+        await self._run.out.rollback(self._start)
+        self._encoder = Base64Encoder()
+        self.size = 0
+
+    async def finish(self) -> None:
+        await self._run.out.write(self._encoder.finish() + _LINE_SUFFIX)
+
+
+async def _download_binary(
+    run: _Run, session: FhirSession, attachment: ExportAttachment
+) -> int | None:
+    start = await run.out.mark()
+    sink = _LineSink(run, attachment, start)
+    result = await fetch_attachment(session, attachment.source_url, sink)
+    if isinstance(result, FetchError):
+        await sink.restart()
+        await _record_failure(run, attachment.binary_id, result)
+        return None
+    await sink.finish()
+    return sink.size
+
+
+async def _record_failure(run: _Run, binary_id: str, failure: FetchError) -> None:
+    if failure.refused:
+        outcome = operation_outcome(
+            diagnostics=f"Not fetched: {failure.detail}",
+            code="security",
+            url=failure.url,
+            resource_type="Binary",
+        )
+    else:
+        outcome = outcome_for_http_failure(
+            url=failure.url, status=failure.status, resource_type="Binary", detail=failure.detail
+        )
+    async with run.database.transaction() as session:
+        await staging.record_error(session, run.task_id, outcome)
 
 
 async def package_errors(
@@ -103,3 +419,14 @@ async def package_errors(
         for outcome in outcomes:
             await sink.write(orjson.dumps(outcome) + b"\n")
     return len(outcomes), sink.stored.size
+
+
+async def discard_partial(database: Database, blobs: BlobStore, task_id: str) -> None:
+    """Remove a partial export file a packaging run left (it holds PHI); idempotent."""
+    async with database.transaction() as session:
+        saved = (await staging.load_steps(session, task_id)).get(PACKAGE_STEP)
+    if saved is None or not saved.cursor:
+        return
+    file_id = orjson.loads(saved.cursor)["file_id"]
+    path = blobs.staging_path(f"exports/{task_id}/{file_id}") or _local_work_path(task_id)
+    await asyncio.to_thread(path.unlink, missing_ok=True)

@@ -6,11 +6,15 @@ is resumed from its staging area by whichever worker picks the job up again.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +30,7 @@ from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
 from ehiconnect.exports import staging, telemetry
 from ehiconnect.exports.models import ExportAttachment, ExportTask
-from ehiconnect.exports.package import package_errors, package_export
+from ehiconnect.exports.package import discard_partial, package_errors, package_export
 from ehiconnect.exports.states import CANCELLED, FAILED, PENDING, SUCCESS, public_failure_reason
 from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.ids import as_api_mode
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 # Runs that may end in an unexpected error before the export is given up. A run killed with its
 # worker (and recovered as a stalled job) is not a failure and does not count.
 MAX_FAILURES = 3
+PROGRESS_INTERVAL = 0.25  # seconds between writes of an export's progress counters
 
 
 class Cancelled(Exception):
@@ -170,37 +175,46 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
         deadline=task.deadline_at,
     )
 
+    # Counters add up here and go to the database at most every PROGRESS_INTERVAL seconds (and
+    # at each phase change): a crawl makes many requests at once, and one UPDATE of the task's
+    # row per page, read or download would queue them all on that row's lock.
+    pending_counts = {"resources": 0, "bytes": 0}
+    last_write = [float("-inf")]
+    writing = asyncio.Lock()
+
     async def on_progress(
-        phase: str | None = None, resources_added: int = 0, attachment_bytes: int = 0
+        phase: str | None = None,
+        resources_added: int = 0,
+        attachment_bytes: int = 0,
+        crawl_report: dict[str, Any] | None = None,
+        flush: bool = False,
     ) -> None:
+        pending_counts["resources"] += resources_added
+        pending_counts["bytes"] += attachment_bytes
+        due = time.monotonic() - last_write[0] >= PROGRESS_INTERVAL
+        if phase is None and crawl_report is None and not flush and not due:
+            return
         if phase is not None:
             phases.enter(phase)  # the phase's requests become its span's children
-        # One atomic UPDATE: concurrent pages and downloads add to the counters without losing any.
-        async with runtime.database.transaction() as db:
-            still_pending = await db.scalar(
-                text(
-                    """
-                    UPDATE export_tasks SET
-                      phase = coalesce(:phase, phase),
-                      progress = progress || jsonb_build_object(
-                        'resources', coalesce((progress->>'resources')::bigint, 0) + :resources,
-                        'attachment_bytes',
-                          coalesce((progress->>'attachment_bytes')::bigint, 0) + :bytes,
-                        'requests', :requests,
-                        'retries', :retries)
-                    WHERE task_id = :task_id AND status = 'pending'
-                    RETURNING true
-                    """
-                ),
-                {
-                    "phase": phase,
-                    "resources": resources_added,
-                    "bytes": attachment_bytes,
-                    "requests": session_.requests,
-                    "retries": session_.retries,
-                    "task_id": task_id,
-                },
-            )
+        async with writing:
+            resources, sent_bytes = pending_counts["resources"], pending_counts["bytes"]
+            pending_counts["resources"] = pending_counts["bytes"] = 0
+            last_write[0] = time.monotonic()
+            try:
+                still_pending = await _record_progress(
+                    runtime,
+                    task_id,
+                    phase=phase,
+                    resources=resources,
+                    attachment_bytes=sent_bytes,
+                    requests=session_.requests,
+                    retries=session_.retries,
+                    extra=crawl_report or {},
+                )
+            except BaseException:
+                pending_counts["resources"] += resources
+                pending_counts["bytes"] += sent_bytes
+                raise
         if not still_pending:
             raise Cancelled
         if phase is not None:
@@ -214,14 +228,16 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
         patient_id=patient_id,
         granted_scope=scope,
         quirks=quirks_for(platform_type),
-        page_size=settings.page_size,
+        # The largest page the vendor accepts unless the operator chose a size.
+        page_size=settings.page_size if "page_size" in settings.model_fields_set else None,
         on_progress=on_progress,
     )
     try:
         async with session_:
             await crawl(context)
-        await on_progress(phase="package")
-        return await _publish(runtime, blobs, task_id)
+            await on_progress(phase="package")
+            # The session stays open: packaging downloads the attachments too large to stage.
+            return await _publish(runtime, blobs, task_id, session_, on_progress)
     except Cancelled:
         await discard_staging(runtime, task_id)
         return CANCELLED
@@ -241,14 +257,72 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
         raise  # the job is retried and resumes from the staging area
 
 
-async def _publish(runtime: Runtime, blobs: BlobStore, task_id: str) -> str:
+async def _record_progress(
+    runtime: Runtime,
+    task_id: str,
+    *,
+    phase: str | None,
+    resources: int,
+    attachment_bytes: int,
+    requests: int,
+    retries: int,
+    extra: dict[str, Any],
+) -> bool:
+    """Add to the task's progress counters in one atomic UPDATE; False once it is not pending."""
+    async with runtime.database.transaction() as db:
+        still_pending = await db.scalar(
+            text(
+                """
+                UPDATE export_tasks SET
+                  phase = coalesce(:phase, phase),
+                  progress = progress || jsonb_build_object(
+                    'resources', coalesce((progress->>'resources')::bigint, 0) + :resources,
+                    'attachment_bytes',
+                      coalesce((progress->>'attachment_bytes')::bigint, 0) + :bytes,
+                    'requests', :requests,
+                    'retries', :retries)
+                  || CAST(:extra AS jsonb)
+                WHERE task_id = :task_id AND status = 'pending'
+                RETURNING true
+                """
+            ),
+            {
+                "phase": phase,
+                "resources": resources,
+                "bytes": attachment_bytes,
+                "requests": requests,
+                "retries": retries,
+                "extra": orjson.dumps(extra).decode(),
+                "task_id": task_id,
+            },
+        )
+    return bool(still_pending)
+
+
+async def _publish(
+    runtime: Runtime,
+    blobs: BlobStore,
+    task_id: str,
+    fhir: FhirSession,
+    on_progress: Callable[..., Awaitable[None]],
+) -> str:
     clock = runtime.clock
-    now = clock.now()
-    # The file's name is its id, as Fasten's are: a client that names the download after the
-    # URL's last segment stores `…jsonl`. Older exports' bare-UUID ids keep working (equality).
-    file_id = f"{now:%Y-%m-%d}-{uuid.uuid4()}.jsonl"
-    key = f"exports/{task_id}/{file_id}"
-    packaged = await package_export(runtime.database, blobs, task_id, key)
+
+    def new_file_id() -> str:
+        # The file's name is its id, as Fasten's are: a client that names the download after the
+        # URL's last segment stores `…jsonl`. Older exports' bare-UUID ids keep working.
+        return f"{clock.now():%Y-%m-%d}-{uuid.uuid4()}.jsonl"
+
+    packaged = await package_export(
+        runtime.database,
+        blobs,
+        task_id,
+        new_file_id=new_file_id,
+        session=fhir,
+        on_progress=on_progress,
+    )
+    key, file_id = packaged.key, packaged.file_id
+    await on_progress(flush=True)  # the last attachment bytes packaging counted
     error_key = f"exports/{task_id}/errors.ndjson"
     error_count, _ = await package_errors(runtime.database, blobs, task_id, error_key)
     settings = runtime.settings.exports
@@ -391,6 +465,7 @@ async def platform_type_of(session: AsyncSession, task: ExportTask) -> str:
 async def discard_staging(runtime: Runtime, task_id: str) -> None:
     """Delete a task's staging rows and staged attachment blobs (idempotent)."""
     blobs = runtime.blobs
+    await discard_partial(runtime.database, blobs, task_id)
     async with runtime.database.transaction() as session:
         keys = list(
             await session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,6 +46,32 @@ async def stage_resources(
 
 async def get_step(session: AsyncSession, task_id: str, step: str) -> ExportStep | None:
     return await session.get(ExportStep, (task_id, step))
+
+
+@dataclass(frozen=True)
+class StepState:
+    cursor: str | None
+    done: bool
+
+
+async def load_steps(session: AsyncSession, task_id: str) -> dict[str, StepState]:
+    """Every checkpointed step of a task, in one query (a resumed crawl looks each one up)."""
+    rows = await session.execute(
+        select(ExportStep.step, ExportStep.cursor, ExportStep.done).where(
+            ExportStep.task_id == task_id
+        )
+    )
+    return {step: StepState(cursor, done) for step, cursor, done in rows.all()}
+
+
+async def load_attachments(session: AsyncSession, task_id: str) -> dict[str, bool]:
+    """binary id → done (staged) for every attachment recorded so far, in one query."""
+    rows = await session.execute(
+        select(ExportAttachment.binary_id, ExportAttachment.done).where(
+            ExportAttachment.task_id == task_id
+        )
+    )
+    return {binary_id: bool(done) for binary_id, done in rows.all()}
 
 
 async def save_step(

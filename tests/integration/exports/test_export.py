@@ -73,6 +73,8 @@ async def test_export_holds_exactly_the_persona_record(
     sizes = sum(spec.size for spec in expected_attachments(slug, persona_id(slug, username)))
     assert done["progress"]["resources"] == len(want_keys) - len(want_hashes)
     assert done["progress"]["attachment_bytes"] == sizes
+    # The crawl's longest chain of dependent requests, shorter than all it made: they overlapped.
+    assert 3 <= done["progress"]["critical_path_requests"] < done["progress"]["requests"]
     assert sum(stats["total_by_resource_type"].values()) == len(want_keys)
 
 

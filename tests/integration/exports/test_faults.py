@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import Faults
@@ -197,3 +199,108 @@ async def test_a_killed_worker_is_resumed_and_the_file_has_each_resource_once(
             "SELECT runs FROM export_tasks WHERE task_id = %s", (task_id,)
         ).fetchone()
     assert runs == (2,)  # resumed once, from the staging area
+
+
+# A worker whose crawl stages only attachments up to 64 KiB (the rest are downloaded by
+# packaging, straight into the file) and whose packaging checkpoints after every attachment.
+_SMALL_LIMITS_WORKER = """
+import sys
+import ehiconnect.crawler.engine as engine
+import ehiconnect.exports.package as package
+engine.STAGING_LIMIT = 64 * 1024
+package.CHECKPOINT_BYTES = 1
+from ehiconnect.cli.main import main
+sys.argv = ["ehiconnect", *sys.argv[1:]]
+main()
+"""
+
+
+async def test_a_worker_killed_while_packaging_resumes_with_the_same_file(
+    platform: Platform,
+    runtime: Runtime,
+    settings: Settings,
+    sandbox_state: SandboxState,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ehiconnect.crawler import engine
+    from ehiconnect.exports import package
+
+    monkeypatch.setattr(engine, "STAGING_LIMIT", 64 * 1024)
+    monkeypatch.setattr(package, "CHECKPOINT_BYTES", 1)
+    # The reference: the same record exported without interruption (in this process).
+    reference = await _export(platform, runtime, "harbor", "amy")
+    _complete(platform, reference, "harbor", "amy")
+
+    sandbox_state.set_faults("harbor", Faults(latency_ms=200))  # time to kill mid-packaging
+    connection_id = platform.connect("harbor", "amy")["org_connection_id"]
+    task_id = start(platform, connection_id)
+    assert task_id != reference["task_id"]
+    env = {
+        **os.environ,
+        "EHICONNECT_DATABASE_URL": database_url,
+        "EHICONNECT_DATA_DIR": str(settings.data_dir),
+        "EHICONNECT_API__PORT": str(settings.api.port),
+        "EHICONNECT_JOBS__HEARTBEAT_SECONDS": "0.5",
+        "EHICONNECT_JOBS__STALLED_AFTER_SECONDS": "3",
+        "EHICONNECT_JOBS__STALLED_CHECK_CRON": "* * * * * */1",
+        "PYTHONPATH": str(REPO),
+    }
+
+    def worker(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _SMALL_LIMITS_WORKER, "worker", "--name", name],
+            env=env,
+            cwd=REPO,
+        )
+
+    def downloads_left() -> tuple[int, int] | None:
+        """Attachments left to packaging, (before the checkpoint, from it on), once there is one."""
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT cursor FROM export_steps WHERE task_id = %s AND step = 'package'",
+                (task_id,),
+            ).fetchone()
+            if not row or not row[0] or not json.loads(row[0])["next_attachment"]:
+                return None
+            after = json.loads(row[0])["next_attachment"]
+            counts = conn.execute(
+                "SELECT count(*) FILTER (WHERE binary_id < %s), count(*) FILTER "
+                "(WHERE binary_id >= %s) FROM export_attachments WHERE task_id = %s AND NOT done",
+                (after, after, task_id),
+            ).fetchone()
+        assert counts is not None
+        return int(counts[0]), int(counts[1])
+
+    first = worker("doomed")
+    try:
+        deadline = time.monotonic() + 90
+        while (left := downloads_left()) is None or left[0] < 2:
+            assert time.monotonic() < deadline, "packaging never wrote two downloads"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+        left = downloads_left()
+        assert left is not None
+        assert left[1] > 0, "killed too late: nothing was left to resume"
+        assert status(platform, task_id)["status"] == "pending"
+        second = worker("rescuer")
+        try:
+            deadline = time.monotonic() + 120
+            while (done := status(platform, task_id))["status"] == "pending":
+                assert time.monotonic() < deadline, "the export was not resumed"
+                time.sleep(0.5)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    _complete(platform, done, "harbor", "amy")
+    # Byte for byte the uninterrupted export's file.
+    assert done["files"][0]["sha256"] == reference["files"][0]["sha256"]
+    assert done["files"][0]["size"] == reference["files"][0]["size"]
+    # Resumed at the checkpoint: the rescuer read the metadata and the Patient again, then
+    # downloaded only the attachments from the checkpoint on, not those already in the file.
+    assert done["progress"]["requests"] == 2 + left[1]
+    assert not list(settings.data_dir.rglob("*.partial"))  # no partial copy of the record left

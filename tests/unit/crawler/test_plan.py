@@ -210,3 +210,13 @@ def test_types_declared_without_search_are_not_searched() -> None:
     assert plan.searched_types == {"Observation"}
     assert plan.skipped[0].resource_type == "Condition"
     assert "does not allow searching" in plan.skipped[0].reason
+
+
+def test_without_a_page_size_the_plan_asks_for_the_largest_page_the_vendor_accepts() -> None:
+    # Fewer pages, fewer round trips that each wait for the one before.
+    quirks = VendorQuirks(name="t", max_count=500)
+    searched = plan_crawl(_capabilities(), ALL, quirks, patient_id="p", search_specs=SPECS[:1])
+    assert searched.searches[0].url.endswith("_count=500")
+    everything = plan_crawl(_capabilities(everything=True), ALL, quirks, patient_id="p")
+    assert everything.everything_url is not None
+    assert everything.everything_url.endswith("_count=500")
