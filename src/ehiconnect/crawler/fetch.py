@@ -56,6 +56,7 @@ TokenSource = Callable[[str | None], Awaitable[str]]
 """`await token(rejected)`: a usable access token; `rejected` is one the server just refused."""
 
 MAX_TOKEN_RENEWALS = 3
+TOKEN_REUSE_SECONDS = 5.0
 
 OFF_BASE_REMEDY = (
     "The URL is outside the endpoint's FHIR base; if this health system lives on a private "
@@ -231,7 +232,8 @@ class FhirSession:
         self.requests = 0
         self.retries = 0
         self._renewal = asyncio.Lock()
-        self._newest_token: str | None = None  # the last one a renewal returned
+        self._newest_token: str | None = None  # the last one read or renewed
+        self._token_read_at = float("-inf")
 
     async def __aenter__(self) -> FhirSession:
         self._http = crawl_client(self.base_url, self._access)
@@ -259,6 +261,18 @@ class FhirSession:
     def is_under_base(self, url: str) -> bool:
         """The endpoint itself: the patient's token may go there, and nowhere else."""
         return is_under_base(self.absolute(url), self.base_url)
+
+    async def _current_token(self) -> str:
+        """The token to send: read again (and refreshed when due) at most every
+        `TOKEN_REUSE_SECONDS`; a 401 renews it at once. Each read is a database transaction,
+        taken while the request holds its slot."""
+        if (
+            self._newest_token is None
+            or time.monotonic() - self._token_read_at >= TOKEN_REUSE_SECONDS
+        ):
+            self._newest_token = await self._token(None)
+            self._token_read_at = time.monotonic()
+        return self._newest_token
 
     def check_deadline(self) -> None:
         if self.clock.now() >= self.deadline:
@@ -326,9 +340,7 @@ class FhirSession:
                     # Taken once a slot is free, so the token is the newest when it is sent (a
                     # crawl has many requests waiting for a slot).
                     if rejected is None:
-                        used = await self._token(None)
-                        if self._newest_token is None:
-                            self._newest_token = used
+                        used = await self._current_token()
                     else:
                         # One renewal at a time from this crawl: the others wait here, not each
                         # holding a database connection while the first holds the lock.
@@ -346,6 +358,7 @@ class FhirSession:
                                     )
                             used = await self._token(rejected)
                             self._newest_token = used
+                            self._token_read_at = time.monotonic()
                     rejected = None
                     request_headers["Authorization"] = f"Bearer {used}"
                 self.requests += 1
