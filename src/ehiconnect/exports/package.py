@@ -5,7 +5,8 @@ a rename; for S3 it is uploaded once at the end) by a pipeline that keeps the ev
 memory flat: one chunk is read ahead (a staged blob, or a download in a worker thread), the chunk
 in hand is base64-encoded in a worker thread (`pybase64` releases the GIL), and the one before is
 hashed (sha256 releases it too) and written in a third, so the work spreads over the cores; each
-stage holds one chunk of 1 MiB, whatever the export's size.
+stage holds one chunk of 1 MiB, whatever the export's size. The file goes to disk as it is
+written, 64 MiB at a time (`writeback.py`), rather than all at the final fsync.
 
 The Patient comes first, then the organizations, locations, clinicians and medications others
 refer to, then every other type in (type, id) order, then one `Binary` line per attachment in id
@@ -41,6 +42,7 @@ from ehiconnect.db.database import Database
 from ehiconnect.exports import staging
 from ehiconnect.exports.models import ExportAttachment, ExportError, ExportItem
 from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.exports.writeback import StreamedWriteback
 from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 
@@ -92,6 +94,8 @@ class _FileAssembler:
         self._hash = digest
         self._buffer = bytearray()
         self._in_flight: asyncio.Future[None] | None = None
+        self._writeback = StreamedWriteback(offset)
+        self._writeback_checked = offset
 
     async def write(self, data: bytes) -> None:
         if len(data) >= CHUNK_SIZE:
@@ -111,11 +115,16 @@ class _FileAssembler:
     async def _submit(self, data: bytes) -> None:
         await self.settle()
         self.offset += len(data)
-        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data))
+        end = self.offset
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data, end))
 
-    def _hash_and_write(self, data: bytes) -> None:
+    def _hash_and_write(self, data: bytes, end: int) -> None:
         self._hash.update(data)
         self._file.write(data)
+        if end - self._writeback_checked >= CHUNK_SIZE * 16:
+            self._writeback_checked = end
+            self._file.flush()
+            self._writeback.written(self._file.fileno(), end)
 
     async def settle(self) -> None:
         in_flight, self._in_flight = self._in_flight, None
@@ -138,6 +147,8 @@ class _FileAssembler:
             await self.settle()
         self.offset, self._hash = mark[0], mark[1].copy()
         await asyncio.to_thread(_truncate, self._file, self.offset)
+        self._writeback.reset(self.offset)
+        self._writeback_checked = min(self._writeback_checked, self.offset)
 
     def hexdigest(self) -> str:
         return str(self._hash.hexdigest())
