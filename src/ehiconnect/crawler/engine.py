@@ -384,9 +384,8 @@ class _Crawler:
                 size=stored.size,
                 done=True,
             )
-            await staging.save_step(
-                session, ctx.task_id, f"attachment:{binary_id}", cursor=None, done=True, added=1
-            )
+            # No step row besides: the attachment's own row says it is staged (a step is kept
+            # only for an attachment that failed).
         await ctx.on_progress(attachment_bytes=stored.size)
 
 
