@@ -28,11 +28,11 @@ from typing import Any
 
 import orjson
 
-from ehiconnect.exports.storage.local import LocalBlobStore
 from ehiconnect.fhir.binary import binary_line_parts
 from ehiconnect.fhir.ndjson import NdjsonReader
 from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.sandbox.generator.attachments import attachment_sha256, iter_attachment_bytes
+from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.tracker.lift_step import lift_file, stored_data
 
 KEY = "downloads/bench/0.ndjson"

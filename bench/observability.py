@@ -43,9 +43,9 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ehiconnect import metrics
-from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.logging import JsonFormatter, RedactingFilter
 from ehiconnect.orgs.service import create_org
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import free_port, serve_in_thread

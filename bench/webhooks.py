@@ -69,10 +69,9 @@ from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postg
 from ehiconnect.jobs.app import BLUEPRINTS
 from ehiconnect.orgs.service import create_org
 from ehiconnect.runtime import Runtime
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.webhooks import endpoints, events, outbox
-from ehiconnect.webhooks.settings import WebhookSettings
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 
 BATCH = 100  # events per emitting transaction, written by one `outbox.emit_many`

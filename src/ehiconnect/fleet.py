@@ -29,8 +29,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.connections.rekey import SEALED_KINDS
-from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.db.database import Database
 from ehiconnect.db.fleet_state import (
     lock_fleet_settings,
@@ -39,7 +37,9 @@ from ehiconnect.db.fleet_state import (
     recorded_fingerprints,
 )
 from ehiconnect.db.pools import FLEET_ROLES, ProcessRole
+from ehiconnect.rekey import SEALED_KINDS
 from ehiconnect.settings import Settings
+from ehiconnect.vault import TokenCipher
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import head_revision, known_revisions
-from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.storage.port import BlobStore
 
 DEFAULT_TTL_SECONDS = 1.0
 DEFAULT_TIMEOUT_SECONDS = 3.0

@@ -19,18 +19,18 @@ import procrastinate
 
 from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
-from ehiconnect.connections.vault import TokenCipher, cipher_from_config
-from ehiconnect.consent.client_keys import ClientSigner, load_client_signer
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.pools import ProcessRole, plan_pools, session_options
 from ehiconnect.db.urls import resolve_database_url
-from ehiconnect.exports.blobs import build_blob_store
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fleet import check_fleet_settings
 from ehiconnect.http.ssrf import SOURCE_REMEDY, GuardedTransport
 from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings
+from ehiconnect.smart.client_keys import ClientSigner, load_client_signer
+from ehiconnect.storage.build import build_blob_store
+from ehiconnect.storage.port import BlobStore
+from ehiconnect.vault import TokenCipher, cipher_from_config
 
 
 @dataclass

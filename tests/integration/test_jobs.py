@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ehiconnect.jobs.context import RUNTIME_KEY
-from ehiconnect.jobs.enqueue import enqueue
 from ehiconnect.orgs.service import create_org
+from ehiconnect.queue.context import RUNTIME_KEY
+from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 

@@ -58,8 +58,8 @@ def test_models_and_migrations_agree(postgres: PostgresForTests) -> None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from ehiconnect.db.all_models import Base
     from ehiconnect.db.urls import to_sqlalchemy_url
+    from ehiconnect.schema import Base
 
     url = postgres.create_database()
     engine = create_engine(to_sqlalchemy_url(url))

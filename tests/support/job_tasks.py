@@ -8,7 +8,7 @@ import procrastinate
 
 from ehiconnect import audit
 from ehiconnect.db.models import Organization
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
 
 
 async def note_org(context: procrastinate.JobContext, org_id: str) -> None:

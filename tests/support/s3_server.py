@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ehiconnect.exports.storage.s3 import S3BlobStore
+from ehiconnect.storage.s3 import S3BlobStore
 
 ACCESS_KEY = "ehiconnect-test"
 SECRET_KEY = "test-secret-key-0123456789"

@@ -28,7 +28,6 @@ from ehiconnect.api.routes import (
     widget,
 )
 from ehiconnect.api.routes import metrics as metrics_route
-from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
 from ehiconnect.console.app import mount_console
@@ -42,6 +41,7 @@ from ehiconnect.http.asgi_guards import (
     refuse_by_path,
 )
 from ehiconnect.runtime import Runtime
+from ehiconnect.sandbox.catalog_sync import sync_sandbox_catalog
 from ehiconnect.settings import Settings
 from ehiconnect.tracing import instrument_app
 

@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
-from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.errors import Gone, NotFound
 from ehiconnect.ids import ApiMode
+from ehiconnect.vault import Sealed, TokenCipher, VaultError
 
 FILES: Final = ("brands.json", "portals.json", "endpoints.json")
 LINK_LIFETIME = dt.timedelta(minutes=60)

@@ -21,8 +21,6 @@ from ehiconnect.catalog.data import CatalogData
 from ehiconnect.catalog.importer import ImportReport, import_catalog
 from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
 from ehiconnect.catalog.plain import parse_plain_catalog
-from ehiconnect.catalog.sandbox_sync import SOURCE as SANDBOX_SOURCE
-from ehiconnect.catalog.sandbox_sync import sync_sandbox_catalog
 from ehiconnect.catalog.service import (
     CatalogSearcher,
     brand_views,
@@ -32,6 +30,8 @@ from ehiconnect.catalog.service import (
 from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
 from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.runtime import Runtime
+from ehiconnect.sandbox.catalog_sync import SOURCE as SANDBOX_SOURCE
+from ehiconnect.sandbox.catalog_sync import sync_sandbox_catalog
 
 catalog_app = typer.Typer(
     help="The catalog of health systems: import, configure endpoints, search.",

@@ -20,8 +20,8 @@ from ehiconnect.api.app import create_app
 from ehiconnect.cli.demo_logic import DemoFailed
 from ehiconnect.cli.demo_ports import Listener, listeners
 from ehiconnect.db.embedded import embedded_pgdata, stop_embedded_postgres
-from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.jobs.worker import PLATFORM_QUEUES
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime, database_url
 from ehiconnect.sandbox.app import build_sandbox_app
 from ehiconnect.settings import Settings

@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 
 from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
-from ehiconnect.connections.rekey import DEFAULT_BATCH_SIZE, RekeyReport, reencrypt_secrets
-from ehiconnect.connections.vault import add_file_key
+from ehiconnect.rekey import DEFAULT_BATCH_SIZE, RekeyReport, reencrypt_secrets
 from ehiconnect.runtime import Runtime
+from ehiconnect.vault import add_file_key
 
 vault_app = typer.Typer(
     help="The vault keys sealing tokens and secrets: add a key, re-seal with it.",

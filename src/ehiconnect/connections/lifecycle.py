@@ -9,10 +9,10 @@ from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.service import connection_view, get_connection
 from ehiconnect.connections.tokens import endpoint_auth, lock_connection, mark_revoked, open_tokens
-from ehiconnect.consent import smart
 from ehiconnect.errors import FatalError
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
+from ehiconnect.smart import client as smart
 
 log = logging.getLogger(__name__)
 

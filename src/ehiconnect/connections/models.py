@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
@@ -27,3 +28,24 @@ class ConnectionTokens(Base):
     """`expires_in` of the token response: the refresh margin scales to it."""
     refresh_failures: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ConsentRecord(Base):
+    """An auditable consent artifact: what the patient granted, to whom, when. Never updated."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column()
+    event: Mapped[str] = mapped_column(Text)  # granted, reconnected, revoked
+    org_id: Mapped[str] = mapped_column(Text, index=True)
+    org_connection_id: Mapped[str] = mapped_column(Text, index=True)
+    api_mode: Mapped[str] = mapped_column(String(4))
+    brand_id: Mapped[str | None] = mapped_column(Text)
+    portal_id: Mapped[str | None] = mapped_column(Text)
+    endpoint_id: Mapped[str] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    external_state: Mapped[str | None] = mapped_column(Text)
+    requested_scope: Mapped[str | None] = mapped_column(Text)
+    granted_scope: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

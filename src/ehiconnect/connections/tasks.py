@@ -24,12 +24,12 @@ from sqlalchemy import select, update
 
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tokens import fresh_access_token
-from ehiconnect.connections.vault import VaultError
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired, TemporaryError
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import ConsentSettings
+from ehiconnect.vault import VaultError
 
 log = logging.getLogger(__name__)
 

@@ -30,17 +30,17 @@ from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.clock import Clock
 from ehiconnect.connections import telemetry
+from ehiconnect.connections.consent_records import record_consent
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.refresh_policy import RefreshMargin, refresh_due
-from ehiconnect.connections.vault import Sealed, TokenCipher
-from ehiconnect.consent import smart
-from ehiconnect.consent.client_keys import ClientSigner
-from ehiconnect.consent.records import record_consent
 from ehiconnect.db.database import Database
 from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
 from ehiconnect.ids import as_api_mode
+from ehiconnect.smart import client as smart
+from ehiconnect.smart.client_keys import ClientSigner
+from ehiconnect.vault import Sealed, TokenCipher
 from ehiconnect.webhooks.outbox import emit
 
 

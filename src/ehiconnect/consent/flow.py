@@ -26,20 +26,21 @@ from sqlalchemy import select
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import check_mode, resolve_for_connect
+from ehiconnect.connections.consent_records import record_consent
 from ehiconnect.connections.service import connection_view
 from ehiconnect.connections.tokens import endpoint_auth, store_tokens
-from ehiconnect.connections.vault import Sealed
-from ehiconnect.consent import smart, telemetry
+from ehiconnect.consent import telemetry
 from ehiconnect.consent.authorize import authorize_url, downgrade_to_v1, grant_problem
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
-from ehiconnect.consent.records import record_consent
 from ehiconnect.consent.result import challenge_hash, connection_result, failure_result
 from ehiconnect.consent.result_handles import ensure_handle_unused, record_result
 from ehiconnect.db.models import Organization, OrgConnection
 from ehiconnect.errors import FatalError, Forbidden, InvalidRequest, NotFound, SourceError
 from ehiconnect.ids import ApiMode, as_api_mode, new_connection_id
 from ehiconnect.runtime import Runtime
+from ehiconnect.smart import client as smart
+from ehiconnect.vault import Sealed
 from ehiconnect.webhooks.outbox import emit
 
 CALLBACK_PATH = "/v1/bridge/callback"

@@ -15,7 +15,7 @@ import procrastinate
 from sqlalchemy import delete
 
 from ehiconnect.consent.models import ConsentFlow
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
 from ehiconnect.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import Index
 
-from ehiconnect.consent.models import ConsentFlow, ConsentRecord
+from ehiconnect.connections.models import ConsentRecord
+from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.console.kit.models import ConsoleSession, ConsoleUser
 from ehiconnect.db.models import AuditLog
 from ehiconnect.exports.models import ExportTask

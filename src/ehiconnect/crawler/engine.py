@@ -34,11 +34,11 @@ from ehiconnect.crawler.quirks import VendorQuirks
 from ehiconnect.db.database import Database
 from ehiconnect.errors import FatalError
 from ehiconnect.exports import staging
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.fhir.references import iter_attachments, iter_references, resolve_attachment_url
+from ehiconnect.storage.port import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ehiconnect.db.urls import to_sqlalchemy_url
 
-_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATIONS = Path(__file__).parent.parent / "migrations"
 _LOCK_KEY = 0x6568_6963  # "ehic"
 MIGRATIONS_APPLICATION_NAME = "ehiconnect-migrations"  # one short-lived connection per start
 

@@ -1,7 +1,7 @@
 """ORM models of the foundation: organizations, their keys, connections and the audit log.
 
 Feature packages define their own models on the same `Base` (e.g. `ehiconnect.webhooks.models`);
-`ehiconnect.db.all_models` imports them all so Alembic and tests see one metadata.
+`ehiconnect.schema` imports them all so Alembic and tests see one metadata.
 """
 
 from __future__ import annotations

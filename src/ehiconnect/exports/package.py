@@ -41,10 +41,10 @@ from ehiconnect.crawler.fetch import FetchError, FhirSession
 from ehiconnect.db.database import Database
 from ehiconnect.exports import staging
 from ehiconnect.exports.models import ExportAttachment, ExportError, ExportItem
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.exports.writeback import StreamedWriteback
 from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
+from ehiconnect.storage.port import BlobStore
 
 LEADING_TYPES = (
     "Patient",

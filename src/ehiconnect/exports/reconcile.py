@@ -23,7 +23,7 @@ from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.reconcile_plan import JobState, PendingTask, Verdict, judge
 from ehiconnect.exports.runner import MAX_FAILURES, discard_staging, fail_task
 from ehiconnect.exports.states import PENDING
-from ehiconnect.jobs.enqueue import enqueue
+from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.runtime import Runtime
 
 log = logging.getLogger(__name__)

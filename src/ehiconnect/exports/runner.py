@@ -32,10 +32,10 @@ from ehiconnect.exports import staging, telemetry
 from ehiconnect.exports.models import ExportAttachment, ExportTask
 from ehiconnect.exports.package import discard_partial, package_errors, package_export
 from ehiconnect.exports.states import CANCELLED, FAILED, PENDING, SUCCESS, public_failure_reason
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import ExportSettings
+from ehiconnect.storage.port import BlobStore
 from ehiconnect.webhooks.outbox import emit
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.states import PENDING, reusable
 from ehiconnect.ids import new_task_id
-from ehiconnect.jobs.enqueue import enqueue
 from ehiconnect.orgs.credentials import Principal
+from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.runtime import Runtime
 
 RUN_TASK = "exports:run_export"

@@ -7,7 +7,7 @@ import procrastinate
 from ehiconnect.exports.reconcile import reconcile_exports
 from ehiconnect.exports.retention import purge_expired_exports
 from ehiconnect.exports.runner import run_export as run
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
 
 
 async def run_export(

@@ -9,8 +9,8 @@ import procrastinate.exceptions
 import psycopg
 
 from ehiconnect import metrics
-from ehiconnect.jobs.context import runtime_of
 from ehiconnect.lifecycle import LifecycleEvent, log_event
+from ehiconnect.queue.context import runtime_of
 
 log = logging.getLogger(__name__)
 

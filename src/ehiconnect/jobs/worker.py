@@ -11,7 +11,7 @@ from typing import Any
 
 from ehiconnect import metrics
 from ehiconnect.db.pools import ProcessRole
-from ehiconnect.jobs.context import RUNTIME_KEY
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.tracing import install as install_tracing

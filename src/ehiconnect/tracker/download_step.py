@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.exports.storage.port import StorageError
+from ehiconnect.storage.port import StorageError
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.client import DownloadCorrupt, PlatformRejected, PlatformUnavailable
 from ehiconnect.tracker.export_steps import retry_or_fail, schedule

@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.db.locks import advisory_xact_lock
-from ehiconnect.jobs.enqueue import enqueue
+from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.client import PlatformRejected, PlatformUnavailable
 from ehiconnect.tracker.consent_log import ConsentArtifact, append_consent

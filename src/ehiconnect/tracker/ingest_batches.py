@@ -19,8 +19,8 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.fhir.ndjson import NdjsonReader
+from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.sinks.base import Batching
 from ehiconnect.tracker.sinks.ordering import ReferenceIndex
 

@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.binary_lift import LiftError
 from ehiconnect.tracker.export_steps import retry_or_fail, schedule

@@ -20,9 +20,9 @@ import orjson
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehiconnect.signing import SignatureError, verify
 from ehiconnect.tracker.models import TrackerWebhook
 from ehiconnect.tracker.nul_text import replace_nul_escapes
-from ehiconnect.webhooks.signing import SignatureError, verify
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ehiconnect.exports.storage.port import BlobStore, BlobWriter
+from ehiconnect.storage.port import BlobStore, BlobWriter
 from ehiconnect.tracker.binary_lift import (
     BinaryLifter,
     Event,

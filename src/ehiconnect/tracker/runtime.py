@@ -19,9 +19,9 @@ import procrastinate
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.db.database import Database
 from ehiconnect.db.pools import ProcessRole
-from ehiconnect.exports.storage.local import LocalBlobStore
-from ehiconnect.exports.storage.port import BlobStore
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
+from ehiconnect.storage.local import LocalBlobStore
+from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.client import PlatformClient
 from ehiconnect.tracker.settings import TrackerSettings
 
@@ -112,7 +112,7 @@ def build_tracker_job_app(database_url: str) -> procrastinate.App:
 
 def build_tracker_store(settings: TrackerSettings, data_dir: Path) -> BlobStore:
     if settings.storage == "s3":
-        from ehiconnect.exports.storage.s3 import S3BlobStore
+        from ehiconnect.storage.s3 import S3BlobStore
 
         if not settings.s3_bucket:
             raise ValueError("tracker.storage is s3 but tracker.s3_bucket is not set")

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.connections.vault import TokenCipher
+from ehiconnect.vault import TokenCipher
 from ehiconnect.webhooks.endpoints import active_secrets
 
 _CLAIM_DUE = text(

@@ -27,9 +27,8 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect import tracing
+from ehiconnect import signing, tracing
 from ehiconnect.clock import Clock
-from ehiconnect.connections.vault import TokenCipher
 from ehiconnect.db.database import Database
 from ehiconnect.http.ssrf import (
     CappedResponse,
@@ -38,7 +37,9 @@ from ehiconnect.http.ssrf import (
     send_capped,
     system_resolver,
 )
-from ehiconnect.webhooks import events, signing, telemetry
+from ehiconnect.settings import WebhookSettings
+from ehiconnect.vault import TokenCipher
+from ehiconnect.webhooks import events, telemetry
 from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due, next_due_at
 from ehiconnect.webhooks.connections import ReceiverConnections
 from ehiconnect.webhooks.endpoints import disable_endpoint
@@ -56,7 +57,6 @@ from ehiconnect.webhooks.schedule import (
     next_attempt_at,
     should_disable_endpoint,
 )
-from ehiconnect.webhooks.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ehiconnect.clock import Clock
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.webhooks.claims import ClaimedDelivery
 from ehiconnect.webhooks.delivery import Deliverer, PassReport
 from ehiconnect.webhooks.schedule import backoff_delay, seconds_until_wake
-from ehiconnect.webhooks.settings import WebhookSettings
 from ehiconnect.webhooks.wakeup import WakeupListener
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect import audit
+from ehiconnect import audit, signing
 from ehiconnect.clock import Clock
-from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.errors import Conflict, InvalidRequest, NotFound
 from ehiconnect.ids import API_MODES, ApiMode
 from ehiconnect.orgs.service import get_org
-from ehiconnect.webhooks import events, signing
+from ehiconnect.vault import Sealed, TokenCipher, VaultError
+from ehiconnect.webhooks import events
 from ehiconnect.webhooks.models import (
     ENDPOINT_DISABLED,
     ENDPOINT_ENABLED,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.clock import Clock
 from ehiconnect.errors import Conflict, NotFound
 from ehiconnect.ids import ApiMode
-from ehiconnect.jobs.enqueue import enqueue
+from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.webhooks import events
 from ehiconnect.webhooks.endpoints import get_endpoint
 from ehiconnect.webhooks.models import (

@@ -13,17 +13,7 @@ import enum
 from collections.abc import Sequence
 from typing import Protocol
 
-DEFAULT_RETRY_SCHEDULE_SECONDS: tuple[float, ...] = (
-    0,
-    5,
-    5 * 60,
-    30 * 60,
-    2 * 3600,
-    5 * 3600,
-    10 * 3600,
-    10 * 3600,
-)
-DEFAULT_JITTER_FRACTION = 0.2
+from ehiconnect.settings import DEFAULT_JITTER_FRACTION, DEFAULT_RETRY_SCHEDULE_SECONDS
 
 
 class UniformRandom(Protocol):

@@ -15,13 +15,12 @@ import logging
 
 import procrastinate
 
-from ehiconnect.jobs.context import runtime_of
+from ehiconnect.queue.context import runtime_of
 from ehiconnect.runtime import Runtime
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.webhooks.delivery import Deliverer
 from ehiconnect.webhooks.dispatcher import Dispatcher
 from ehiconnect.webhooks.history import purge_expired
-from ehiconnect.webhooks.settings import WebhookSettings
 from ehiconnect.webhooks.wakeup import WakeupListener
 
 log = logging.getLogger(__name__)

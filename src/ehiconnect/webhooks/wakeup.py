@@ -24,8 +24,8 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.webhooks.schedule import backoff_delay
-from ehiconnect.webhooks.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tasks import refresh_expiring_connections, refresh_lookahead
 from ehiconnect.connections.tokens import open_tokens
 from ehiconnect.db.models import OrgConnection
-from ehiconnect.jobs.context import RUNTIME_KEY
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import Faults
 from ehiconnect.sandbox.state import SandboxState

@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.models import ConnectionTokens
-from ehiconnect.connections.rekey import reencrypt_secrets
 from ehiconnect.connections.tokens import endpoint_auth, fresh_access_token, open_tokens
-from ehiconnect.connections.vault import KeyFile, Sealed, TokenCipher
 from ehiconnect.consent.models import ConsentFlow
+from ehiconnect.rekey import reencrypt_secrets
 from ehiconnect.runtime import Runtime, build_cipher
 from ehiconnect.settings import Settings
+from ehiconnect.vault import KeyFile, Sealed, TokenCipher
 from ehiconnect.webhooks.endpoints import active_secrets, add_endpoint
 from ehiconnect.webhooks.models import WebhookEndpoint
 from tests.integration.catalog.conftest import run_cli

@@ -15,11 +15,11 @@ import pytest
 from starlette.applications import Starlette
 
 from ehiconnect.api.app import create_app
-from ehiconnect.catalog.sandbox_sync import sandbox_catalog_data
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.app import build_sandbox_app
+from ehiconnect.sandbox.catalog_sync import sandbox_catalog_data
 from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread

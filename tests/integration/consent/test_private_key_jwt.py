@@ -11,11 +11,11 @@ from starlette.applications import Starlette
 
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.tokens import fresh_access_token
-from ehiconnect.consent.client_keys import load_signer
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.app import build_sandbox_app
 from ehiconnect.sandbox.config import Client, SandboxConfig
 from ehiconnect.sandbox.systems import DEFAULT_CLIENTS
+from ehiconnect.smart.client_keys import load_signer
 from tests.integration.consent.conftest import Platform, endpoint_ids
 
 CLIENT_ID = "ehiconnect-platform-jwt"

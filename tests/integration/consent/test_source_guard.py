@@ -23,10 +23,10 @@ from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.refresh_policy import RefreshMargin
 from ehiconnect.connections.tokens import fresh_access_token, store_tokens
-from ehiconnect.consent.smart import TokenResponse
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError
 from ehiconnect.runtime import Runtime
+from ehiconnect.smart.client import TokenResponse
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from tests.integration.consent.conftest import Platform
 

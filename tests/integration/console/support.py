@@ -10,8 +10,8 @@ import httpx
 from ehiconnect.console.kit import accounts
 from ehiconnect.console.kit.models import ROLE_CUSTOMER, ROLE_OPERATOR
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.webhooks.delivery import Deliverer
-from ehiconnect.webhooks.settings import WebhookSettings
 
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

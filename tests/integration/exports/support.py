@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ehiconnect.jobs.context import RUNTIME_KEY
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.generator import attachment_sha256, expected_attachments, expected_resources

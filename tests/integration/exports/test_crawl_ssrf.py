@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.tokens import store_tokens
-from ehiconnect.consent.smart import TokenResponse
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.runtime import Runtime
+from ehiconnect.smart.client import TokenResponse
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from tests.integration.catalog.conftest import cli_env, run_cli  # noqa: F401 (fixture)
 from tests.integration.consent.conftest import Platform

@@ -12,11 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from ehiconnect.api.app import create_app
-from ehiconnect.consent.client_keys import load_signer
 from ehiconnect.db.pools import ProcessRole
 from ehiconnect.fleet import FleetSettingsMismatch
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
+from ehiconnect.smart.client_keys import load_signer
 from ehiconnect.testing.servers import serve_in_thread
 
 PUBLIC = "https://ehi.example.org"

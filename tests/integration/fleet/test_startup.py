@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from ehiconnect.catalog.sandbox_sync import sandbox_catalog_data, sync_sandbox_catalog
 from ehiconnect.runtime import Runtime
+from ehiconnect.sandbox.catalog_sync import sandbox_catalog_data, sync_sandbox_catalog
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import free_port
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from ehiconnect.exports.storage.local import LocalBlobStore
-from ehiconnect.exports.storage.memory import MemoryBlobStore
-from ehiconnect.exports.storage.port import BlobStore, InvalidKey, StorageError
-from ehiconnect.exports.storage.s3 import S3BlobStore
+from ehiconnect.storage.local import LocalBlobStore
+from ehiconnect.storage.memory import MemoryBlobStore
+from ehiconnect.storage.port import BlobStore, InvalidKey, StorageError
+from ehiconnect.storage.s3 import S3BlobStore
 from tests.support.s3_server import BUCKET, S3Server
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ehiconnect.exports.storage.port import BlobNotFound, InvalidKey, StorageError
-from ehiconnect.exports.storage.s3 import S3BlobStore
+from ehiconnect.storage.port import BlobNotFound, InvalidKey, StorageError
+from ehiconnect.storage.s3 import S3BlobStore
 from tests.support.s3_server import BUCKET, S3Server
 
 pytestmark = pytest.mark.integration

@@ -33,8 +33,8 @@ from sqlalchemy import select
 
 from ehiconnect.clock import FrozenClock
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.jobs.context import RUNTIME_KEY
 from ehiconnect.orgs.service import CreatedOrg
+from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.generator import expected_resources
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from ehiconnect.exports.storage.s3 import S3BlobStore
 from ehiconnect.fhir.binary import binary_line_parts
+from ehiconnect.storage.s3 import S3BlobStore
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker.download_step import purge_downloads
 from ehiconnect.tracker.ledger import JobState

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ehiconnect.signing import generate_secret
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerJobEvent, TrackerWebhook
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
-from ehiconnect.webhooks.signing import generate_secret
 from tests.integration.tracker.conftest import drain
 from tests.integration.tracker.fake_platform import FakePlatform
 from tests.integration.tracker.helpers import count, forward, job_of, widget_complete

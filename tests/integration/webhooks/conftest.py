@@ -11,9 +11,8 @@ import pytest
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.receiver import Receiver
 

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from ehiconnect.clock import FrozenClock
 from ehiconnect.ids import ApiMode
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.webhooks import endpoints, events, outbox
 from ehiconnect.webhooks.delivery import Deliverer, PassReport
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from ehiconnect.webhooks.schedule import UniformRandom
-from ehiconnect.webhooks.settings import WebhookSettings
 
 
 async def add_endpoint(

@@ -14,10 +14,9 @@ from ehiconnect.api.routes import webhooks as webhook_routes
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from ehiconnect.webhooks import events
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.webhooks.helpers import deliverer, emit
 from tests.integration.webhooks.receiver import Receiver
 

@@ -12,8 +12,8 @@ import pytest
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.webhooks.helpers import (
     add_endpoint,
     attempts_of,

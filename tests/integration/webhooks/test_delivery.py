@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.webhooks import endpoints, events, outbox, signing
 from ehiconnect.webhooks.models import WebhookDelivery, WebhookEvent
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.conftest import NoJitter
 from tests.integration.webhooks.helpers import (

@@ -17,13 +17,12 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.runtime import Runtime
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.webhooks import endpoints, events, outbox
 from ehiconnect.webhooks.delivery import Deliverer
 from ehiconnect.webhooks.dispatcher import Dispatcher
 from ehiconnect.webhooks.models import WebhookDelivery
-from ehiconnect.webhooks.settings import WebhookSettings
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME, CHANNEL, WakeupListener
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.helpers import (

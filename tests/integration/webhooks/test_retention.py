@@ -7,9 +7,9 @@ import pytest
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.webhooks.history import list_events, purge_expired
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer, emit
 
 pytestmark = pytest.mark.integration

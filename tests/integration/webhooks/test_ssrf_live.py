@@ -6,8 +6,8 @@ import pytest
 
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer, emit
 from tests.integration.webhooks.receiver import Receiver
 

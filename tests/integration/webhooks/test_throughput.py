@@ -7,9 +7,9 @@ import pytest
 
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.webhooks import events, outbox
-from ehiconnect.webhooks.settings import WebhookSettings
 from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer
 from tests.integration.webhooks.receiver import Receiver
 

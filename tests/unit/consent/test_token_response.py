@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ehiconnect.consent.smart import parse_token_response
+from ehiconnect.smart.client import parse_token_response
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.exports.storage.local import LocalBlobStore
-from ehiconnect.exports.storage.memory import MemoryBlobStore
-from ehiconnect.exports.storage.port import (
+from ehiconnect.storage.local import LocalBlobStore
+from ehiconnect.storage.memory import MemoryBlobStore
+from ehiconnect.storage.port import (
     BlobNotFound,
     BlobStore,
     BlobWriter,

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 import orjson
 import pytest
 
-from ehiconnect.exports.storage.memory import MemoryBlobStore
 from ehiconnect.fhir.binary import (
     Base64Encoder,
     abinary_line_parts,
@@ -30,6 +29,7 @@ from ehiconnect.fhir.outcome import (
     outcome_for_http_failure,
     outcome_line,
 )
+from ehiconnect.storage.memory import MemoryBlobStore
 
 PAYLOAD = os.urandom(100_003)
 URL = "https://ehr.example.org/fhir/Binary/abc"

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 import orjson
 import pytest
 
-from ehiconnect.exports.storage.memory import MemoryBlobStore
 from ehiconnect.fhir.ndjson import (
     AsyncNdjsonWriter,
     InvalidResource,
@@ -19,6 +18,7 @@ from ehiconnect.fhir.ndjson import (
     WriterBroken,
     iter_ndjson,
 )
+from ehiconnect.storage.memory import MemoryBlobStore
 
 
 def _obs(i: int, **extra: object) -> dict[str, object]:

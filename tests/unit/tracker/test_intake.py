@@ -6,9 +6,9 @@ import orjson
 import pytest
 import standardwebhooks
 
+from ehiconnect.signing import generate_secret
 from ehiconnect.tracker.consent_log import InvalidWidgetEvent, parse_widget_event
 from ehiconnect.tracker.intake import Accepted, Rejected, check_webhook
-from ehiconnect.webhooks.signing import generate_secret
 
 NOW = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
 

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 import standardwebhooks
 
-from ehiconnect.webhooks import signing
+from ehiconnect import signing
 
 BODY = b'{"api_mode":"test","id":"3f9c","type":"webhook.test","data":{}}'
 

@@ -1,9 +1,8 @@
 import pytest
 
 from ehiconnect.jobs.app import build_job_app
-from ehiconnect.settings import Settings
+from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.webhooks import make_blueprint
-from ehiconnect.webhooks.settings import WebhookSettings
 from ehiconnect.webhooks.tasks import PURGE_CRON, webhook_settings
 
 

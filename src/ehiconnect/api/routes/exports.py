@@ -23,9 +23,9 @@ from ehiconnect.errors import Gone, InvalidRequest, NotFound
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.service import get_task, request_export
 from ehiconnect.exports.states import DELETED, EXPIRED, SUCCESS, status_view
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
+from ehiconnect.storage.port import BlobStore
 
 router = APIRouter(tags=["exports"], responses=PRIVATE_ERRORS | error_responses(409, 410))
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import httpx
 
-from ehiconnect.exports.storage.port import BlobStore
+from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.lift_step import stored_data
 from ehiconnect.tracker.sinks.base import Batching, SinkError, TemporarySinkError
 from ehiconnect.tracker.sinks.references import IdMapper, rewrite_resource

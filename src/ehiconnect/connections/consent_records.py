@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
-from ehiconnect.consent.models import ConsentRecord
+from ehiconnect.connections.models import ConsentRecord
 from ehiconnect.db.models import OrgConnection
 
 

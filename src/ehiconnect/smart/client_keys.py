@@ -30,9 +30,9 @@ from sqlalchemy import LargeBinary, Text, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.db.database import Database
 from ehiconnect.db.models import Base
+from ehiconnect.vault import Sealed, TokenCipher, VaultError
 
 log = logging.getLogger(__name__)
 

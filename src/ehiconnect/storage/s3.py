@@ -28,7 +28,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ehiconnect.exports.storage.port import (
+from ehiconnect.storage.port import (
     BlobNotFound,
     HashingCounter,
     InvalidRange,

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ehiconnect.exports.storage.port import (
+from ehiconnect.storage.port import (
     BlobNotFound,
     HashingCounter,
     InvalidKey,

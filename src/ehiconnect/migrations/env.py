@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from ehiconnect.db.all_models import Base
+from ehiconnect.schema import Base
 
 connection: Connection | None = context.config.attributes.get("connection")
 if connection is None:

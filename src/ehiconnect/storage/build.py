@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ehiconnect.exports.storage.local import LocalBlobStore
-from ehiconnect.exports.storage.port import BlobStore
 from ehiconnect.settings import Settings
+from ehiconnect.storage.local import LocalBlobStore
+from ehiconnect.storage.port import BlobStore
 
 
 def build_blob_store(settings: Settings) -> BlobStore:
     exports = settings.exports
     if exports.storage == "s3":
-        from ehiconnect.exports.storage.s3 import S3BlobStore
+        from ehiconnect.storage.s3 import S3BlobStore
 
         if not exports.s3_bucket:
             raise ValueError("exports.storage is s3 but exports.s3_bucket is not set")

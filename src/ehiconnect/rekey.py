@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tokens import lock_connection
-from ehiconnect.connections.vault import Sealed, TokenCipher, VaultError
-from ehiconnect.consent.client_keys import ClientSigningKey, sealing_context
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.db.database import Database
+from ehiconnect.smart.client_keys import ClientSigningKey, sealing_context
+from ehiconnect.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.webhooks.models import WebhookEndpointSecret
 
 log = logging.getLogger(__name__)

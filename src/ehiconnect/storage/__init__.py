@@ -1,6 +1,6 @@
 """Where export files live: the `BlobStore` port (see `port`) and its adapters."""
 
-from ehiconnect.exports.storage.port import (
+from ehiconnect.storage.port import (
     BlobNotFound,
     BlobStore,
     BlobWriter,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ehiconnect.exports.storage.port import (
+from ehiconnect.storage.port import (
     BlobNotFound,
     HashingCounter,
     ObjectInfo,

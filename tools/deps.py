@@ -1,0 +1,201 @@
+"""The subpackage dependency graph of `ehiconnect`, and the counts issue #13 is judged by.
+
+    python tools/deps.py            # counts, cycles and the graph as a Mermaid block
+    python tools/deps.py --check    # exit 1 when two subpackages import each other
+
+Every `import` / `from … import` anywhere in a module counts (also inside functions and under
+TYPE_CHECKING): a deferred import is still a dependency. A node is a direct child of the
+`ehiconnect` package (`ehiconnect.exports`, `ehiconnect.runtime`, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "src" / "ehiconnect"
+
+# Lower number = closer to the centre. An import from a lower layer into a higher one points upward.
+LAYERS: dict[str, int] = {
+    # entry points and the composition that wires them
+    "__main__": 3, "cli": 3, "api": 3, "jobs": 3, "console": 3, "runtime": 3, "app": 3,
+    # the products beside the platform (they may use leaves; the platform may not use them)
+    "tracker": 3, "sandbox": 3, "testing": 3, "rekey": 3, "schema": 3, "migrations": 3,
+    "widget": 3, "fleet": 3,
+    # features
+    "consent": 2, "connections": 2, "exports": 2, "webhooks": 2, "catalog": 2, "orgs": 2,
+    "support": 2, "crawler": 2, "readiness": 2, "scrape": 2,
+}
+LEAF_LAYER = 1
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    module: str
+    line: int
+
+
+def node_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "ehiconnect" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Iterator[tuple[str, int]]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield target, node.lineno
+            for alias in node.names:  # `from ehiconnect import runtime` names a subpackage
+                if target == "ehiconnect":
+                    yield f"ehiconnect.{alias.name}", node.lineno
+
+
+def edges() -> list[Edge]:
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        source = node_of(module_name(path))
+        if source is None:
+            continue
+        for target_module, line in imports_of(path):
+            target = node_of(target_module)
+            if target and target != source and target != "__init__":
+                found.append(Edge(source, target, module_name(path), line))
+    return found
+
+
+def layer(node: str) -> int:
+    return LAYERS.get(node, LEAF_LAYER)
+
+
+def runtime_parameters() -> int:
+    count = 0
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+                for arg in args:
+                    if arg.annotation is not None and ast.unparse(arg.annotation) in (
+                        "Runtime", "'Runtime'", "TrackerRuntime",
+                    ):
+                        count += 1
+    return count
+
+
+def longest_functions(top: int) -> list[tuple[int, str]]:
+    sizes = []
+    for path in ROOT.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                sizes.append((length, f"{module_name(path)}.{node.name}"))
+    return sorted(sizes, reverse=True)[:top]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 on mutual imports or cycles")
+    parser.add_argument("--detail", action="store_true", help="list each upward and mutual import")
+    args = parser.parse_args()
+
+    all_edges = edges()
+    graph: dict[str, set[str]] = defaultdict(set)
+    for edge in all_edges:
+        graph[edge.source].add(edge.target)
+    mutual = sorted(
+        {tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, ())}
+    )
+    upward = [e for e in all_edges if layer(e.target) > layer(e.source)]
+    found_cycles = cycles(graph)
+
+    print(f"subpackages: {len(graph)}  dependencies: {sum(len(t) for t in graph.values())}")
+    print(f"mutual imports (pairs): {len(mutual)}")
+    print(f"upward imports: {len(upward)}")
+    print(f"cycles (strongly connected groups): {len(found_cycles)}")
+    print(f"Runtime parameters: {runtime_parameters()}")
+    print("longest functions:")
+    for length, name in longest_functions(5):
+        print(f"  {length:4d}  {name}")
+    if args.detail:
+        for a, b in mutual:
+            print(f"mutual: {a} <-> {b}")
+        for e in upward:
+            print(f"upward: {e.module}:{e.line} -> {e.target}")
+        for group in found_cycles:
+            print("cycle: " + " ".join(group))
+    if not args.check:
+        print("\n```mermaid\nflowchart TD")
+        for source in sorted(graph):
+            for target in sorted(graph[source]):
+                print(f"  {source} --> {target}")
+        print("```")
+    return 1 if args.check and (mutual or found_cycles) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
