@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ehiconnect import metrics
 from ehiconnect.logging import JsonFormatter, RedactingFilter
 from ehiconnect.orgs.service import create_org
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import free_port, serve_in_thread
@@ -141,7 +140,7 @@ async def export_rounds(
             await runtime.jobs.run_worker_async(
                 wait=False,
                 install_signal_handlers=False,
-                additional_context={RUNTIME_KEY: runtime},
+                additional_context=runtime.job_context(),
             )
             if index:
                 results[on].append((time.perf_counter() - wall, time.process_time() - cpu))

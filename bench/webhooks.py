@@ -71,7 +71,8 @@ from ehiconnect.orgs.service import create_org
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import serve_in_thread
-from ehiconnect.webhooks import endpoints, events, outbox
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 
 BATCH = 100  # events per emitting transaction, written by one `outbox.emit_many`
@@ -243,7 +244,7 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
                             api_mode="test",
                             items=[
                                 (
-                                    events.WEBHOOK_TEST,
+                                    EventType.WEBHOOK_TEST,
                                     {"n": n, "batch": first, "emitted_at": emitted_at},
                                 )
                                 for n in range(first, min(first + BATCH, args.events))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import procrastinate
@@ -26,6 +27,7 @@ from ehiconnect.db.urls import resolve_database_url
 from ehiconnect.fleet import check_fleet_settings
 from ehiconnect.http.ssrf import SOURCE_REMEDY, GuardedTransport
 from ehiconnect.jobs.app import build_job_app
+from ehiconnect.queue.context import RUNTIME_KEY, provide
 from ehiconnect.settings import Settings
 from ehiconnect.smart.client_keys import ClientSigner, load_client_signer
 from ehiconnect.storage.build import build_blob_store
@@ -43,6 +45,14 @@ class Runtime:
     http: httpx.AsyncClient
     client_signer: ClientSigner
     blobs: BlobStore
+
+    def job_context(self) -> dict[str, Any]:
+        """What a worker hands its tasks: each feature's ports (`queue.context.ports_of`)."""
+        return {RUNTIME_KEY: self, **provide(*self.feature_ports())}
+
+    def feature_ports(self) -> tuple[object, ...]:
+        """Each feature's ports, built from this runtime (one line per feature)."""
+        return ()
 
     @classmethod
     @contextlib.asynccontextmanager

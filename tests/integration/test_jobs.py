@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from ehiconnect.orgs.service import create_org
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -52,7 +51,7 @@ def _jobs(url: str, task: str) -> list[tuple[str, int]]:
 async def _drain(runtime: Runtime) -> None:
     """Run a worker until the queue is empty."""
     await runtime.jobs.run_worker_async(
-        wait=False, install_signal_handlers=False, additional_context={RUNTIME_KEY: runtime}
+        wait=False, install_signal_handlers=False, additional_context=runtime.job_context()
     )
 
 

@@ -21,7 +21,6 @@ from ehiconnect.cli.demo_logic import DemoFailed
 from ehiconnect.cli.demo_ports import Listener, listeners
 from ehiconnect.db.embedded import embedded_pgdata, stop_embedded_postgres
 from ehiconnect.jobs.worker import PLATFORM_QUEUES
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime, database_url
 from ehiconnect.sandbox.app import build_sandbox_app
 from ehiconnect.settings import Settings
@@ -102,7 +101,7 @@ async def run_services(
                 runtime.jobs,
                 "demo-platform",
                 PLATFORM_QUEUES,
-                {RUNTIME_KEY: runtime},
+                runtime.job_context(),
                 concurrency,
                 PLATFORM_POLL_SECONDS,
             )

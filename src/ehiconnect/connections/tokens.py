@@ -41,6 +41,7 @@ from ehiconnect.ids import as_api_mode
 from ehiconnect.smart import client as smart
 from ehiconnect.smart.client_keys import ClientSigner
 from ehiconnect.vault import Sealed, TokenCipher
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
 
 
@@ -348,7 +349,7 @@ async def mark_revoked(
         clock=clock,
         org_id=connection.org_id,
         api_mode=as_api_mode(connection.api_mode),
-        type="patient.authorization_revoked",
+        type=EventType.AUTHORIZATION_REVOKED,
         data={
             "org_connection_id": connection.org_connection_id,
             "endpoint_id": connection.catalog_endpoint_id,

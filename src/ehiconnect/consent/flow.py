@@ -41,6 +41,7 @@ from ehiconnect.ids import ApiMode, as_api_mode, new_connection_id
 from ehiconnect.runtime import Runtime
 from ehiconnect.smart import client as smart
 from ehiconnect.vault import Sealed
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
 
 CALLBACK_PATH = "/v1/bridge/callback"
@@ -417,7 +418,7 @@ async def _record_connection(
             clock=clock,
             org_id=flow.org_id,
             api_mode=as_api_mode(flow.api_mode),
-            type="patient.connection_success",
+            type=EventType.CONNECTION_SUCCESS,
             data=data,
         )
         await audit.record(

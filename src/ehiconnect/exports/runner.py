@@ -36,6 +36,7 @@ from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import ExportSettings
 from ehiconnect.storage.port import BlobStore
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ async def _publish(
             clock=clock,
             org_id=task.org_id,
             api_mode=as_api_mode(task.api_mode),
-            type="patient.ehi_export_success",
+            type=EventType.EHI_EXPORT_SUCCESS,
             data=data,
         )
         await audit.record(
@@ -431,7 +432,7 @@ async def fail_task(runtime: Runtime, task_id: str, reason: str, description: st
             clock=clock,
             org_id=task.org_id,
             api_mode=as_api_mode(task.api_mode),
-            type="patient.ehi_export_failed",
+            type=EventType.EHI_EXPORT_FAILED,
             data={
                 "org_connection_id": task.org_connection_id,
                 "task_id": task_id,

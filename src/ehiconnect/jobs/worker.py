@@ -11,7 +11,6 @@ from typing import Any
 
 from ehiconnect import metrics
 from ehiconnect.db.pools import ProcessRole
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.tracing import install as install_tracing
@@ -56,7 +55,7 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     ):
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:
-            await _run_queue(runtime, name=name, wait=False, context={RUNTIME_KEY: runtime})
+            await _run_queue(runtime, name=name, wait=False, context=runtime.job_context())
             return
         async with deliverer_for(runtime) as deliverer:
             dispatcher = dispatcher_for(runtime, deliverer)
@@ -69,7 +68,7 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
                         runtime,
                         name=name,
                         wait=True,
-                        context={RUNTIME_KEY: runtime, DISPATCHER_KEY: dispatcher},
+                        context={**runtime.job_context(), DISPATCHER_KEY: dispatcher},
                     )
                 finally:
                     dispatcher.stop()  # the passes in flight finish and are recorded first

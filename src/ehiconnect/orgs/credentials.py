@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ehiconnect.errors import Unauthorized
 from ehiconnect.ids import ApiMode, mode_of_key
+from ehiconnect.scope import OrgScope
 
 HOW_TO_AUTHENTICATE = (
     "authenticate with HTTP Basic `public_id:private_key` or `Authorization: Bearer <private_key>`"
@@ -29,6 +30,11 @@ class Principal:
     api_mode: ApiMode
     public_id: str
     key_id: int
+
+    @property
+    def scope(self) -> OrgScope:
+        """What this caller may see: its organization, in its key's mode."""
+        return OrgScope(org_id=self.org_id, api_mode=self.api_mode)
 
     @property
     def actor(self) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.clock import Clock
 from ehiconnect.ids import ApiMode
 from ehiconnect.support.models import SupportRequest
-from ehiconnect.webhooks import events
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
 
 MAX_EMAIL = 254  # RFC 5321's limit on a forward path
@@ -79,7 +79,7 @@ async def record_support_request(
         clock=clock,
         org_id=org_id,
         api_mode=api_mode,
-        type=events.REQUEST_HEALTH_SYSTEM,
+        type=EventType.REQUEST_HEALTH_SYSTEM,
         data=event_data(request),
     )
     session.add(request)

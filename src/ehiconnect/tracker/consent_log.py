@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.tracker.models import TrackerConsent, TrackerWidgetEvent
 from ehiconnect.tracker.nul_text import nul_path
+from ehiconnect.vocabulary import EventType
 
-WIDGET_EVENT_TYPES = ("widget.complete", "patient.connection_success")
+WIDGET_EVENT_TYPES = ("widget.complete", EventType.CONNECTION_SUCCESS)
 
 
 class InvalidWidgetEvent(ValueError):

@@ -30,10 +30,11 @@ from ehiconnect.tracker.ledger import (
 )
 from ehiconnect.tracker.models import TrackerJob, TrackerWebhook
 from ehiconnect.tracker.runtime import TrackerRuntime
+from ehiconnect.vocabulary import EventType
 
 log = logging.getLogger(__name__)
 
-EXPORT_EVENTS = ("patient.ehi_export_success", "patient.ehi_export_failed")
+EXPORT_EVENTS = (EventType.EHI_EXPORT_SUCCESS, EventType.EHI_EXPORT_FAILED)
 
 
 async def schedule(
@@ -137,9 +138,9 @@ async def process_webhook(tracker: TrackerRuntime, webhook_id: str) -> None:
         fields: dict[str, Any] = data if isinstance(data, dict) else {}
         if webhook.event_type in EXPORT_EVENTS:
             await _export_event(session, tracker, webhook, fields)
-        elif webhook.event_type == "patient.connection_success":
+        elif webhook.event_type == EventType.CONNECTION_SUCCESS:
             await consent_received(session, tracker, _artifact(fields), "webhook", now)
-        elif webhook.event_type == "patient.authorization_revoked":
+        elif webhook.event_type == EventType.AUTHORIZATION_REVOKED:
             artifact = _artifact({**fields, "connection_status": "revoked"})
             append_consent(
                 session, artifact, kind="revoked", event_type=webhook.event_type, now=now
@@ -159,7 +160,7 @@ async def _export_event(
             extra={"webhook_id": webhook.webhook_id, "flag": flag, "type": webhook.event_type},
         )
         return
-    if webhook.event_type == "patient.ehi_export_success":
+    if webhook.event_type == EventType.EHI_EXPORT_SUCCESS:
         await export_succeeded(
             session,
             tracker,
@@ -225,7 +226,7 @@ async def consent_received(
     artifact: ConsentArtifact,
     kind: str,
     now: dt.datetime,
-    event_type: str = "patient.connection_success",
+    event_type: str = EventType.CONNECTION_SUCCESS,
     event_at: dt.datetime | None = None,
 ) -> None:
     """Log the consent and, unless the connection already has a job under way, start one."""

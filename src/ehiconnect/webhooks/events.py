@@ -10,35 +10,9 @@ from typing import Any, Final
 import orjson
 
 from ehiconnect.ids import ApiMode
+from ehiconnect.vocabulary import EventType
 
-CONNECTION_SUCCESS: Final = "patient.connection_success"
-AUTHORIZATION_REVOKED: Final = "patient.authorization_revoked"
-EHI_EXPORT_SUCCESS: Final = "patient.ehi_export_success"
-EHI_EXPORT_FAILED: Final = "patient.ehi_export_failed"
-REQUEST_HEALTH_SYSTEM: Final = "patient.request_health_system"
-WEBHOOK_TEST: Final = "webhook.test"
-
-EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    {
-        CONNECTION_SUCCESS,
-        AUTHORIZATION_REVOKED,
-        EHI_EXPORT_SUCCESS,
-        EHI_EXPORT_FAILED,
-        REQUEST_HEALTH_SYSTEM,
-        WEBHOOK_TEST,
-    }
-)
-
-EXPORT_FAILURE_REASONS: Final[frozenset[str]] = frozenset(
-    {
-        "token_refresh_failure",
-        "scope_patient_missing",
-        "resource_patient_failure",
-        "resource_invalid_content",
-        "timeout",
-        "suppressed_please_contact",
-    }
-)
+EVENT_TYPES: Final[frozenset[str]] = frozenset(EventType)
 
 
 def new_event_id() -> str:

@@ -19,6 +19,7 @@ from ehiconnect.clock import Clock
 from ehiconnect.errors import Conflict, NotFound
 from ehiconnect.ids import ApiMode
 from ehiconnect.queue.enqueue import enqueue
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import events
 from ehiconnect.webhooks.endpoints import get_endpoint
 from ehiconnect.webhooks.models import (
@@ -171,7 +172,7 @@ async def send_test_event(
             event_id=event_id,
             org_id=endpoint.org_id,
             api_mode=endpoint.api_mode,
-            type=events.WEBHOOK_TEST,
+            type=EventType.WEBHOOK_TEST,
             data={"endpoint_id": endpoint_id, "message": "a test event from ehiconnect"},
             created_at=now,
         )
@@ -183,7 +184,7 @@ async def send_test_event(
         event_id,
         endpoint.org_id,
         endpoint.api_mode,
-        events.WEBHOOK_TEST,
+        EventType.WEBHOOK_TEST,
         endpoint_id=endpoint_id,
         any_type=True,
     )

@@ -14,7 +14,6 @@ from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.tasks import refresh_expiring_connections, refresh_lookahead
 from ehiconnect.connections.tokens import open_tokens
 from ehiconnect.db.models import OrgConnection
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import Faults
 from ehiconnect.sandbox.state import SandboxState
@@ -109,7 +108,7 @@ async def test_the_task_runs_in_a_worker(platform: Platform, settings: Settings)
         await worker_runtime.jobs.run_worker_async(
             wait=False,
             install_signal_handlers=False,
-            additional_context={RUNTIME_KEY: worker_runtime},
+            additional_context=worker_runtime.job_context(),
         )
         status, after, _, _ = await _state(worker_runtime, summit)
     assert status == "authorized"

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import orjson
 
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.generator import attachment_sha256, expected_attachments, expected_resources
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 async def drain(runtime: Runtime) -> None:
     """Run queued jobs (exports, webhook deliveries) until none is left."""
     await runtime.jobs.run_worker_async(
-        wait=False, install_signal_handlers=False, additional_context={RUNTIME_KEY: runtime}
+        wait=False, install_signal_handlers=False, additional_context=runtime.job_context()
     )
 
 

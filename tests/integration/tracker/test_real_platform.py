@@ -34,7 +34,6 @@ from sqlalchemy import select
 from ehiconnect.clock import FrozenClock
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.orgs.service import CreatedOrg
-from ehiconnect.queue.context import RUNTIME_KEY
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.generator import expected_resources
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
@@ -285,7 +284,7 @@ async def run_platform_jobs(runtime: Runtime) -> None:
         queues=["default"],
         wait=False,
         install_signal_handlers=False,
-        additional_context={RUNTIME_KEY: runtime},
+        additional_context=runtime.job_context(),
     )
 
 

@@ -14,7 +14,8 @@ from ehiconnect.clock import FrozenClock
 from ehiconnect.ids import ApiMode
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import WebhookSettings
-from ehiconnect.webhooks import endpoints, events, outbox
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.delivery import Deliverer, PassReport
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from ehiconnect.webhooks.schedule import UniformRandom
@@ -40,7 +41,7 @@ async def emit(
     org_id: str,
     *,
     mode: ApiMode = "test",
-    type: str = events.WEBHOOK_TEST,
+    type: str = EventType.WEBHOOK_TEST,
     data: dict[str, Any] | None = None,
     enqueue: bool = False,
 ) -> str:

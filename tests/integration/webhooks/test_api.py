@@ -16,7 +16,7 @@ from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
-from ehiconnect.webhooks import events
+from ehiconnect.vocabulary import EventType
 from tests.integration.webhooks.helpers import deliverer, emit
 from tests.integration.webhooks.receiver import Receiver
 
@@ -106,7 +106,7 @@ async def test_events_are_listed_by_page_type_and_time_and_can_be_resent(
     start = clock.now()
     emitted = []
     for n in range(5):
-        kind = events.EHI_EXPORT_SUCCESS if n % 2 == 0 else events.EHI_EXPORT_FAILED
+        kind = EventType.EHI_EXPORT_SUCCESS if n % 2 == 0 else EventType.EHI_EXPORT_FAILED
         emitted.append(await emit(runtime, org.org_id, type=kind, data={"n": n}))
         clock.advance(60)
     await emit(runtime, org.org_id, mode="live")
@@ -125,7 +125,7 @@ async def test_events_are_listed_by_page_type_and_time_and_can_be_resent(
                 break
         assert seen == emitted
 
-        failed = api.get("/events", params={"type": events.EHI_EXPORT_FAILED}).json()["data"]
+        failed = api.get("/events", params={"type": EventType.EHI_EXPORT_FAILED}).json()["data"]
         assert [e["id"] for e in failed["events"]] == [emitted[1], emitted[3]]
         assert failed["events"][0]["data"] == {"n": 1}
         assert set(failed["events"][0]) == {"api_mode", "date", "id", "type", "data"}
@@ -160,7 +160,10 @@ async def test_test_event_goes_to_the_chosen_endpoint_only(
     with client(api_url, org) as api:
         filtered = api.post(
             "/endpoints",
-            json={"url": receiver_server.url + "/only", "event_types": [events.EHI_EXPORT_FAILED]},
+            json={
+                "url": receiver_server.url + "/only",
+                "event_types": [EventType.EHI_EXPORT_FAILED],
+            },
         ).json()["data"]
         api.post("/endpoints", json={"url": receiver_server.url + "/other"})
         sent = api.post(f"/endpoints/{filtered['endpoint_id']}/test")

@@ -13,7 +13,8 @@ from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
-from ehiconnect.webhooks import endpoints, events, outbox, signing
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import endpoints, outbox, signing
 from ehiconnect.webhooks.models import WebhookDelivery, WebhookEvent
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.conftest import NoJitter
@@ -40,7 +41,7 @@ async def test_delivered_webhook_verifies_with_standardwebhooks(
 ) -> None:
     endpoint = await add_endpoint(runtime, org.org_id, receiver_server.url + "/hooks")
     data = {"org_connection_id": "c-1", "task_id": "a" * 32}
-    event_id = await emit(runtime, org.org_id, type=events.EHI_EXPORT_SUCCESS, data=data)
+    event_id = await emit(runtime, org.org_id, type=EventType.EHI_EXPORT_SUCCESS, data=data)
 
     async with deliverer(runtime, webhook_settings) as sender:
         report = await sender.run_pass()
@@ -213,14 +214,14 @@ async def test_events_reach_only_matching_endpoints(
     webhook_settings: WebhookSettings,
 ) -> None:
     await add_endpoint(
-        runtime, org.org_id, receiver_server.url + "/exports", types=(events.EHI_EXPORT_FAILED,)
+        runtime, org.org_id, receiver_server.url + "/exports", types=(EventType.EHI_EXPORT_FAILED,)
     )
     await add_endpoint(runtime, org.org_id, receiver_server.url + "/live", mode="live")
     other = await make_other_org(runtime)
     await add_endpoint(runtime, other, receiver_server.url + "/other")
 
-    wanted = await emit(runtime, org.org_id, type=events.EHI_EXPORT_FAILED)
-    await emit(runtime, org.org_id, type=events.CONNECTION_SUCCESS)
+    wanted = await emit(runtime, org.org_id, type=EventType.EHI_EXPORT_FAILED)
+    await emit(runtime, org.org_id, type=EventType.CONNECTION_SUCCESS)
     async with deliverer(runtime, webhook_settings) as sender:
         await sender.run_until_idle()
 
@@ -239,7 +240,7 @@ async def emit_then_fail(runtime: Runtime, org_id: str) -> None:
             clock=runtime.clock,
             org_id=org_id,
             api_mode="test",
-            type=events.WEBHOOK_TEST,
+            type=EventType.WEBHOOK_TEST,
             data={},
         )
         raise RuntimeError("caller failed")

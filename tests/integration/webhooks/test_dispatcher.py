@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
-from ehiconnect.webhooks import endpoints, events, outbox
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.delivery import Deliverer
 from ehiconnect.webhooks.dispatcher import Dispatcher
 from ehiconnect.webhooks.models import WebhookDelivery
@@ -155,7 +156,7 @@ async def test_emit_notifies_once_per_committed_transaction_and_never_on_rollbac
             clock=live_runtime.clock,
             org_id=org.org_id,
             api_mode="test",
-            type=events.WEBHOOK_TEST,
+            type=EventType.WEBHOOK_TEST,
             data={"n": n},
         )
 
@@ -201,7 +202,7 @@ async def test_two_dispatchers_share_the_work_and_never_send_a_delivery_twice(
                     clock=live_runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=events.WEBHOOK_TEST,
+                    type=EventType.WEBHOOK_TEST,
                     data={"n": n},
                 )
         await eventually(

@@ -9,7 +9,8 @@ from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
-from ehiconnect.webhooks import events, outbox
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import outbox
 from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer
 from tests.integration.webhooks.receiver import Receiver
 
@@ -23,12 +24,12 @@ async def test_events_emitted_together_reach_each_matching_endpoint_once(
     with serve_in_thread(every) as all_server, serve_in_thread(failures_only) as failed_server:
         await add_endpoint(runtime, org.org_id, all_server.url + "/hooks")
         await add_endpoint(
-            runtime, org.org_id, failed_server.url + "/hooks", types=(events.EHI_EXPORT_FAILED,)
+            runtime, org.org_id, failed_server.url + "/hooks", types=(EventType.EHI_EXPORT_FAILED,)
         )
         items = [
-            (events.CONNECTION_SUCCESS, {"org_connection_id": "c-1"}),
-            (events.EHI_EXPORT_FAILED, {"task_id": "a" * 32, "failure_reason": "timeout"}),
-            (events.CONNECTION_SUCCESS, {"org_connection_id": "c-2"}),
+            (EventType.CONNECTION_SUCCESS, {"org_connection_id": "c-1"}),
+            (EventType.EHI_EXPORT_FAILED, {"task_id": "a" * 32, "failure_reason": "timeout"}),
+            (EventType.CONNECTION_SUCCESS, {"org_connection_id": "c-2"}),
         ]
         async with runtime.database.transaction() as session:
             ids = await outbox.emit_many(
@@ -63,7 +64,7 @@ async def test_an_unknown_event_type_in_a_bulk_emit_writes_nothing(
                 clock=runtime.clock,
                 org_id=org.org_id,
                 api_mode="test",
-                items=[(events.WEBHOOK_TEST, {}), ("patient.made_up", {})],
+                items=[(EventType.WEBHOOK_TEST, {}), ("patient.made_up", {})],
             )
     async with deliverer(runtime, WebhookSettings(timeout_seconds=5)) as sender:
         assert (await sender.run_until_idle()).claimed == 0
@@ -84,7 +85,7 @@ async def test_passes_to_one_receiver_reuse_one_kept_alive_connection(
                     clock=runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=events.WEBHOOK_TEST,
+                    type=EventType.WEBHOOK_TEST,
                     data={"n": n},
                 )
             assert (await sender.run_pass()).succeeded == 1
@@ -120,6 +121,6 @@ async def _emit_test_event(runtime: Runtime, org: CreatedOrg) -> str:
             clock=runtime.clock,
             org_id=org.org_id,
             api_mode="test",
-            type=events.WEBHOOK_TEST,
+            type=EventType.WEBHOOK_TEST,
             data={},
         )

@@ -18,7 +18,8 @@ from sqlalchemy import func, select, text
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import serve_in_thread
-from ehiconnect.webhooks import events, outbox
+from ehiconnect.vocabulary import EventType
+from ehiconnect.webhooks import outbox
 from ehiconnect.webhooks.models import WebhookDelivery
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 from tests.integration.conftest import make_org
@@ -102,7 +103,7 @@ async def test_killed_worker_loses_no_event(
                             clock=runtime.clock,
                             org_id=org.org_id,
                             api_mode="test",
-                            type=events.WEBHOOK_TEST,
+                            type=EventType.WEBHOOK_TEST,
                             data={"n": n},
                         )
                     )
@@ -167,7 +168,7 @@ async def test_worker_sends_a_new_event_and_its_retry_without_a_sweep_then_stops
                     clock=runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=events.WEBHOOK_TEST,
+                    type=EventType.WEBHOOK_TEST,
                     data={"n": 1},
                 )
             await wait_for(lambda: len(receiver.received) >= 2, 30, "the event and its retry")

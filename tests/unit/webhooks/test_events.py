@@ -4,6 +4,7 @@ import uuid
 import orjson
 import pytest
 
+from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import events
 
 
@@ -13,7 +14,7 @@ def test_envelope_has_the_compat_fields_and_a_utc_date() -> None:
     moment = dt.datetime(2026, 11, 29, 3, 4, 5, 678000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     envelope = events.build_envelope(
         event_id=event_id,
-        type=events.WEBHOOK_TEST,
+        type=EventType.WEBHOOK_TEST,
         api_mode="test",
         data={"hello": "world"},
         date=moment,
