@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench clean
+.PHONY: run test lint typecheck deps unit integration bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ run: $(STAMP)
 	$(BIN)/ehiconnect up
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/deps.py --check
+
+# The subpackage dependency graph (docs/architecture.md) and the counts it is judged by.
+deps: $(STAMP)
+	$(BIN)/python tools/deps.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,18 +22,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "ehiconnect"
 
-# Lower number = closer to the centre. An import from a lower layer into a higher one points upward.
-LAYERS: dict[str, int] = {
-    # entry points and the composition that wires them
-    "__main__": 3, "cli": 3, "api": 3, "jobs": 3, "console": 3, "runtime": 3, "app": 3,
-    # the products beside the platform (they may use leaves; the platform may not use them)
-    "tracker": 3, "sandbox": 3, "testing": 3, "rekey": 3, "schema": 3, "migrations": 3,
-    "widget": 3, "fleet": 3,
-    # features
-    "consent": 2, "connections": 2, "exports": 2, "webhooks": 2, "catalog": 2, "orgs": 2,
-    "support": 2, "crawler": 2, "readiness": 2, "scrape": 2,
-}
-LEAF_LAYER = 1
+PYPROJECT = ROOT.parent.parent / "pyproject.toml"
+
+
+def platform_layers() -> dict[str, int]:
+    """Each subpackage's layer in the import-linter `layers` contract of pyproject.toml (the one
+    source of truth), 0 for the innermost. Subpackages it does not list (the tracker, the sandbox,
+    test support) sit on top: they may import the platform's leaves, nothing imports them."""
+    config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in config if c["type"] == "layers")
+    ranks: dict[str, int] = {}
+    for depth, layer in enumerate(reversed(layers)):
+        for name in re.split(r"[|:]", layer):
+            ranks[name.strip()] = depth
+    return ranks
+
+
+LAYERS = platform_layers()
+# The command line composes all three products: the tracker and the sandbox sit just under it.
+PRODUCT_LAYER = LAYERS["cli"]
+LAYERS["cli"] = LAYERS["__main__"] = PRODUCT_LAYER + 1
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,9 @@ def module_name(path: Path) -> str:
 
 def imports_of(path: Path) -> Iterator[tuple[str, int]]:
     tree = ast.parse(path.read_text(), str(path))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+    )
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -87,24 +99,36 @@ def edges() -> list[Edge]:
             continue
         for target_module, line in imports_of(path):
             target = node_of(target_module)
-            if target and target != source and target != "__init__":
+            if target and target != source and is_subpackage(target):
                 found.append(Edge(source, target, module_name(path), line))
     return found
 
 
+def is_subpackage(node: str) -> bool:
+    """`from ehiconnect import __version__` names an attribute, not a subpackage."""
+    return (ROOT / node).is_dir() or (ROOT / f"{node}.py").is_file()
+
+
 def layer(node: str) -> int:
-    return LAYERS.get(node, LEAF_LAYER)
+    return LAYERS.get(node, PRODUCT_LAYER)
 
 
-def runtime_parameters() -> int:
+def runtime_parameters(*, features_only: bool = False) -> int:
+    """Parameters annotated `Runtime`/`TrackerRuntime`; with `features_only`, those outside the
+    entry points and the products' own wiring (where a whole runtime is the point)."""
     count = 0
     for path in ROOT.rglob("*.py"):
+        node_name = node_of(module_name(path))
+        if features_only and (node_name is None or layer(node_name) >= LAYERS["runtime"]):
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
                 for arg in args:
                     if arg.annotation is not None and ast.unparse(arg.annotation) in (
-                        "Runtime", "'Runtime'", "TrackerRuntime",
+                        "Runtime",
+                        "'Runtime'",
+                        "TrackerRuntime",
                     ):
                         count += 1
     return count
@@ -161,14 +185,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 on mutual imports or cycles")
     parser.add_argument("--detail", action="store_true", help="list each upward and mutual import")
+    parser.add_argument(
+        "--root", type=Path, help="another checkout's src/ehiconnect (e.g. from git archive)"
+    )
     args = parser.parse_args()
+    if args.root:
+        global ROOT
+        ROOT = args.root.resolve()
 
     all_edges = edges()
     graph: dict[str, set[str]] = defaultdict(set)
     for edge in all_edges:
         graph[edge.source].add(edge.target)
     mutual = sorted(
-        {tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, ())}
+        {
+            tuple(sorted((a, b)))
+            for a, targets in graph.items()
+            for b in targets
+            if a in graph.get(b, ())
+        }
     )
     upward = [e for e in all_edges if layer(e.target) > layer(e.source)]
     found_cycles = cycles(graph)
@@ -177,7 +212,10 @@ def main() -> int:
     print(f"mutual imports (pairs): {len(mutual)}")
     print(f"upward imports: {len(upward)}")
     print(f"cycles (strongly connected groups): {len(found_cycles)}")
-    print(f"Runtime parameters: {runtime_parameters()}")
+    print(
+        f"Runtime parameters: {runtime_parameters()} "
+        f"(in features and leaves: {runtime_parameters(features_only=True)})"
+    )
     print("longest functions:")
     for length, name in longest_functions(5):
         print(f"  {length:4d}  {name}")
