@@ -36,8 +36,8 @@ import psycopg
 from psycopg import sql
 
 from ehiconnect.api.app import create_app
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_CUSTOMER, ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_CUSTOMER, ROLE_OPERATOR
 from ehiconnect.orgs.service import create_org
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings

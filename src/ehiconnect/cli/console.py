@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_CUSTOMER, ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_CUSTOMER, ROLE_OPERATOR
 from ehiconnect.db.models import Organization
 from ehiconnect.errors import NotFound
 from ehiconnect.runtime import Runtime

@@ -30,8 +30,8 @@ from ehiconnect.cli.demo_ports import listeners
 from ehiconnect.cli.demo_report import print_summary, summary_of
 from ehiconnect.cli.demo_services import DemoServices, database, run_services
 from ehiconnect.cli.demo_setup import DemoOrg, ensure_demo_org
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import HealthSystem, Persona
 from ehiconnect.settings import Settings

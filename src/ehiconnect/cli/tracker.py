@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ehiconnect.cli.common import console, err_console, load_settings, print_json
 from ehiconnect.clock import SystemClock
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.errors import ApiError
 from ehiconnect.runtime import database_url

@@ -17,7 +17,6 @@ from starlette.responses import Response, StreamingResponse
 
 from ehiconnect.connections.lifecycle import revoke_connection
 from ehiconnect.console import manage
-from ehiconnect.console.kit.sessions import SignedIn
 from ehiconnect.console.queries import records
 from ehiconnect.console.queries.failures import load_failures
 from ehiconnect.console.queries.overview import load_overview
@@ -25,6 +24,7 @@ from ehiconnect.console.site import PostedBy, Who, kit, new_router
 from ehiconnect.console.site import database_of as _database
 from ehiconnect.console.site import runtime_of as _runtime
 from ehiconnect.console.viewer import Viewer
+from ehiconnect.consolekit.sessions import SignedIn
 from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal

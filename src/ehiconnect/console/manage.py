@@ -18,11 +18,11 @@ from starlette.responses import Response
 
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import CatalogSearcher, resolve_endpoint
-from ehiconnect.console.kit.models import ROLE_OPERATOR
-from ehiconnect.console.kit.sessions import SignedIn
-from ehiconnect.console.kit.web import actor_of
 from ehiconnect.console.site import PostedBy, Who, kit, new_router, runtime_of
 from ehiconnect.console.viewer import Viewer
+from ehiconnect.consolekit.models import ROLE_OPERATOR
+from ehiconnect.consolekit.sessions import SignedIn
+from ehiconnect.consolekit.web import actor_of
 from ehiconnect.errors import Forbidden, InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs import service as orgs

@@ -11,7 +11,7 @@ from sqlalchemy import Index
 
 from ehiconnect.connections.models import ConsentRecord
 from ehiconnect.consent.models import ConsentFlow
-from ehiconnect.console.kit.models import ConsoleSession, ConsoleUser
+from ehiconnect.consolekit.models import ConsoleSession, ConsoleUser
 from ehiconnect.db.models import AuditLog
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookDelivery

@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from ehiconnect.clock import Clock
-from ehiconnect.console.kit.sessions import SignedIn
-from ehiconnect.console.kit.web import ConsoleKit
+from ehiconnect.consolekit.sessions import SignedIn
+from ehiconnect.consolekit.web import ConsoleKit
 from ehiconnect.db.database import Database
 from ehiconnect.runtime import Runtime
 

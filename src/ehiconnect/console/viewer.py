@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ehiconnect.console.kit.models import ROLE_OPERATOR
-from ehiconnect.console.kit.sessions import SignedIn
+from ehiconnect.consolekit.models import ROLE_OPERATOR
+from ehiconnect.consolekit.sessions import SignedIn
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import Response
 
 from ehiconnect.clock import Clock
-from ehiconnect.console.kit.sessions import SignedIn
-from ehiconnect.console.kit.web import ConsoleKit
+from ehiconnect.consolekit.sessions import SignedIn
+from ehiconnect.consolekit.web import ConsoleKit
 from ehiconnect.db.database import Database
 from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.tracker import console_queries as queries

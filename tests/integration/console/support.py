@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_CUSTOMER, ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_CUSTOMER, ROLE_OPERATOR
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.webhooks.delivery import Deliverer

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ehiconnect.console.kit.passwords import verify_password
+from ehiconnect.consolekit.passwords import verify_password
 
 
 def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 from ehiconnect.cli.tracker import register
-from ehiconnect.console.kit import accounts
-from ehiconnect.console.kit.models import ROLE_OPERATOR
+from ehiconnect.consolekit import accounts
+from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.ledger import JobState, Step

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit
 from ehiconnect.clock import Clock
-from ehiconnect.console.kit.models import ROLE_CUSTOMER, ROLE_OPERATOR, ConsoleUser
-from ehiconnect.console.kit.passwords import (
+from ehiconnect.consolekit.models import ROLE_CUSTOMER, ROLE_OPERATOR, ConsoleUser
+from ehiconnect.consolekit.passwords import (
     hash_password,
     needs_rehash,
     password_problem,

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
-from ehiconnect.console.kit.models import ConsoleSession, ConsoleUser
+from ehiconnect.consolekit.models import ConsoleSession, ConsoleUser
 
 MAX_COOKIE_LENGTH = 128
 TOUCH_EVERY = dt.timedelta(minutes=1)

@@ -46,9 +46,9 @@ from starlette.staticfiles import StaticFiles
 
 from ehiconnect import audit
 from ehiconnect.clock import Clock
-from ehiconnect.console.kit.accounts import LockoutPolicy, SignInResult, sign_in
-from ehiconnect.console.kit.models import ROLE_OPERATOR, ConsoleSession
-from ehiconnect.console.kit.sessions import (
+from ehiconnect.consolekit.accounts import LockoutPolicy, SignInResult, sign_in
+from ehiconnect.consolekit.models import ROLE_OPERATOR, ConsoleSession
+from ehiconnect.consolekit.sessions import (
     SessionPolicy,
     SignedIn,
     close_session,
