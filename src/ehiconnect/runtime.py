@@ -11,6 +11,7 @@ the fleet's one private_key_jwt signing key from the database.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ import procrastinate
 
 from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
+from ehiconnect.connections.ports import ConnectionPorts
+from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.pools import ProcessRole, plan_pools, session_options
@@ -52,7 +55,35 @@ class Runtime:
 
     def feature_ports(self) -> tuple[object, ...]:
         """Each feature's ports, built from this runtime (one line per feature)."""
-        return ()
+        return (
+            self.consent,
+            self.connections,
+        )
+
+    @functools.cached_property
+    def consent(self) -> ConsentPorts:
+        return ConsentPorts(
+            database=self.database,
+            jobs=self.jobs,
+            clock=self.clock,
+            cipher=self.cipher,
+            http=self.http,
+            client_signer=self.client_signer,
+            settings=self.settings.consent,
+            public_base_url=self.settings.public_base_url,
+        )
+
+    @functools.cached_property
+    def connections(self) -> ConnectionPorts:
+        return ConnectionPorts(
+            database=self.database,
+            jobs=self.jobs,
+            clock=self.clock,
+            cipher=self.cipher,
+            http=self.http,
+            client_signer=self.client_signer,
+            settings=self.settings.consent,
+        )
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -15,6 +15,8 @@ from ehiconnect.api.envelope import api_error_response
 from ehiconnect.api.openapi import BASIC_AUTH, BEARER_AUTH
 from ehiconnect.api.ratelimit import client_key
 from ehiconnect.api.ratelimit_store import SharedRateLimiter
+from ehiconnect.connections.ports import ConnectionPorts
+from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.db.unavailable import database_unavailable, is_database_away
 from ehiconnect.errors import ApiError
 from ehiconnect.orgs.credentials import Principal, parse_authorization
@@ -28,6 +30,20 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_consent_ports(runtime: RuntimeDep) -> ConsentPorts:
+    return runtime.consent
+
+
+ConsentDep = Annotated[ConsentPorts, Depends(get_consent_ports)]
+
+
+def get_connection_ports(runtime: RuntimeDep) -> ConnectionPorts:
+    return runtime.connections
+
+
+ConnectionsDep = Annotated[ConnectionPorts, Depends(get_connection_ports)]
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:

@@ -1,4 +1,4 @@
-"""The append-only consent log."""
+"""The append-only consent log: one `ConsentEvent` per grant, reconnect or revocation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.clock import Clock
 from ehiconnect.connections.models import ConsentRecord
 from ehiconnect.db.models import OrgConnection
+from ehiconnect.vocabulary import ConsentEvent
 
 
 async def record_consent(
@@ -16,7 +17,7 @@ async def record_consent(
     clock: Clock,
     connection: OrgConnection,
     *,
-    event: str,
+    event: ConsentEvent,
     requested_scope: str | None = None,
     external_state: str | None = None,
     detail: dict[str, Any] | None = None,

@@ -37,7 +37,7 @@ class ConsentRecord(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     recorded_at: Mapped[dt.datetime] = mapped_column()
-    event: Mapped[str] = mapped_column(Text)  # granted, reconnected, revoked
+    event: Mapped[str] = mapped_column(Text)  # a ConsentEvent
     org_id: Mapped[str] = mapped_column(Text, index=True)
     org_connection_id: Mapped[str] = mapped_column(Text, index=True)
     api_mode: Mapped[str] = mapped_column(String(4))

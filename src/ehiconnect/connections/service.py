@@ -1,4 +1,4 @@
-"""Reading and creating connections, always scoped to the calling organization and mode."""
+"""Reading and creating connections, always within an `OrgScope` (one organization, one mode)."""
 
 from __future__ import annotations
 
@@ -9,35 +9,40 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.db.models import OrgConnection
-from ehiconnect.errors import Forbidden, NotFound
 from ehiconnect.ids import ApiMode, new_connection_id
-from ehiconnect.orgs.credentials import Principal
+from ehiconnect.scope import OrgScope
+from ehiconnect.vocabulary import ConnectionStatus
 
-CONNECTION_STATUSES = ("authorized", "revoked", "refreshing")
+WHERE_IDS_COME_FROM = "use the org_connection_id from the patient.connection_success event"
 
 
 async def get_connection(
-    session: AsyncSession, principal: Principal, org_connection_id: str
+    session: AsyncSession, scope: OrgScope, org_connection_id: str
 ) -> OrgConnection:
-    """The caller's connection, or NotFound: another organization's looks like none at all."""
-    not_found = NotFound(
-        f"you have no connection with id {org_connection_id}; "
-        "use the org_connection_id from the patient.connection_success event"
+    """A connection in `scope`, or the scope's error: another organization's connection looks
+    like none at all (404), one of the other mode names the key to use (403)."""
+    connection = (
+        await session.get(OrgConnection, org_connection_id)
+        if _is_uuid(org_connection_id)
+        else None  # never a connection id: no need to ask the database
     )
-    try:
-        uuid.UUID(org_connection_id)
-    except ValueError:
-        raise not_found from None
-    connection = await session.get(OrgConnection, org_connection_id)
-    if connection is None or connection.org_id != principal.org_id:
-        raise not_found
-    if connection.api_mode != principal.api_mode:
-        raise Forbidden(
-            f"this connection was made in {connection.api_mode} mode and your key is a "
-            f"{principal.api_mode} key; use your {connection.api_mode} key",
-            code="api_mode_mismatch",
-        )
+    scope.admit(
+        kind="connection",
+        object_id=org_connection_id,
+        org_id=connection.org_id if connection else None,
+        api_mode=connection.api_mode if connection else None,
+        hint=WHERE_IDS_COME_FROM,
+    )
+    assert connection is not None  # admitted
     return connection
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def add_connection(
@@ -61,7 +66,7 @@ async def add_connection(
         catalog_portal_id=portal_id,
         catalog_endpoint_id=endpoint_id,
         platform_type=platform_type,
-        status="authorized",
+        status=ConnectionStatus.AUTHORIZED,
         scope=scope,
         external_id=external_id,
         consent_expires_at=consent_expires_at,

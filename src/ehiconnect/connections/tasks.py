@@ -23,13 +23,15 @@ from croniter import croniter  # type: ignore[import-untyped]  # procrastinate's
 from sqlalchemy import select, update
 
 from ehiconnect.connections.models import ConnectionTokens
+from ehiconnect.connections.ports import ConnectionPorts
 from ehiconnect.connections.tokens import fresh_access_token
+from ehiconnect.db.database import Database
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired, TemporaryError
-from ehiconnect.queue.context import runtime_of
-from ehiconnect.runtime import Runtime
+from ehiconnect.queue.context import ports_of
 from ehiconnect.settings import ConsentSettings
 from ehiconnect.vault import VaultError
+from ehiconnect.vocabulary import ConnectionStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def refresh_lookahead(consent: ConsentSettings, now: dt.datetime) -> dt.timedelt
 
 
 async def refresh_expiring_connections(
-    runtime: Runtime,
+    ports: ConnectionPorts,
     *,
     now: dt.datetime | None = None,
     limit: int = DEFAULT_BATCH_LIMIT,
@@ -65,11 +67,11 @@ async def refresh_expiring_connections(
 ) -> RefreshReport:
     """Refresh up to `limit` connections whose access token expires before `now + lookahead`.
 
-    `lookahead` defaults to `refresh_lookahead(settings.consent, now)`.
+    `lookahead` defaults to `refresh_lookahead(ports.settings, now)`.
     """
-    now = now or runtime.clock.now()
-    horizon = now + (lookahead or refresh_lookahead(runtime.settings.consent, now))
-    async with runtime.database.transaction() as session:
+    now = now or ports.clock.now()
+    horizon = now + (lookahead or refresh_lookahead(ports.settings, now))
+    async with ports.database.transaction() as session:
         due = list(
             await session.scalars(
                 select(ConnectionTokens.org_connection_id)
@@ -78,7 +80,7 @@ async def refresh_expiring_connections(
                     OrgConnection.org_connection_id == ConnectionTokens.org_connection_id,
                 )
                 .where(
-                    OrgConnection.status != "revoked",
+                    OrgConnection.status != ConnectionStatus.REVOKED,
                     ConnectionTokens.refresh_token_ct.is_not(None),
                     ConnectionTokens.access_expires_at.is_not(None),
                     ConnectionTokens.access_expires_at <= horizon,
@@ -96,7 +98,7 @@ async def refresh_expiring_connections(
 
     async def refresh_one(connection_id: str) -> None:
         async with gate:
-            await _refresh(runtime, connection_id, horizon, report)
+            await _refresh(ports, connection_id, horizon, report)
 
     await asyncio.gather(*(refresh_one(connection_id) for connection_id in due))
     if due:
@@ -105,21 +107,21 @@ async def refresh_expiring_connections(
 
 
 async def _refresh(
-    runtime: Runtime, connection_id: str, horizon: dt.datetime, report: RefreshReport
+    ports: ConnectionPorts, connection_id: str, horizon: dt.datetime, report: RefreshReport
 ) -> None:
     # `fresh_access_token` refreshes what expires within `margin` of its clock: express the
     # horizon that way, so a connection another worker refreshed meanwhile is left alone.
-    margin = horizon - runtime.clock.now()
+    margin = horizon - ports.clock.now()
     try:
         await fresh_access_token(
-            runtime.database,
-            runtime.cipher,
-            runtime.clock,
-            runtime.http,
-            runtime.jobs,
+            ports.database,
+            ports.cipher,
+            ports.clock,
+            ports.http,
+            ports.jobs,
             connection_id,
             margin=margin,
-            signer=runtime.client_signer,
+            signer=ports.client_signer,
         )
     except ReconsentRequired:
         report.revoked += 1
@@ -133,20 +135,20 @@ async def _refresh(
             "token refresh failed for now; retried next run",
             extra={"org_connection_id": connection_id, "reason": str(exc)},
         )
-        await _count_failure(runtime, connection_id)
+        await _count_failure(ports.database, connection_id)
     except (FatalError, VaultError) as exc:
         report.failed += 1
         log.error(
             "token refresh cannot work until the operator acts",
             extra={"org_connection_id": connection_id, "reason": str(exc)},
         )
-        await _count_failure(runtime, connection_id)
+        await _count_failure(ports.database, connection_id)
     else:
         report.refreshed += 1
 
 
-async def _count_failure(runtime: Runtime, connection_id: str) -> None:
-    async with runtime.database.transaction() as session:
+async def _count_failure(database: Database, connection_id: str) -> None:
+    async with database.transaction() as session:
         await session.execute(
             update(ConnectionTokens)
             .where(ConnectionTokens.org_connection_id == connection_id)
@@ -155,7 +157,7 @@ async def _count_failure(runtime: Runtime, connection_id: str) -> None:
 
 
 async def refresh_expiring(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
-    report = await refresh_expiring_connections(runtime_of(context))
+    report = await refresh_expiring_connections(ports_of(context, ConnectionPorts))
     return report.as_json()
 
 

@@ -31,18 +31,17 @@ from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.clock import Clock
 from ehiconnect.connections import telemetry
 from ehiconnect.connections.consent_records import record_consent
+from ehiconnect.connections.events import announce, connection_event_data
 from ehiconnect.connections.models import ConnectionTokens
 from ehiconnect.connections.refresh_policy import RefreshMargin, refresh_due
 from ehiconnect.db.database import Database
 from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, ReconsentRequired
-from ehiconnect.ids import as_api_mode
 from ehiconnect.smart import client as smart
 from ehiconnect.smart.client_keys import ClientSigner
 from ehiconnect.vault import Sealed, TokenCipher
-from ehiconnect.vocabulary import EventType
-from ehiconnect.webhooks.outbox import emit
+from ehiconnect.vocabulary import ConnectionStatus, ConsentEvent, EventType
 
 
 @dataclass(frozen=True)
@@ -149,9 +148,9 @@ async def mark_refreshing(database: Database, connection_id: str) -> None:
             update(OrgConnection)
             .where(
                 OrgConnection.org_connection_id == connection_id,
-                OrgConnection.status == "authorized",
+                OrgConnection.status == ConnectionStatus.AUTHORIZED,
             )
-            .values(status="refreshing")
+            .values(status=ConnectionStatus.REFRESHING)
         )
 
 
@@ -162,11 +161,16 @@ async def settle_refreshing(database: Database, connection_id: str) -> None:
         # The same lock key as `advisory_xact_lock`; trying it never waits.
         await session.execute(
             text(
-                "UPDATE org_connections SET status = 'authorized' "
-                "WHERE org_connection_id = :id AND status = 'refreshing' "
+                "UPDATE org_connections SET status = :authorized "
+                "WHERE org_connection_id = :id AND status = :refreshing "
                 "AND pg_try_advisory_xact_lock(hashtextextended(:key, 0))"
             ),
-            {"id": connection_id, "key": _lock_name(connection_id)},
+            {
+                "id": connection_id,
+                "key": _lock_name(connection_id),
+                "authorized": ConnectionStatus.AUTHORIZED.value,
+                "refreshing": ConnectionStatus.REFRESHING.value,
+            },
         )
 
 
@@ -199,11 +203,13 @@ async def fresh_access_token(
         async with database.transaction() as session:
             connection = await session.get(OrgConnection, connection_id)
             row = await session.get(ConnectionTokens, connection_id)
-            left_refreshing = connection is not None and connection.status == "refreshing"
+            left_refreshing = (
+                connection is not None and connection.status == ConnectionStatus.REFRESHING
+            )
             if (
                 connection is not None
                 and row is not None
-                and connection.status != "revoked"
+                and connection.status != ConnectionStatus.REVOKED
                 and not refresh_due(
                     row.access_expires_at, row.access_lifetime_seconds, policy, clock.now()
                 )
@@ -250,7 +256,7 @@ async def _refresh_locked(
         await lock_connection(session, connection_id)
         connection = await session.get(OrgConnection, connection_id)
         row = await session.get(ConnectionTokens, connection_id)
-        if connection is None or row is None or connection.status == "revoked":
+        if connection is None or row is None or connection.status == ConnectionStatus.REVOKED:
             raise ReconsentRequired("the connection is revoked; the patient must connect again")
         tokens = open_tokens(cipher, row)
         if rejected is not None:
@@ -303,8 +309,8 @@ async def _refresh_locked(
                 )
             if response.scope and response.scope != connection.scope:
                 connection.scope = response.scope
-            if connection.status == "refreshing":
-                connection.status = "authorized"  # committed with the new tokens
+            if connection.status == ConnectionStatus.REFRESHING:
+                connection.status = ConnectionStatus.AUTHORIZED  # committed with the new tokens
             await audit.record(
                 session,
                 clock,
@@ -331,31 +337,19 @@ async def mark_revoked(
     row = await session.get(ConnectionTokens, connection.org_connection_id)
     if row is not None:
         await session.delete(row)
-    connection.status = "revoked"
+    connection.status = ConnectionStatus.REVOKED
     telemetry.connection_revoked(connection, reason)
-    await record_consent(session, clock, connection, event="revoked", detail={"reason": reason})
-    await audit.record(
+    await record_consent(
+        session, clock, connection, event=ConsentEvent.REVOKED, detail={"reason": reason}
+    )
+    await announce(
         session,
+        jobs,
         clock,
+        connection,
+        event=EventType.AUTHORIZATION_REVOKED,
+        data=connection_event_data(connection),
         actor="system" if reason != "customer_request" else f"org:{connection.org_id}",
         action="connection.revoked",
-        org_id=connection.org_id,
-        org_connection_id=connection.org_connection_id,
         detail={"reason": reason},
-    )
-    await emit(
-        session,
-        jobs=jobs,
-        clock=clock,
-        org_id=connection.org_id,
-        api_mode=as_api_mode(connection.api_mode),
-        type=EventType.AUTHORIZATION_REVOKED,
-        data={
-            "org_connection_id": connection.org_connection_id,
-            "endpoint_id": connection.catalog_endpoint_id,
-            "portal_id": connection.catalog_portal_id,
-            "brand_id": connection.catalog_brand_id,
-            "platform_type": connection.platform_type,
-            "connection_status": "revoked",
-        },
     )

@@ -18,31 +18,37 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit
 from ehiconnect.catalog.models import CatalogEndpoint
 from ehiconnect.catalog.service import check_mode, resolve_for_connect
+from ehiconnect.clock import Clock
 from ehiconnect.connections.consent_records import record_consent
-from ehiconnect.connections.service import connection_view
+from ehiconnect.connections.events import announce, connection_event_data
+from ehiconnect.connections.service import connection_view, get_connection
 from ehiconnect.connections.tokens import endpoint_auth, store_tokens
 from ehiconnect.consent import telemetry
 from ehiconnect.consent.authorize import authorize_url, downgrade_to_v1, grant_problem
 from ehiconnect.consent.models import ConsentFlow
 from ehiconnect.consent.pkce import new_state, new_verifier, s256_challenge
+from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.consent.result import challenge_hash, connection_result, failure_result
 from ehiconnect.consent.result_handles import ensure_handle_unused, record_result
-from ehiconnect.db.models import Organization, OrgConnection
+from ehiconnect.db.database import Database
+from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import FatalError, Forbidden, InvalidRequest, NotFound, SourceError
-from ehiconnect.ids import ApiMode, as_api_mode, new_connection_id
-from ehiconnect.runtime import Runtime
+from ehiconnect.ids import new_connection_id
+from ehiconnect.scope import OrgScope
 from ehiconnect.smart import client as smart
 from ehiconnect.vault import Sealed
-from ehiconnect.vocabulary import EventType
-from ehiconnect.webhooks.outbox import emit
+from ehiconnect.vocabulary import ConnectionStatus, ConsentEvent, EventType
 
 CALLBACK_PATH = "/v1/bridge/callback"
 
@@ -90,71 +96,114 @@ def result_kept_for_widget(failure: FlowFailure) -> bool:
     return failure.error != "state_reused"
 
 
-def callback_url(runtime: Runtime) -> str:
-    return runtime.settings.public_base_url.rstrip("/") + CALLBACK_PATH
+def callback_url(public_base_url: str) -> str:
+    return public_base_url.rstrip("/") + CALLBACK_PATH
 
 
 def _hash_state(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class FlowTarget:
+    """Where a flow signs the patient in, and what the connection it makes will name."""
+
+    endpoint_id: str
+    fhir_base: str
+    allow_private: bool
+    brand_id: str | None
+    portal_id: str | None
+
+
 async def start_flow(
-    runtime: Runtime, org: Organization, mode: ApiMode, request: ConnectRequest
+    ports: ConsentPorts,
+    scope: OrgScope,
+    request: ConnectRequest,
+    *,
+    redirect_uris: Collection[str],
 ) -> str:
-    """Record a new flow and return the health system's authorize URL."""
-    if request.redirect_uri is not None and request.redirect_uri not in org.redirect_uris:
+    """Record a new flow for `scope` and return the health system's authorize URL.
+
+    `redirect_uris` are the organization's registered ones: a flow may end only at one of them
+    (or in the widget)."""
+    result_handle_hash = check_request(request, redirect_uris)
+    async with ports.database.transaction() as session:
+        target = await _find_target(session, scope, request)
+    configuration = await _discover_endpoint(ports.http, target)
+    url = await _record_flow(ports, scope, request, target, configuration, result_handle_hash)
+    telemetry.consent_started(
+        scope.org_id,
+        target.endpoint_id,
+        scope.api_mode,
+        reconnect=bool(request.reconnect_connection_id),
+    )
+    return url
+
+
+def check_request(request: ConnectRequest, redirect_uris: Collection[str]) -> str | None:
+    """Refuse a request that cannot finish; the hash of its result handle, when it has one."""
+    if request.redirect_uri is not None and request.redirect_uri not in redirect_uris:
         raise Forbidden(
             "redirect_uri is not registered for this organization; register it with "
             "`ehiconnect orgs create --redirect-uri` (or omit it to finish in the widget)",
             code="redirect_uri_not_registered",
         )
-    result_handle_hash: str | None = None
-    if request.result_challenge is not None:
-        if request.redirect_uri is not None:
-            raise InvalidRequest(
-                "result_challenge is for flows that finish in the widget's popup; with a "
-                "redirect_uri the result comes back in the redirect's query"
-            )
-        result_handle_hash = challenge_hash(request.result_challenge)
-    async with runtime.database.transaction() as session:
-        if request.reconnect_connection_id:
-            existing = await session.get(OrgConnection, request.reconnect_connection_id)
-            if existing is None or existing.org_id != org.org_id:
-                raise NotFound(
-                    f"you have no connection with id {request.reconnect_connection_id} to reconnect"
-                )
-            if existing.api_mode != mode:
-                raise Forbidden(
-                    f"connection {existing.org_connection_id} was made in {existing.api_mode} mode",
-                    code="api_mode_mismatch",
-                )
-            endpoint = await session.get(CatalogEndpoint, existing.catalog_endpoint_id)
-            if endpoint is None:
-                raise NotFound("the connection's endpoint is no longer in the catalog")
-            check_mode(endpoint, mode)
-            brand_id, portal_id = existing.catalog_brand_id, existing.catalog_portal_id
-        else:
-            resolved = await resolve_for_connect(
-                session,
-                mode,
-                brand_id=request.brand_id,
-                portal_id=request.portal_id,
-                endpoint_id=request.endpoint_id,
-            )
-            endpoint = resolved.endpoint
-            brand_id = resolved.brand.id if resolved.brand else request.brand_id
-            portal_id = resolved.portal.id if resolved.portal else request.portal_id
-        if not endpoint.client_id:
-            raise Forbidden(
-                f"endpoint {endpoint.id} has no client registration yet; the platform operator "
-                "must configure it (`ehiconnect catalog configure`)",
-                code="endpoint_not_configured",
-            )
-        endpoint_id, fhir_base = endpoint.id, endpoint.url
-        allow_private = endpoint.reachable_privately(mode)
+    if request.result_challenge is None:
+        return None
+    if request.redirect_uri is not None:
+        raise InvalidRequest(
+            "result_challenge is for flows that finish in the widget's popup; with a "
+            "redirect_uri the result comes back in the redirect's query"
+        )
+    return challenge_hash(request.result_challenge)
 
+
+async def _find_target(
+    session: AsyncSession, scope: OrgScope, request: ConnectRequest
+) -> FlowTarget:
+    """The endpoint of the connection to reconnect, or the one the widget's ids pick; refused
+    unless the platform operator has registered a client with it."""
+    if request.reconnect_connection_id:
+        existing = await get_connection(session, scope, request.reconnect_connection_id)
+        endpoint = await session.get(CatalogEndpoint, existing.catalog_endpoint_id)
+        if endpoint is None:
+            raise NotFound("the connection's endpoint is no longer in the catalog")
+        check_mode(endpoint, scope.api_mode)
+        brand_id, portal_id = existing.catalog_brand_id, existing.catalog_portal_id
+    else:
+        resolved = await resolve_for_connect(
+            session,
+            scope.api_mode,
+            brand_id=request.brand_id,
+            portal_id=request.portal_id,
+            endpoint_id=request.endpoint_id,
+        )
+        endpoint = resolved.endpoint
+        brand_id = resolved.brand.id if resolved.brand else request.brand_id
+        portal_id = resolved.portal.id if resolved.portal else request.portal_id
+    if not endpoint.client_id:
+        raise Forbidden(
+            f"endpoint {endpoint.id} has no client registration yet; the platform operator "
+            "must configure it (`ehiconnect catalog configure`)",
+            code="endpoint_not_configured",
+        )
+    return FlowTarget(
+        endpoint_id=endpoint.id,
+        fhir_base=endpoint.url,
+        allow_private=endpoint.reachable_privately(scope.api_mode),
+        brand_id=brand_id,
+        portal_id=portal_id,
+    )
+
+
+async def _discover_endpoint(
+    http: httpx.AsyncClient, target: FlowTarget
+) -> smart.SmartConfiguration:
+    """The endpoint's SMART configuration, refused unless it supports PKCE S256."""
     try:
-        configuration = await smart.discover(runtime.http, fhir_base, allow_private=allow_private)
+        configuration = await smart.discover(
+            http, target.fhir_base, allow_private=target.allow_private
+        )
     except SourceError as exc:
         raise FlowFailure(
             "endpoint_unreachable",
@@ -167,79 +216,90 @@ async def start_flow(
             "the health system does not support PKCE S256, which ehiconnect requires",
             status=502,
         )
+    return configuration
 
+
+def requested_scope(endpoint_scopes: str, capabilities: frozenset[str]) -> str:
+    """The endpoint's scopes, as SMART v1 ones for a server that only knows v1."""
+    if "permission-v2" not in capabilities and "permission-v1" in capabilities:
+        return downgrade_to_v1(endpoint_scopes)
+    return endpoint_scopes
+
+
+async def _record_flow(
+    ports: ConsentPorts,
+    scope: OrgScope,
+    request: ConnectRequest,
+    target: FlowTarget,
+    configuration: smart.SmartConfiguration,
+    result_handle_hash: str | None,
+) -> str:
+    """Write the flow (with a fresh state and PKCE verifier) and its audit row; the authorize
+    URL that starts it. The catalog's OAuth endpoints follow what the server advertises."""
     state, verifier = new_state(), new_verifier()
-    now = runtime.clock.now()
-    async with runtime.database.transaction() as session:
-        endpoint_row = await session.get(CatalogEndpoint, endpoint_id)
-        if endpoint_row is None:
-            raise NotFound(f"endpoint {endpoint_id} left the catalog; search again")
-        # Keep the catalog's OAuth endpoints in step with what the server advertises.
-        endpoint_row.authorization_endpoint = configuration.authorization_endpoint
-        endpoint_row.token_endpoint = configuration.token_endpoint
-        endpoint_row.revoke_endpoint = configuration.revocation_endpoint
+    now = ports.clock.now()
+    async with ports.database.transaction() as session:
+        endpoint = await session.get(CatalogEndpoint, target.endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"endpoint {target.endpoint_id} left the catalog; search again")
+        endpoint.authorization_endpoint = configuration.authorization_endpoint
+        endpoint.token_endpoint = configuration.token_endpoint
+        endpoint.revoke_endpoint = configuration.revocation_endpoint
         if result_handle_hash is not None:
             await ensure_handle_unused(session, result_handle_hash)
-        scope = endpoint_row.scopes
-        capabilities = configuration.capabilities
-        if "permission-v2" not in capabilities and "permission-v1" in capabilities:
-            scope = downgrade_to_v1(scope)
-        sealed = runtime.cipher.seal(verifier, context=f"flow:{_hash_state(state)}")
+        flow_scope = requested_scope(endpoint.scopes, configuration.capabilities)
+        sealed = ports.cipher.seal(verifier, context=f"flow:{_hash_state(state)}")
         session.add(
             ConsentFlow(
                 state_hash=_hash_state(state),
-                org_id=org.org_id,
-                api_mode=mode,
-                brand_id=brand_id,
-                portal_id=portal_id,
-                endpoint_id=endpoint_id,
+                org_id=scope.org_id,
+                api_mode=scope.api_mode,
+                brand_id=target.brand_id,
+                portal_id=target.portal_id,
+                endpoint_id=target.endpoint_id,
                 redirect_uri=request.redirect_uri,
                 widget_origin=request.widget_origin,
                 external_id=request.external_id,
                 external_state=request.external_state,
                 reconnect_connection_id=request.reconnect_connection_id,
-                requested_scope=scope,
+                requested_scope=flow_scope,
                 token_endpoint=configuration.token_endpoint,
                 verifier_kid=sealed.kid,
                 verifier_ct=sealed.ciphertext,
                 result_handle_hash=result_handle_hash,
                 created_at=now,
-                expires_at=now
-                + dt.timedelta(minutes=runtime.settings.consent.flow_lifetime_minutes),
+                expires_at=now + dt.timedelta(minutes=ports.settings.flow_lifetime_minutes),
             )
         )
         await audit.record(
             session,
-            runtime.clock,
-            actor=f"public:{org.org_id}",
+            ports.clock,
+            actor=f"public:{scope.org_id}",
             action="consent.started",
-            org_id=org.org_id,
-            detail={"endpoint_id": endpoint_id, "api_mode": mode},
+            org_id=scope.org_id,
+            detail={"endpoint_id": target.endpoint_id, "api_mode": scope.api_mode},
         )
-        client_id = endpoint_row.client_id or ""
-        aud = fhir_base if endpoint_row.aud_required else None
-    telemetry.consent_started(
-        org.org_id, endpoint_id, mode, reconnect=bool(request.reconnect_connection_id)
-    )
+        client_id = endpoint.client_id or ""
+        aud = target.fhir_base if endpoint.aud_required else None
     return authorize_url(
         configuration.authorization_endpoint,
         client_id=client_id,
-        redirect_uri=callback_url(runtime),
-        scope=scope,
+        redirect_uri=callback_url(ports.public_base_url),
+        scope=flow_scope,
         state=state,
         code_challenge=s256_challenge(verifier),
         aud=aud,
     )
 
 
-async def claim_flow(runtime: Runtime, state: str | None) -> ConsentFlow:
+async def claim_flow(database: Database, clock: Clock, state: str | None) -> ConsentFlow:
     """Mark the flow used (committed at once, so a replay fails even if the exchange fails)."""
     if not state:
         raise FlowFailure(
             "invalid_request", "the callback has no state; start the connection again"
         )
     problem: tuple[str, str] | None = None
-    async with runtime.database.transaction() as session:
+    async with database.transaction() as session:
         flow = await session.scalar(
             select(ConsentFlow)
             .where(ConsentFlow.state_hash == _hash_state(state))
@@ -249,7 +309,7 @@ async def claim_flow(runtime: Runtime, state: str | None) -> ConsentFlow:
             raise FlowFailure(
                 "invalid_state", "this sign-in link is not known; start the connection again"
             )
-        now = runtime.clock.now()
+        now = clock.now()
         if flow.used_at is not None:
             problem = (
                 "state_reused",
@@ -269,7 +329,7 @@ async def claim_flow(runtime: Runtime, state: str | None) -> ConsentFlow:
 
 
 async def complete_flow(
-    runtime: Runtime,
+    ports: ConsentPorts,
     *,
     state: str | None,
     code: str | None,
@@ -279,17 +339,17 @@ async def complete_flow(
     """Finish the flow `state` names; a failure is also kept for the widget's result handle."""
     try:
         success = await _complete_flow(
-            runtime, state=state, code=code, error=error, error_description=error_description
+            ports, state=state, code=code, error=error, error_description=error_description
         )
     except FlowFailure as failure:
         telemetry.consent_failed(failure.flow, failure.error)
         if failure.flow is not None and result_kept_for_widget(failure):
-            async with runtime.database.transaction() as session:
+            async with ports.database.transaction() as session:
                 await record_result(
                     session,
                     failure.flow.state_hash,
                     failure_result(failure.error, failure.description),
-                    runtime.clock.now(),
+                    ports.clock.now(),
                 )
         raise
     telemetry.consent_completed(
@@ -299,79 +359,78 @@ async def complete_flow(
 
 
 async def _complete_flow(
-    runtime: Runtime,
+    ports: ConsentPorts,
     *,
     state: str | None,
     code: str | None,
     error: str | None,
     error_description: str | None,
 ) -> FlowSuccess:
-    flow = await claim_flow(runtime, state)
+    flow = await claim_flow(ports.database, ports.clock, state)
     if error:
         description = (
             "the patient declined to share their records"
             if error == "access_denied"
             else f"the health system reported an error: {error_description or error}"
         )
-        await _audit_failure(runtime, flow, error)
-        raise FlowFailure(error, description, flow=flow)
+        raise await _audited_failure(ports, flow, error, description)
     if not code:
         raise FlowFailure("invalid_request", "the callback has no code", flow=flow)
 
-    verifier = runtime.cipher.open(
+    verifier = ports.cipher.open(
         Sealed(flow.verifier_kid, flow.verifier_ct), context=f"flow:{flow.state_hash}"
     )
-    async with runtime.database.transaction() as session:
+    async with ports.database.transaction() as session:
         endpoint = await session.get(CatalogEndpoint, flow.endpoint_id)
         if endpoint is None:
             raise FlowFailure("invalid_state", "the endpoint left the catalog", flow=flow)
-        auth = endpoint_auth(runtime.cipher, endpoint, runtime.client_signer)
+        auth = endpoint_auth(ports.cipher, endpoint, ports.client_signer)
         fhir_base, platform_type = endpoint.url, endpoint.platform_type
         allow_private = endpoint.reachable_privately(flow.api_mode)
     try:
         response = await smart.exchange_code(
-            runtime.http,
+            ports.http,
             flow.token_endpoint,
             auth,
             code=code,
-            redirect_uri=callback_url(runtime),
+            redirect_uri=callback_url(ports.public_base_url),
             code_verifier=verifier,
             allow_private=allow_private,
         )
     except (SourceError, FatalError) as exc:
-        await _audit_failure(runtime, flow, "token_exchange_failed")
-        raise FlowFailure(
+        raise await _audited_failure(
+            ports,
+            flow,
             "token_exchange_failed",
             f"the health system did not issue tokens ({exc}); start the connection again",
-            flow=flow,
             status=502,
         ) from None
     granted = response.scope or flow.requested_scope
     problem = grant_problem(response.patient, granted)
     if problem is not None:
-        await _audit_failure(runtime, flow, "scope_patient_missing")
-        raise FlowFailure(
+        raise await _audited_failure(
+            ports,
+            flow,
             "scope_patient_missing",
             f"{problem}; the patient must connect again and allow access to their records",
-            flow=flow,
         )
-    return await _record_connection(runtime, flow, response, granted, fhir_base, platform_type)
+    return await _record_connection(ports, flow, response, granted, fhir_base, platform_type)
 
 
 async def _record_connection(
-    runtime: Runtime,
+    ports: ConsentPorts,
     flow: ConsentFlow,
     response: smart.TokenResponse,
     granted: str,
     fhir_base: str,
     platform_type: str,
 ) -> FlowSuccess:
-    clock = runtime.clock
-    async with runtime.database.transaction() as session:
+    clock = ports.clock
+    async with ports.database.transaction() as session:
         connection: OrgConnection | None = None
         if flow.reconnect_connection_id:
             connection = await session.get(OrgConnection, flow.reconnect_connection_id)
-        event = "reconnected" if connection is not None else "granted"
+        event = ConsentEvent.RECONNECTED if connection is not None else ConsentEvent.GRANTED
         if connection is None:
             connection = OrgConnection(
                 org_connection_id=new_connection_id(),
@@ -379,18 +438,18 @@ async def _record_connection(
                 api_mode=flow.api_mode,
                 catalog_endpoint_id=flow.endpoint_id,
                 platform_type=platform_type,
-                status="authorized",
+                status=ConnectionStatus.AUTHORIZED,
             )
             session.add(connection)
         connection.catalog_brand_id = flow.brand_id
         connection.catalog_portal_id = flow.portal_id
-        connection.status = "authorized"
+        connection.status = ConnectionStatus.AUTHORIZED
         connection.scope = granted
         connection.external_id = flow.external_id or connection.external_id
         connection.fhir_base_url = fhir_base
         connection.source_patient_id = response.patient
         await session.flush()
-        await store_tokens(session, runtime.cipher, clock, connection.org_connection_id, response)
+        await store_tokens(session, ports.cipher, clock, connection.org_connection_id, response)
         await record_consent(
             session,
             clock,
@@ -400,34 +459,22 @@ async def _record_connection(
             external_state=flow.external_state,
         )
         data = {
-            "org_connection_id": connection.org_connection_id,
-            "endpoint_id": connection.catalog_endpoint_id,
-            "portal_id": connection.catalog_portal_id,
-            "brand_id": connection.catalog_brand_id,
-            "connection_status": connection.status,
-            "platform_type": connection.platform_type,
+            **connection_event_data(connection),
             "scope": connection.scope,
             "consent_expires_at": None,
             "external_id": flow.external_id,
             "external_state": flow.external_state,
             "request_id": flow.state_hash[:32],
         }
-        await emit(
+        await announce(
             session,
-            jobs=runtime.jobs,
-            clock=clock,
-            org_id=flow.org_id,
-            api_mode=as_api_mode(flow.api_mode),
-            type=EventType.CONNECTION_SUCCESS,
-            data=data,
-        )
-        await audit.record(
-            session,
+            ports.jobs,
             clock,
+            connection,
+            event=EventType.CONNECTION_SUCCESS,
+            data=data,
             actor=f"patient-via:{flow.org_id}",
             action=f"consent.{event}",
-            org_id=flow.org_id,
-            org_connection_id=connection.org_connection_id,
             detail={"endpoint_id": flow.endpoint_id, "scope": granted},
         )
         view = connection_view(connection)
@@ -437,13 +484,18 @@ async def _record_connection(
         return FlowSuccess(flow=flow, connection=view, event=data, result=result)
 
 
-async def _audit_failure(runtime: Runtime, flow: ConsentFlow, error: str) -> None:
-    async with runtime.database.transaction() as session:
+async def _audited_failure(
+    ports: ConsentPorts, flow: ConsentFlow, error: str, description: str, *, status: int = 400
+) -> FlowFailure:
+    """The failure to raise for `flow`, once it is in the audit log (committed: it outlives the
+    failed request)."""
+    async with ports.database.transaction() as session:
         await audit.record(
             session,
-            runtime.clock,
+            ports.clock,
             actor=f"patient-via:{flow.org_id}",
             action="consent.failed",
             org_id=flow.org_id,
             detail={"endpoint_id": flow.endpoint_id, "error": error},
         )
+    return FlowFailure(error, description, flow=flow, status=status)

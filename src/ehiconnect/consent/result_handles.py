@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.consent.models import ConsentFlow
+from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.consent.result import (
     HandleState,
     Pending,
@@ -28,7 +29,6 @@ from ehiconnect.db.models import Organization
 from ehiconnect.errors import Conflict, Forbidden
 from ehiconnect.ids import ApiMode
 from ehiconnect.orgs.origins import origin_allowed
-from ehiconnect.runtime import Runtime
 
 
 async def ensure_handle_unused(session: AsyncSession, result_handle_hash: str) -> None:
@@ -61,7 +61,7 @@ async def record_result(
 
 
 async def redeem_result(
-    runtime: Runtime,
+    ports: ConsentPorts,
     org: Organization,
     mode: ApiMode,
     *,
@@ -77,13 +77,13 @@ async def redeem_result(
             code="origin_not_allowed",
         )
     wanted = handle_hash(result_handle)
-    async with runtime.database.transaction() as session:
+    async with ports.database.transaction() as session:
         flow = await session.scalar(
             select(ConsentFlow).where(ConsentFlow.result_handle_hash == wanted).with_for_update()
         )
         if flow is None or flow.org_id != org.org_id or flow.api_mode != mode:
             raise unknown_handle()
-        now = runtime.clock.now()
+        now = ports.clock.now()
         outcome = read_outcome(
             HandleState(
                 widget_origin=flow.widget_origin,

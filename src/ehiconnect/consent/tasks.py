@@ -15,17 +15,16 @@ import procrastinate
 from sqlalchemy import delete
 
 from ehiconnect.consent.models import ConsentFlow
-from ehiconnect.queue.context import runtime_of
-from ehiconnect.runtime import Runtime
+from ehiconnect.consent.ports import ConsentPorts
+from ehiconnect.queue.context import ports_of
 
 log = logging.getLogger(__name__)
 
 
-async def purge_old_flows(runtime: Runtime) -> int:
+async def purge_old_flows(ports: ConsentPorts) -> int:
     """Delete flows that expired more than `consent.flow_retention_hours` ago; how many."""
-    hours = runtime.settings.consent.flow_retention_hours
-    cutoff = runtime.clock.now() - dt.timedelta(hours=hours)
-    async with runtime.database.transaction() as session:
+    cutoff = ports.clock.now() - dt.timedelta(hours=ports.settings.flow_retention_hours)
+    async with ports.database.transaction() as session:
         result = await session.execute(delete(ConsentFlow).where(ConsentFlow.expires_at < cutoff))
     removed = int(getattr(result, "rowcount", 0) or 0)
     if removed:
@@ -34,7 +33,7 @@ async def purge_old_flows(runtime: Runtime) -> int:
 
 
 async def purge_flows(context: procrastinate.JobContext, timestamp: int) -> int:
-    return await purge_old_flows(runtime_of(context))
+    return await purge_old_flows(ports_of(context, ConsentPorts))
 
 
 def make_blueprint() -> procrastinate.Blueprint:

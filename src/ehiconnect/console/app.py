@@ -29,10 +29,10 @@ from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.orgs.service import list_orgs
+from ehiconnect.vocabulary import ConnectionStatus
 from ehiconnect.webhooks.outbox import resend
 
 PERIODS = (1, 7, 14, 30, 90)
-CONNECTION_STATUSES = ("authorized", "refreshing", "revoked")
 EXPORT_STATUSES = ("pending", "success", "failed", "cancelled", "expired", "deleted")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 _CODE = re.compile(r"^(none|[1-5][0-9]{2})$")
@@ -130,7 +130,7 @@ async def connections(
         found = await records.list_connections(
             db,
             Viewer.of(who),
-            status=_choice(status, CONNECTION_STATUSES, "status"),
+            status=_choice(status, tuple(ConnectionStatus), "status"),
             external_id=external_id or None,
             page=page,
         )
@@ -142,7 +142,7 @@ async def connections(
             "p": found,
             "status": status or "",
             "external_id": external_id or "",
-            "statuses": CONNECTION_STATUSES,
+            "statuses": tuple(ConnectionStatus),
         },
     )
 
@@ -199,7 +199,7 @@ async def revoke(request: Request, who: PostedBy, org_connection_id: str) -> Res
         public_id=f"console:{who.user.user_id}",
         key_id=0,
     )
-    await revoke_connection(runtime, principal, org_connection_id)
+    await revoke_connection(runtime.connections, principal.scope, org_connection_id)
     await kit.audit(
         request,
         who,

@@ -28,7 +28,7 @@ async def request_export(runtime: Runtime, principal: Principal, connection_id: 
     """A pending task for the connection, or the one already pending or still retained."""
     now = runtime.clock.now()
     async with runtime.database.transaction() as session:
-        connection = await get_connection(session, principal, connection_id)
+        connection = await get_connection(session, principal.scope, connection_id)
         await lock_connection(session, connection_id)  # two requests at once make one task
         if connection.status == "revoked":
             raise Conflict(

@@ -54,7 +54,7 @@ async def test_refreshes_connections_near_expiry_and_leaves_others_alone(
     _, summit_token, summit_expiry, _ = await _state(runtime, summit)
     _, harbor_token, harbor_expiry, _ = await _state(runtime, harbor)
 
-    report = await refresh_expiring_connections(runtime)
+    report = await refresh_expiring_connections(runtime.connections)
     assert report.as_json() == {
         "selected": 1, "refreshed": 1, "revoked": 0, "deferred": 0, "failed": 0,
     }  # fmt: skip
@@ -67,9 +67,11 @@ async def test_refreshes_connections_near_expiry_and_leaves_others_alone(
     assert await _state(runtime, harbor) == ("authorized", harbor_token, harbor_expiry, 0)
 
     # Looking far enough ahead, harbor is due too; the batch limit bounds one run.
-    bounded = await refresh_expiring_connections(runtime, lookahead=dt.timedelta(hours=2), limit=1)
+    bounded = await refresh_expiring_connections(
+        runtime.connections, lookahead=dt.timedelta(hours=2), limit=1
+    )
     assert bounded.selected == 1
-    wider = await refresh_expiring_connections(runtime, lookahead=dt.timedelta(hours=2))
+    wider = await refresh_expiring_connections(runtime.connections, lookahead=dt.timedelta(hours=2))
     assert wider.selected == 2
     assert wider.refreshed == 2
     assert (await _state(runtime, harbor))[1] != harbor_token
@@ -80,13 +82,13 @@ async def test_a_refused_refresh_revokes_and_a_failing_source_is_retried_later(
 ) -> None:
     summit = platform.connect("summit", "carl")["org_connection_id"]
     sandbox_state.set_faults("summit", Faults(token_endpoint_faults=True, server_error_share=1.0))
-    unavailable = await refresh_expiring_connections(runtime)
+    unavailable = await refresh_expiring_connections(runtime.connections)
     assert (unavailable.deferred, unavailable.revoked, unavailable.refreshed) == (1, 0, 0)
     status, _, _, failures = await _state(runtime, summit)
     assert (status, failures) == ("authorized", 1)
 
     sandbox_state.set_faults("summit", Faults(refresh_invalid_grant=True))
-    refused = await refresh_expiring_connections(runtime)
+    refused = await refresh_expiring_connections(runtime.connections)
     assert (refused.revoked, refused.refreshed) == (1, 0)
     assert (await _state(runtime, summit))[0] == "revoked"
     with psycopg.connect(database_url) as conn:
@@ -95,7 +97,7 @@ async def test_a_refused_refresh_revokes_and_a_failing_source_is_retried_later(
         ).fetchall()
     assert data["org_connection_id"] == summit
     # A revoked connection is not picked up again.
-    assert (await refresh_expiring_connections(runtime)).selected == 0
+    assert (await refresh_expiring_connections(runtime.connections)).selected == 0
 
 
 async def test_the_task_runs_in_a_worker(platform: Platform, settings: Settings) -> None:

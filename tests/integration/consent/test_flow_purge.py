@@ -28,8 +28,8 @@ async def test_flows_are_forgotten_a_retention_after_they_expire(
 
     async with Runtime.open(settings, clock=platform_clock) as runtime:
         platform_clock.advance(lifetime + retention - 60)  # expired, but within the retention
-        assert await purge_old_flows(runtime) == 0
+        assert await purge_old_flows(runtime.consent) == 0
         platform.authorize("harbor", external_id="user-3")  # a flow started just now
         platform_clock.advance(120)
-        assert await purge_old_flows(runtime) == 2
+        assert await purge_old_flows(runtime.consent) == 2
     assert flow_count(database_url) == 1  # the live flow stays

@@ -44,5 +44,5 @@ async def read_connection(
     org_connection_id: str, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """One of your connections, by `org_connection_id` (compat fields)."""
-    connection = await get_connection(session, principal, org_connection_id)
+    connection = await get_connection(session, principal.scope, org_connection_id)
     return ok(connection_view(connection))

@@ -14,7 +14,13 @@ from pydantic import Field
 
 from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.cors import allow_origin
-from ehiconnect.api.deps import PrincipalDep, PublicRateLimit, RuntimeDep, SessionDep
+from ehiconnect.api.deps import (
+    ConnectionsDep,
+    ConsentDep,
+    PrincipalDep,
+    PublicRateLimit,
+    SessionDep,
+)
 from ehiconnect.api.envelope import error_response, ok
 from ehiconnect.api.openapi import BODY_ERRORS, PRIVATE_ERRORS, PUBLIC_ERRORS, error_responses
 from ehiconnect.catalog.hits import search_response
@@ -34,12 +40,13 @@ from ehiconnect.consent.flow import (
     result_kept_for_widget,
     start_flow,
 )
+from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.consent.result import Ready
 from ehiconnect.consent.result_handles import redeem_result
 from ehiconnect.errors import ApiError, Forbidden, InvalidRequest
 from ehiconnect.orgs.origins import origin_allowed, origin_of
 from ehiconnect.orgs.service import org_for_public_id
-from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.widget.callback_page import (
     CALLBACK_PAGE_CSP,
     failure_result,
@@ -60,12 +67,23 @@ PATIENT_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 PUBLIC_ID = Query(description="the organization's public_test_… or public_live_… id")
+# What a sign-in carries to its end, alike for /connect and /reconnect.
+REDIRECT_URI = Query(default=None)
+EXTERNAL_ID = Query(default=None, max_length=255)
+EXTERNAL_STATE = Query(default=None, max_length=1024)
 RESULT_CHALLENGE = Query(
     default=None,
     max_length=64,
     description="BASE64URL(SHA-256(result_handle)), 43 characters: lets the widget read the "
     "result with POST /bridge/connect/result when the popup cannot post it back",
 )
+# /connect and /reconnect: a 302 to the health system, or the patient's page on failure.
+START_ROUTE: dict[str, Any] = {
+    "response_class": RedirectResponse,
+    "status_code": 302,
+    "dependencies": [PublicRateLimit],
+    "responses": PUBLIC_ERRORS | PATIENT_PAGE_ERRORS,
+}
 
 
 class ResultRead(RequestBody):
@@ -172,29 +190,23 @@ async def read_catalog(
     return ok(portal_view(portal, endpoints))
 
 
-@router.get(
-    "/connect",
-    response_class=RedirectResponse,
-    status_code=302,
-    dependencies=[PublicRateLimit],
-    responses=PUBLIC_ERRORS | PATIENT_PAGE_ERRORS,
-)
+@router.get("/connect", **START_ROUTE)
 async def connect(
     request: Request,
-    runtime: RuntimeDep,
+    consent: ConsentDep,
     public_id: str = PUBLIC_ID,
     brand_id: str | None = Query(default=None),
     portal_id: str | None = Query(default=None),
     endpoint_id: str | None = Query(default=None),
-    redirect_uri: str | None = Query(default=None),
-    external_id: str | None = Query(default=None, max_length=255),
-    external_state: str | None = Query(default=None, max_length=1024),
+    redirect_uri: str | None = REDIRECT_URI,
+    external_id: str | None = EXTERNAL_ID,
+    external_state: str | None = EXTERNAL_STATE,
     result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Start a patient's sign-in at a health system: 302 to its authorize URL."""
     return await _start(
         request,
-        runtime,
+        consent,
         public_id,
         ConnectRequest(
             brand_id=brand_id,
@@ -208,27 +220,21 @@ async def connect(
     )
 
 
-@router.get(
-    "/reconnect",
-    response_class=RedirectResponse,
-    status_code=302,
-    dependencies=[PublicRateLimit],
-    responses=PUBLIC_ERRORS | PATIENT_PAGE_ERRORS,
-)
+@router.get("/reconnect", **START_ROUTE)
 async def reconnect(
     request: Request,
-    runtime: RuntimeDep,
+    consent: ConsentDep,
     public_id: str = PUBLIC_ID,
     reconnect_org_connection_id: str = Query(),
-    redirect_uri: str | None = Query(default=None),
-    external_id: str | None = Query(default=None, max_length=255),
-    external_state: str | None = Query(default=None, max_length=1024),
+    redirect_uri: str | None = REDIRECT_URI,
+    external_id: str | None = EXTERNAL_ID,
+    external_state: str | None = EXTERNAL_STATE,
     result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Re-authorize an existing connection in place: the org_connection_id stays the same."""
     return await _start(
         request,
-        runtime,
+        consent,
         public_id,
         ConnectRequest(
             redirect_uri=redirect_uri,
@@ -242,11 +248,11 @@ async def reconnect(
 
 async def _start(
     request: Request,
-    runtime: Runtime,
+    consent: ConsentPorts,
     public_id: str,
     connect_request: ConnectRequest,
 ) -> Response:
-    async with runtime.database.transaction() as session:
+    async with consent.database.transaction() as session:
         org, mode = await org_for_public_id(session, public_id)
     referer_origin = origin_of(request.headers.get("referer"))
     widget_origin = (
@@ -254,7 +260,12 @@ async def _start(
     )
     connect_request = dataclasses.replace(connect_request, widget_origin=widget_origin)
     try:
-        url = await start_flow(runtime, org, mode, connect_request)
+        url = await start_flow(
+            consent,
+            OrgScope(org_id=org.org_id, api_mode=mode),
+            connect_request,
+            redirect_uris=org.redirect_uris,
+        )
     except (ApiError, FlowFailure) as exc:
         error = exc.code if isinstance(exc, ApiError) else exc.error
         description = exc.description
@@ -277,7 +288,7 @@ async def _start(
     "/callback", response_class=HTMLResponse, responses=PATIENT_PAGE_ERRORS | error_responses(422)
 )
 async def callback(
-    runtime: RuntimeDep,
+    consent: ConsentDep,
     state: str | None = Query(default=None),
     code: str | None = Query(default=None),
     error: str | None = Query(default=None),
@@ -286,7 +297,7 @@ async def callback(
     """Where the health system sends the patient back: finish the connection."""
     try:
         success = await complete_flow(
-            runtime, state=state, code=code, error=error, error_description=error_description
+            consent, state=state, code=code, error=error, error_description=error_description
         )
     except FlowFailure as failure:
         flow = failure.flow
@@ -337,7 +348,7 @@ async def callback(
 )
 async def connect_result(
     request: Request,
-    runtime: RuntimeDep,
+    consent: ConsentDep,
     body: ResultRead,
     public_id: str = PUBLIC_ID,
 ) -> JSONResponse:
@@ -349,10 +360,10 @@ async def connect_result(
         # Errors hold nothing to protect; readable, the widget can say what went wrong.
         headers |= {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     try:
-        async with runtime.database.transaction() as session:
+        async with consent.database.transaction() as session:
             org, mode = await org_for_public_id(session, public_id)
         outcome = await redeem_result(
-            runtime, org, mode, result_handle=body.result_handle, origin=origin
+            consent, org, mode, result_handle=body.result_handle, origin=origin
         )
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.description, headers)
@@ -362,10 +373,10 @@ async def connect_result(
 
 @router.delete("/org_connection/{org_connection_id}", responses=PRIVATE_ERRORS)
 async def delete_connection(
-    org_connection_id: str, runtime: RuntimeDep, principal: PrincipalDep
+    org_connection_id: str, connections: ConnectionsDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Revoke: revoke tokens at the source where supported, destroy them, emit the event."""
-    view = await revoke_connection(runtime, principal, org_connection_id)
+    view = await revoke_connection(connections, principal.scope, org_connection_id)
     return ok(view)
 
 
