@@ -1,34 +1,26 @@
 """Download one attachment through the crawl's session into a sink, restarting when it breaks.
 
-Used twice: by the crawl, which stages attachments up to a size limit as soon as they are found,
-and by packaging, which streams the larger ones straight into the export file, so their bytes are
-downloaded, encoded, hashed and written once. A sink sees `begin` (the served content type and
-declared length), then the chunks, and `restart` when the body broke off and the download starts
-again; it may raise `TooLarge` from `begin` or `write` to stop the download.
+Used twice: by the crawl (as `FhirSession.download`, the `FhirSource` port's download), which
+stages attachments up to a size limit as soon as they are found, and by packaging, which streams
+the larger ones straight into the export file, so their bytes are downloaded, encoded, hashed and
+written once. A sink (`ports.AttachmentSink`) sees `begin` (the served content type and declared
+length), then the chunks, and `restart` when the body broke off and the download starts again; it
+may raise `TooLarge` from `begin` or `write` to stop the download.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import httpx
 
-from ehiconnect.crawler.fetch import FetchError, FhirSession
+from ehiconnect.crawler.ports import AttachmentSink, FetchError
 from ehiconnect.http.ssrf import TargetRefused
 
-
-class TooLarge(Exception):
-    """Raised by a sink: the body is larger than it takes."""
-
-
-class AttachmentSink(Protocol):
-    async def begin(self, content_type: str, declared_size: int | None) -> None: ...
-
-    async def write(self, chunk: bytes) -> None: ...
-
-    async def restart(self) -> None: ...
+if TYPE_CHECKING:  # the session calls this function (`FhirSession.download`)
+    from ehiconnect.crawler.fetch import FhirSession
 
 
 async def fetch_attachment(

@@ -1,6 +1,6 @@
 """Crawl one patient's record into an export's staging area.
 
-Phases, each resumable because every unit of work is checkpointed in the database:
+Phases, each resumable because every unit of work is checkpointed in the staging area:
 
 1. discover — the CapabilityStatement (what the server supports, `$everything`).
 2. patient — `Patient/{id}`; without it there is nothing to export (`resource_patient_failure`).
@@ -8,12 +8,16 @@ Phases, each resumable because every unit of work is checkpointed in the databas
    patient-compartment type the granted scopes allow (vendor quirks decide fan-outs); each page is
    staged together with the link to the next one, so a resumed crawl continues at that page.
 4. hydrate — resources referenced but not collected (practitioners, organizations, locations,
-   medications, observations), then every attachment, downloaded to a blob of its own.
+   medications, observations), then every attachment, each staged on its own.
 
 A page or resource that cannot be had after retries becomes an OperationOutcome in the error
 report; it never aborts the export. Token trouble (refresh refused) and the deadline do. So does a
 URL the session's SSRF guard refuses (an attachment or `next` link pointing inside our network): it
 is listed with the reason (code `security`), and nothing is sent to it.
+
+The engine reaches the world only through the ports of `crawler.ports`: the health system
+(`FhirSource`), the export's staging area (`CrawlStaging`) and its progress (`CrawlProgress`),
+so it runs the same on in-memory ports in unit tests as on HTTP and PostgreSQL in a worker.
 """
 
 from __future__ import annotations
@@ -21,24 +25,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from ehiconnect.crawler.attachments import TooLarge, fetch_attachment
-from ehiconnect.crawler.fetch import FetchError, FhirSession
 from ehiconnect.crawler.plan import CrawlPlan, plan_crawl
+from ehiconnect.crawler.ports import (
+    Checkpoint,
+    CrawlProgress,
+    CrawlStaging,
+    FetchError,
+    FhirSource,
+    TooLarge,
+)
 from ehiconnect.crawler.quirks import VendorQuirks
-from ehiconnect.db.database import Database
 from ehiconnect.errors import FatalError
-from ehiconnect.exports import staging
 from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.fhir.references import iter_attachments, iter_references, resolve_attachment_url
-from ehiconnect.storage.port import BlobStore
+from ehiconnect.vocabulary import ExportFailureReason, ExportPhase
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +59,15 @@ once, by packaging, straight into the export file (`exports.package`)."""
 
 @dataclass
 class CrawlContext:
-    task_id: str
-    database: Database
-    session: FhirSession
-    blobs: BlobStore
+    """One patient's crawl: its ports (`crawler.ports`) and what to collect."""
+
+    source: FhirSource
+    staging: CrawlStaging
     patient_id: str
     granted_scope: str
     quirks: VendorQuirks
     page_size: int | None
-    on_progress: Callable[..., Awaitable[None]]
+    on_progress: CrawlProgress
     staging_limit: int | None = None  # STAGING_LIMIT when None
 
 
@@ -75,14 +81,20 @@ class CrawlReport:
 
 
 async def crawl(ctx: CrawlContext) -> CrawlReport:
+    """Collect the patient's record into `ctx.staging`, continuing from its checkpoints.
+
+    Raises `FatalError` when there is nothing worth exporting (no CapabilityStatement, no
+    Patient); whatever `ctx.source` or `ctx.on_progress` raise besides `FetchError` ends the
+    crawl too, with the work in flight cancelled and everything staged kept for a resumed run.
+    """
     started = time.monotonic()
-    await ctx.on_progress(phase="discover")
+    await ctx.on_progress(phase=ExportPhase.DISCOVER)
     try:
-        capabilities = parse_capability_statement(await ctx.session.get_json("metadata"))
+        capabilities = parse_capability_statement(await ctx.source.get_json("metadata"))
     except (FetchError, CapabilityError) as exc:
         raise FatalError(
             f"the health system's CapabilityStatement could not be read ({exc})",
-            failure_reason="resource_invalid_content",
+            failure_reason=ExportFailureReason.RESOURCE_INVALID_CONTENT,
         ) from None
     plan = plan_crawl(
         capabilities,
@@ -91,13 +103,12 @@ async def crawl(ctx: CrawlContext) -> CrawlReport:
         patient_id=ctx.patient_id,
         page_size=ctx.page_size,
     )
-    async with ctx.database.transaction() as session:
-        steps = await staging.load_steps(session, ctx.task_id)
-        attachments = await staging.load_attachments(session, ctx.task_id)
+    steps = await ctx.staging.checkpoints()
+    attachments = await ctx.staging.recorded_attachments()
     crawler = _Crawler(ctx, plan, steps, attachments)
-    await ctx.on_progress(phase="patient")
+    await ctx.on_progress(phase=ExportPhase.PATIENT)
     patient = await _fetch_patient(ctx, plan)
-    await ctx.on_progress(phase="resources")
+    await ctx.on_progress(phase=ExportPhase.RESOURCES)
     try:
         # Work is started as it is discovered: every search at once, then each reference and
         # attachment as soon as a page or read names it (the session's limit bounds them all).
@@ -105,7 +116,7 @@ async def crawl(ctx: CrawlContext) -> CrawlReport:
         crawler.found(patient, 0, _PATIENT_CHAIN)
         crawler.start_searches()
         await crawler.wait(lambda: crawler.searches_left == 0)
-        await ctx.on_progress(phase="hydrate")
+        await ctx.on_progress(phase=ExportPhase.HYDRATE)
         crawler.release_deferred()
         await crawler.wait(lambda: not crawler.tasks)
     finally:
@@ -125,19 +136,18 @@ _PATIENT_CHAIN = ("metadata", "Patient read")
 
 async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> dict[str, Any]:
     try:
-        patient = await ctx.session.get_json(plan.patient_read_url)
+        patient = await ctx.source.get_json(plan.patient_read_url)
     except FetchError as exc:
         raise FatalError(
             f"the patient's own record could not be read ({exc.detail})",
-            failure_reason="resource_patient_failure",
+            failure_reason=ExportFailureReason.RESOURCE_PATIENT_FAILURE,
         ) from None
     if patient.get("resourceType") != "Patient":
         raise FatalError(
             "the health system answered the patient read with something else",
-            failure_reason="resource_invalid_content",
+            failure_reason=ExportFailureReason.RESOURCE_INVALID_CONTENT,
         )
-    async with ctx.database.transaction() as session:
-        added = await staging.stage_resources(session, ctx.task_id, [patient])
+    added = await ctx.staging.stage_resources([patient])
     await ctx.on_progress(resources_added=added)
     return patient
 
@@ -153,12 +163,12 @@ class _Crawler:
         self,
         ctx: CrawlContext,
         plan: CrawlPlan,
-        steps: dict[str, staging.StepState],
+        steps: dict[str, Checkpoint],
         attachments: dict[str, bool],
     ) -> None:
         self.ctx = ctx
         self.plan = plan
-        self.base = ctx.session.base_url
+        self.base = ctx.source.base_url
         self.steps = steps
         self.attachments = attachments  # recorded by this or an earlier run: binary id → staged
         self.staged: set[tuple[str, str]] = set()
@@ -209,11 +219,9 @@ class _Crawler:
 
     async def rescan(self) -> None:
         """A resumed crawl: what an earlier run staged, each resource parsed once."""
-        async for resource_type, resource_id, body in staging.iter_items(
-            self.ctx.database, self.ctx.task_id
-        ):
-            self.staged.add((resource_type, resource_id))
-            self.found(orjson.loads(body), 0, _PATIENT_CHAIN)
+        async for resource in self.ctx.staging.staged_resources():
+            self.staged.add((resource["resourceType"], str(resource["id"])))
+            self.found(resource, 0, _PATIENT_CHAIN)
 
     def found(self, resource: dict[str, Any], depth: int, chain: Chain) -> None:
         """Start what `resource` refers to that nobody has fetched or started yet."""
@@ -295,7 +303,7 @@ class _Crawler:
         chain: Chain = _PATIENT_CHAIN
         while url is not None:
             try:
-                bundle = await ctx.session.get_json(url)
+                bundle = await ctx.source.get_json(url)
             except FetchError as exc:
                 await _give_up(ctx, step, exc, resource_type)
                 return
@@ -309,16 +317,7 @@ class _Crawler:
             # OperationOutcomes in a searchset report problems, they are not the patient's data.
             data = [r for r in resources if r.get("resourceType") != "OperationOutcome"]
             following = _next_link(bundle)
-            async with ctx.database.transaction() as session:
-                added = await staging.stage_resources(session, ctx.task_id, data)
-                await staging.save_step(
-                    session,
-                    ctx.task_id,
-                    step,
-                    cursor=following,
-                    done=following is None,
-                    added=added,
-                )
+            added = await ctx.staging.stage_page(step, data, next_url=following)
             for resource in data:
                 if resource.get("resourceType") and resource.get("id"):
                     self.staged.add((resource["resourceType"], str(resource["id"])))
@@ -334,12 +333,11 @@ class _Crawler:
         chain = (*chain, f"{resource_type} read")
         self.note(chain)
         try:
-            resource = await ctx.session.get_json(url)
+            resource = await ctx.source.get_json(url)
         except FetchError as exc:
             await _give_up(ctx, f"read:{url}", exc, resource_type)
             return
-        async with ctx.database.transaction() as session:
-            added = await staging.stage_resources(session, ctx.task_id, [resource])
+        added = await ctx.staging.stage_resources([resource])
         self.staged.add(key)
         self.found(resource, depth, chain)
         await ctx.on_progress(resources_added=added)
@@ -351,42 +349,28 @@ class _Crawler:
         self.note((*chain, "attachment"))
         sink = _MemorySink(ctx.staging_limit or STAGING_LIMIT)
         try:
-            result = await fetch_attachment(ctx.session, url, sink)
+            result = await ctx.source.download(url, sink)
         except TooLarge:
             # Too large to stage: packaging downloads it once, into the export file.
-            async with ctx.database.transaction() as session:
-                await staging.mark_attachment(
-                    session,
-                    ctx.task_id,
-                    binary_id,
-                    source_url=url,
-                    content_type=content_type or sink.served_type or None,
-                    size=sink.declared_size,
-                    done=False,
-                )
-            return
-        if isinstance(result, FetchError):
-            await _attachment_failed(ctx, binary_id, result)
-            return
-        key = f"staging/{ctx.task_id}/{binary_id}"
-        async with ctx.blobs.open_writer(key) as writer:
-            for chunk in sink.take():
-                await writer.write(chunk)
-        stored = writer.stored
-        async with ctx.database.transaction() as session:
-            await staging.mark_attachment(
-                session,
-                ctx.task_id,
+            await ctx.staging.defer_attachment(
                 binary_id,
                 source_url=url,
-                content_type=content_type or result or "application/octet-stream",
-                blob_key=key,
-                size=stored.size,
-                done=True,
+                content_type=content_type or sink.served_type or None,
+                size=sink.declared_size,
             )
-            # No step row besides: the attachment's own row says it is staged (a step is kept
-            # only for an attachment that failed).
-        await ctx.on_progress(attachment_bytes=stored.size)
+            return
+        if isinstance(result, FetchError):
+            await _give_up(ctx, f"attachment:{binary_id}", result, "Binary")
+            return
+        # No checkpoint besides: the attachment's own record says it is staged (a checkpoint is
+        # kept only for an attachment that failed).
+        size = await ctx.staging.stage_attachment(
+            binary_id,
+            source_url=url,
+            content_type=content_type or result or "application/octet-stream",
+            chunks=sink.take(),
+        )
+        await ctx.on_progress(attachment_bytes=size)
 
 
 class _MemorySink:
@@ -427,14 +411,10 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-async def _attachment_failed(ctx: CrawlContext, binary_id: str, failure: FetchError) -> None:
-    await _give_up(ctx, f"attachment:{binary_id}", failure, "Binary")
-
-
 async def _give_up(
     ctx: CrawlContext, step: str, failure: FetchError, resource_type: str | None
 ) -> None:
-    """Record a failure in the error report and mark its step done, in one transaction."""
+    """Record a failure in the error report and mark its step done, in one write."""
     if failure.refused:
         # Why it was refused, never a response body: nothing was fetched.
         outcome = operation_outcome(
@@ -450,6 +430,4 @@ async def _give_up(
             resource_type=resource_type,
             detail=failure.detail,
         )
-    async with ctx.database.transaction() as session:
-        await staging.record_error(session, ctx.task_id, outcome)
-        await staging.save_step(session, ctx.task_id, step, cursor=None, done=True, added=0)
+    await ctx.staging.record_failure(step, outcome)

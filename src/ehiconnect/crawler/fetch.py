@@ -39,8 +39,11 @@ import orjson
 
 from ehiconnect import __version__, metrics
 from ehiconnect.clock import Clock
+from ehiconnect.crawler.attachments import fetch_attachment
 from ehiconnect.crawler.bulk_body import BULK_BODY, BulkBodyTransport
 from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, RetryPolicy
+from ehiconnect.crawler.ports import AttachmentSink
+from ehiconnect.crawler.ports import FetchError as FetchError  # raised here; callers catch it
 from ehiconnect.errors import FatalError
 from ehiconnect.http.ssrf import (
     GuardedTransport,
@@ -79,20 +82,6 @@ class OutboundAccess:
     max_off_base_bytes: int
     resolver: Resolver = system_resolver
     transport: httpx.AsyncBaseTransport | None = None  # the connection layer; tests inject one
-
-
-class FetchError(Exception):
-    """A request that failed for good; `status` is None when no response came.
-
-    `refused`: the SSRF guard would not let the request out (nothing was sent).
-    """
-
-    def __init__(self, url: str, status: int | None, detail: str, *, refused: bool = False) -> None:
-        super().__init__(f"{url}: {detail}")
-        self.url = url
-        self.status = status
-        self.detail = detail
-        self.refused = refused
 
 
 class DeadlineExceeded(FatalError):
@@ -296,6 +285,10 @@ class FhirSession:
         async with self._attempts(target, {"Accept": "application/fhir+json"}, accept=accept):
             pass
         return parsed[-1]
+
+    async def download(self, url: str, sink: AttachmentSink) -> str | FetchError:
+        """An attachment into `sink`, restarted when its body breaks off (`fetch_attachment`)."""
+        return await fetch_attachment(self, url, sink)
 
     @contextlib.asynccontextmanager
     async def stream(self, url: str) -> AsyncIterator[httpx.Response]:

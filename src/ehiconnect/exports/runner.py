@@ -222,10 +222,8 @@ async def _run_export(runtime: Runtime, task_id: str, phases: tracing.PhaseSpans
             telemetry.phase_changed(task, phase)
 
     context = CrawlContext(
-        task_id=task_id,
-        database=runtime.database,
-        session=session_,
-        blobs=blobs,
+        source=session_,
+        staging=staging.ExportStaging(runtime.database, blobs, task_id),
         patient_id=patient_id,
         granted_scope=scope,
         quirks=quirks_for(platform_type),

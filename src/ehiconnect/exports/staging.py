@@ -1,16 +1,20 @@
-"""Reads and writes of an export's staging area (see `exports.models`)."""
+"""Reads and writes of an export's staging area (see `exports.models`).
+
+`ExportStaging` is the crawl's staging port (`crawler.ports.CrawlStaging`) for one task: rows in
+PostgreSQL, staged attachment bodies in the blob store under `staging/<task id>/`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehiconnect.crawler.ports import Checkpoint
 from ehiconnect.db.database import Database
 from ehiconnect.exports.models import (
     ExportAttachment,
@@ -18,6 +22,7 @@ from ehiconnect.exports.models import (
     ExportItem,
     ExportStep,
 )
+from ehiconnect.storage.port import BlobStore
 
 BATCH = 500
 
@@ -44,24 +49,14 @@ async def stage_resources(
     return len(result.all())
 
 
-async def get_step(session: AsyncSession, task_id: str, step: str) -> ExportStep | None:
-    return await session.get(ExportStep, (task_id, step))
-
-
-@dataclass(frozen=True)
-class StepState:
-    cursor: str | None
-    done: bool
-
-
-async def load_steps(session: AsyncSession, task_id: str) -> dict[str, StepState]:
+async def load_steps(session: AsyncSession, task_id: str) -> dict[str, Checkpoint]:
     """Every checkpointed step of a task, in one query (a resumed crawl looks each one up)."""
     rows = await session.execute(
         select(ExportStep.step, ExportStep.cursor, ExportStep.done).where(
             ExportStep.task_id == task_id
         )
     )
-    return {step: StepState(cursor, done) for step, cursor, done in rows.all()}
+    return {step: Checkpoint(cursor, done) for step, cursor, done in rows.all()}
 
 
 async def load_attachments(session: AsyncSession, task_id: str) -> dict[str, bool]:
@@ -122,22 +117,6 @@ async def iter_items(
         after = (rows[-1][0], rows[-1][1])
 
 
-async def staged_keys(
-    session: AsyncSession, task_id: str, keys: set[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    if not keys:
-        return set()
-    rows = await session.execute(
-        select(ExportItem.resource_type, ExportItem.resource_id).where(
-            ExportItem.task_id == task_id,
-            func.concat(ExportItem.resource_type, "/", ExportItem.resource_id).in_(
-                [f"{t}/{i}" for t, i in keys]
-            ),
-        )
-    )
-    return {(t, i) for t, i in rows.all()}
-
-
 async def clear_staging(session: AsyncSession, task_id: str) -> None:
     for model in (ExportItem, ExportStep, ExportError, ExportAttachment):
         await session.execute(delete(model).where(model.task_id == task_id))
@@ -169,3 +148,80 @@ async def mark_attachment(
             set_={"blob_key": blob_key, "size": size, "done": done, "content_type": content_type},
         )
     )
+
+
+class ExportStaging:
+    """One task's staging area as the crawl writes it (`crawler.ports.CrawlStaging`): each
+    method one transaction, so a page and its checkpoint, or a failure and its step, are kept
+    together or not at all."""
+
+    def __init__(self, database: Database, blobs: BlobStore, task_id: str) -> None:
+        self._database = database
+        self._blobs = blobs
+        self._task_id = task_id
+
+    async def checkpoints(self) -> dict[str, Checkpoint]:
+        async with self._database.transaction() as session:
+            return await load_steps(session, self._task_id)
+
+    async def recorded_attachments(self) -> dict[str, bool]:
+        async with self._database.transaction() as session:
+            return await load_attachments(session, self._task_id)
+
+    async def staged_resources(self) -> AsyncIterator[dict[str, Any]]:
+        async for _, _, body in iter_items(self._database, self._task_id):
+            yield orjson.loads(body)
+
+    async def stage_resources(self, resources: Sequence[dict[str, Any]]) -> int:
+        async with self._database.transaction() as session:
+            return await stage_resources(session, self._task_id, resources)
+
+    async def stage_page(
+        self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
+    ) -> int:
+        async with self._database.transaction() as session:
+            added = await stage_resources(session, self._task_id, resources)
+            await save_step(
+                session, self._task_id, step, cursor=next_url, done=next_url is None, added=added
+            )
+        return added
+
+    async def record_failure(self, step: str, outcome: dict[str, Any]) -> None:
+        async with self._database.transaction() as session:
+            await record_error(session, self._task_id, outcome)
+            await save_step(session, self._task_id, step, cursor=None, done=True, added=0)
+
+    async def stage_attachment(
+        self, binary_id: str, *, source_url: str, content_type: str, chunks: Sequence[bytes]
+    ) -> int:
+        key = f"staging/{self._task_id}/{binary_id}"
+        async with self._blobs.open_writer(key) as writer:
+            for chunk in chunks:
+                await writer.write(chunk)
+        size = writer.stored.size
+        async with self._database.transaction() as session:
+            await mark_attachment(
+                session,
+                self._task_id,
+                binary_id,
+                source_url=source_url,
+                content_type=content_type,
+                blob_key=key,
+                size=size,
+                done=True,
+            )
+        return size
+
+    async def defer_attachment(
+        self, binary_id: str, *, source_url: str, content_type: str | None, size: int | None
+    ) -> None:
+        async with self._database.transaction() as session:
+            await mark_attachment(
+                session,
+                self._task_id,
+                binary_id,
+                source_url=source_url,
+                content_type=content_type,
+                size=size,
+                done=False,
+            )
