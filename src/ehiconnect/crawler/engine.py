@@ -177,6 +177,7 @@ class _Crawler:
         self.downloads: set[str] = set()
         self.searches_left = 0
         self.searching = True
+        self.rescanning = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.longest: Chain = ()
         self._failure: BaseException | None = None
@@ -218,10 +219,19 @@ class _Crawler:
     # ------------------------------------------------------------------ discovery
 
     async def rescan(self) -> None:
-        """A resumed crawl: what an earlier run staged, each resource parsed once."""
+        """A resumed crawl: what an earlier run staged, each resource parsed once.
+
+        The reads it refers to are held until the scan is over: a resource staged further on in
+        the scan (a Practitioner after the Condition naming it) is not read again."""
+        self.rescanning = True
         async for resource in self.ctx.staging.staged_resources():
             self.staged.add((resource["resourceType"], str(resource["id"])))
             self.found(resource, 0, _PATIENT_CHAIN)
+        self.rescanning = False
+        held, self.deferred = self.deferred, {}
+        for key, (depth, chain) in sorted(held.items()):
+            if key not in self.staged:
+                self.want(key, depth, chain)
 
     def found(self, resource: dict[str, Any], depth: int, chain: Chain) -> None:
         """Start what `resource` refers to that nobody has fetched or started yet."""
@@ -239,13 +249,7 @@ class _Crawler:
                 if f"read:{key[0]}/{key[1]}" in self.steps:  # failed in an earlier run
                     continue
                 self.wanted.add(key)
-                if self.searching and (
-                    self.plan.uses_everything or key[0] in self.plan.searched_types
-                ):
-                    # A search may still bring it: read it only if none did.
-                    self.deferred[key] = (depth + 1, chain)
-                else:
-                    self.spawn(self._read(key, depth + 1, chain))
+                self.want(key, depth + 1, chain)
         for attachment in iter_attachments(resource):
             if attachment.has_inline_data or not attachment.url:
                 continue
@@ -260,6 +264,17 @@ class _Crawler:
             if step is not None and step.done:  # failed in an earlier run
                 continue
             self.spawn(self._download(binary_id, source.url, attachment.content_type, chain))
+
+    def want(self, key: tuple[str, str], depth: int, chain: Chain) -> None:
+        """Read `key` now, or once it is known that nothing else brings it."""
+        if self.rescanning or (
+            self.searching and (self.plan.uses_everything or key[0] in self.plan.searched_types)
+        ):
+            # A search (or the rest of the staging area) may still bring it: read it only if
+            # none did.
+            self.deferred[key] = (depth, chain)
+        else:
+            self.spawn(self._read(key, depth, chain))
 
     def start_searches(self) -> None:
         targets: list[tuple[str, str, str | None, str]]

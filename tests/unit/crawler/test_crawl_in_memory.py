@@ -1,0 +1,293 @@
+"""The real crawl engine on in-memory ports (`crawler.memory`): no network, no database.
+
+One patient on a server that supports three searches: Observations over three pages (`next`
+links), Conditions with a warning in the searchset, DocumentReferences with attachments. The
+records refer to a practitioner (who refers to an organization), to one who cannot be read, and
+to an Observation that a later search page brings anyway.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from ehiconnect.crawler.engine import CrawlContext, CrawlReport, crawl
+from ehiconnect.crawler.memory import MemoryAttachment, MemoryFhirSource, MemoryStaging
+from ehiconnect.crawler.ports import Checkpoint
+from ehiconnect.crawler.quirks import GENERIC
+from ehiconnect.errors import FatalError
+from ehiconnect.vocabulary import ExportFailureReason, ExportPhase
+
+BASE = "https://ehr.example.org/fhir/"
+OBSERVATIONS = "Observation?patient=p1&_count=2"
+OBSERVATIONS_2 = f"{BASE}Observation?patient=p1&_count=2&page=2"
+OBSERVATIONS_3 = f"{BASE}Observation?patient=p1&_count=2&page=3"
+CONDITIONS = "Condition?patient=p1&_count=2"
+DOCUMENTS = "DocumentReference?patient=p1&_count=2"
+STAGING_LIMIT = 16
+NOTE = b"a clinical note."  # 16 bytes: staged
+SCAN = b"x" * 64  # over the staging limit: left to packaging
+
+
+def searchable(resource_type: str) -> dict[str, Any]:
+    return {"type": resource_type, "interaction": [{"code": "read"}, {"code": "search-type"}]}
+
+
+def bundle(*resources: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
+    links = [{"relation": "next", "url": next_url}] if next_url else []
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [{"resource": resource} for resource in resources],
+    }
+
+
+def observation(id_: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": id_,
+        "subject": {"reference": "Patient/p1"},
+        **fields,
+    }
+
+
+def health_system() -> MemoryFhirSource:
+    capabilities = {
+        "resourceType": "CapabilityStatement",
+        "fhirVersion": "4.0.1",
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {"type": "Patient", "interaction": [{"code": "read"}]},
+                    searchable("Observation"),
+                    searchable("Condition"),
+                    searchable("DocumentReference"),
+                ],
+            }
+        ],
+    }
+    document = {
+        "resourceType": "DocumentReference",
+        "id": "doc1",
+        "subject": {"reference": "Patient/p1"},
+        "content": [
+            {"attachment": {"contentType": "text/plain", "url": "Binary/note"}},
+            {"attachment": {"contentType": "image/tiff", "url": "Binary/scan"}},
+            {"attachment": {"contentType": "text/plain", "data": "aW5saW5l"}},  # nothing to fetch
+        ],
+    }
+    return MemoryFhirSource(
+        BASE,
+        resources={
+            "metadata": capabilities,
+            "Patient/p1": {"resourceType": "Patient", "id": "p1"},
+            OBSERVATIONS: bundle(
+                observation("obs1", performer=[{"reference": "Practitioner/pr1"}]),
+                # Referred to before its own page comes: the search brings it, no read does.
+                observation("obs2", hasMember=[{"reference": "Observation/obs4"}]),
+                next_url=OBSERVATIONS_2,
+            ),
+            OBSERVATIONS_2: bundle(
+                observation("obs3", performer=[{"reference": "Practitioner/pr-gone"}]),
+                next_url=OBSERVATIONS_3,
+            ),
+            OBSERVATIONS_3: bundle(observation("obs4")),
+            CONDITIONS: bundle(
+                {
+                    "resourceType": "Condition",
+                    "id": "cond1",
+                    "subject": {"reference": "Patient/p1"},
+                    "asserter": {"reference": "Practitioner/pr1"},
+                    "encounter": {"reference": "Encounter/enc1"},  # searched, never read
+                },
+                {
+                    "resourceType": "OperationOutcome",
+                    "id": "warning",
+                    "issue": [{"severity": "warning", "code": "informational"}],
+                },
+            ),
+            DOCUMENTS: bundle(document),
+            "Practitioner/pr1": {
+                "resourceType": "Practitioner",
+                "id": "pr1",
+                "qualification": [{"issuer": {"reference": "Organization/org1"}}],
+            },
+            "Organization/org1": {"resourceType": "Organization", "id": "org1"},
+        },
+        attachments={
+            "Binary/note": MemoryAttachment("text/plain", NOTE),
+            "Binary/scan": MemoryAttachment("image/tiff", SCAN),
+        },
+        failures={"Practitioner/pr-gone": 500},
+        chunk_size=5,
+    )
+
+
+EVERY_RESOURCE = {
+    ("Patient", "p1"),
+    ("Observation", "obs1"),
+    ("Observation", "obs2"),
+    ("Observation", "obs3"),
+    ("Observation", "obs4"),
+    ("Condition", "cond1"),
+    ("DocumentReference", "doc1"),
+    ("Practitioner", "pr1"),
+    ("Organization", "org1"),
+}
+
+
+class Progress:
+    """What the crawl reported, as the export task's row would sum it up."""
+
+    def __init__(self) -> None:
+        self.phases: list[ExportPhase] = []
+        self.resources = 0
+        self.attachment_bytes = 0
+        self.reports: list[dict[str, Any]] = []
+
+    async def __call__(
+        self,
+        *,
+        phase: ExportPhase | None = None,
+        resources_added: int = 0,
+        attachment_bytes: int = 0,
+        crawl_report: dict[str, Any] | None = None,
+    ) -> None:
+        if phase is not None:
+            self.phases.append(phase)
+        self.resources += resources_added
+        self.attachment_bytes += attachment_bytes
+        if crawl_report is not None:
+            self.reports.append(crawl_report)
+
+
+async def run(source: MemoryFhirSource, staging: MemoryStaging, progress: Progress) -> CrawlReport:
+    return await crawl(
+        CrawlContext(
+            source=source,
+            staging=staging,
+            patient_id="p1",
+            granted_scope="launch/patient patient/*.read",
+            quirks=GENERIC,
+            page_size=2,
+            on_progress=progress,
+            staging_limit=STAGING_LIMIT,
+        )
+    )
+
+
+async def test_a_crawl_stages_each_resource_once_and_follows_pages_and_references() -> None:
+    source, staging, progress = health_system(), MemoryStaging(), Progress()
+
+    report = await run(source, staging, progress)
+
+    assert set(staging.resources) == EVERY_RESOURCE
+    assert staging.offered == Counter(EVERY_RESOURCE)  # nothing fetched or staged twice
+    requested = Counter(source.requests)
+    assert max(requested.values()) == 1
+    # Every page of the Observation search, through its `next` links.
+    assert {OBSERVATIONS_2, OBSERVATIONS_3} <= set(requested)
+    # pr1, referred to twice, read once; org1 through pr1; obs4 came with its page.
+    assert requested[f"{BASE}Practitioner/pr1"] == 1
+    assert requested[f"{BASE}Organization/org1"] == 1
+    assert f"{BASE}Observation/obs4" not in requested
+    assert f"{BASE}Encounter/enc1" not in requested  # not a type hydrated by reference
+    assert {step: c for step, c in staging.steps.items() if step.startswith("search:")} == {
+        f"search:{url}": Checkpoint(cursor=None, done=True)
+        for url in (OBSERVATIONS, CONDITIONS, DOCUMENTS)
+    }
+
+    assert progress.phases == [
+        ExportPhase.DISCOVER,
+        ExportPhase.PATIENT,
+        ExportPhase.RESOURCES,
+        ExportPhase.HYDRATE,
+    ]
+    assert progress.resources == len(EVERY_RESOURCE)
+    assert progress.attachment_bytes == len(NOTE)
+    # metadata, Patient read, then the three Observation pages one after the other.
+    assert report.critical_path[:2] == ("metadata", "Patient read")
+    assert len(report.critical_path) == 5
+    assert progress.reports == [
+        {"critical_path_requests": 5, "crawl_seconds": report.seconds},
+    ]
+
+
+async def test_a_resource_that_cannot_be_read_is_one_line_of_the_error_report() -> None:
+    source, staging = health_system(), MemoryStaging()
+
+    await run(source, staging, Progress())
+
+    [outcome] = staging.errors.values()
+    assert outcome["resourceType"] == "OperationOutcome"
+    [issue] = outcome["issue"]
+    assert (issue["severity"], issue["code"]) == ("error", "exception")
+    assert issue["diagnostics"].startswith("Request failed with HTTP 500")
+    assert issue["details"] == {"text": f"{BASE}Practitioner/pr-gone"}
+    assert issue["expression"] == ["Practitioner"]
+    # Marked done: a resumed crawl does not try it again.
+    assert staging.steps["read:Practitioner/pr-gone"] == Checkpoint(cursor=None, done=True)
+
+
+async def test_attachments_are_staged_up_to_the_limit_and_larger_ones_left_to_packaging() -> None:
+    source, staging = health_system(), MemoryStaging()
+
+    await run(source, staging, Progress())
+
+    note, scan = staging.attachments["note"], staging.attachments["scan"]
+    assert (note.done, note.body, note.content_type) == (True, NOTE, "text/plain")
+    assert note.source_url == f"{BASE}Binary/note"
+    assert (scan.done, scan.body, scan.size) == (False, None, len(SCAN))
+    assert scan.content_type == "image/tiff"
+    assert len(staging.attachments) == 2  # the inline one has nothing to download
+    assert Counter(source.requests)[f"{BASE}Binary/scan"] == 1
+
+
+async def test_a_resumed_crawl_continues_from_its_checkpoints_without_fetching_twice() -> None:
+    source, staging = health_system(), MemoryStaging()
+    source.failures[OBSERVATIONS_2] = RuntimeError("the worker died")
+    first_progress = Progress()
+
+    with pytest.raises(RuntimeError, match="the worker died"):
+        await run(source, staging, first_progress)
+
+    assert staging.steps[f"search:{OBSERVATIONS}"] == Checkpoint(cursor=OBSERVATIONS_2, done=False)
+    first = list(source.requests)
+    del source.failures[OBSERVATIONS_2]
+    source.requests.clear()
+    second_progress = Progress()
+
+    await run(source, staging, second_progress)
+
+    # Only the crawl's anchors are read again, and the page the first run never got.
+    assert set(first) & set(source.requests) == {
+        f"{BASE}metadata",
+        f"{BASE}Patient/p1",
+        OBSERVATIONS_2,
+    }
+    assert f"{BASE}{OBSERVATIONS}" not in source.requests
+    assert set(staging.resources) == EVERY_RESOURCE
+    assert staging.offered == Counter(EVERY_RESOURCE) + Counter({("Patient", "p1"): 1})
+    assert first_progress.resources + second_progress.resources == len(EVERY_RESOURCE)
+    assert len(staging.errors) == 1
+    assert {binary_id: a.done for binary_id, a in staging.attachments.items()} == {
+        "note": True,
+        "scan": False,
+    }
+    assert second_progress.phases[-1] == ExportPhase.HYDRATE
+
+
+async def test_without_the_patient_there_is_nothing_to_export() -> None:
+    source, staging = health_system(), MemoryStaging()
+    source.failures[f"{BASE}Patient/p1"] = 404
+
+    with pytest.raises(FatalError) as raised:
+        await run(source, staging, Progress())
+
+    assert raised.value.failure_reason == ExportFailureReason.RESOURCE_PATIENT_FAILURE
+    assert staging.resources == {}
+    assert source.requests == [f"{BASE}metadata", f"{BASE}Patient/p1"]
