@@ -1,15 +1,16 @@
 """Can this process serve? The checks behind `/readyz`, cached so probes cannot load the database.
 
-    checker = ReadinessChecker(database, blobs)
-    report = await checker.check()     # at most one real check per `ttl_seconds`, shared by all
+    checker = ReadinessChecker(database, blobs)  # the tracker: migrations=<its own history>
+    report = await checker.check()  # at most one real check per `ttl_seconds`, shared by all
     report.ready, report.checks, report.problems
 
 Checks, run concurrently, each bounded by `timeout_seconds`:
 
 - `database`: a connection from the pool answers, and
-- `migrations`: its schema is not behind this code: at the head this code expects, or at a
-  revision this code does not know (a newer version migrated it during a rolling restart;
-  migrations only add, so older code keeps working on it);
+- `migrations`: its schema (the platform's, or the history given as `migrations`) is not behind
+  this code: at the head this code expects, or at a revision this code does not know (a newer
+  version migrated it during a rolling restart; migrations only add, so older code keeps working
+  on it);
 - `storage`: a small probe object can be written to and deleted from the export store.
 
 `/healthz` stays the liveness probe (the process answers); a load balancer sends traffic only
@@ -26,10 +27,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import column, select, table
 
 from ehiconnect.db.database import Database
-from ehiconnect.db.migrate import head_revision, known_revisions
+from ehiconnect.db.migrate import PLATFORM, MigrationChain
 from ehiconnect.storage.port import BlobStore
 
 DEFAULT_TTL_SECONDS = 1.0
@@ -56,13 +57,13 @@ class ReadinessReport:
 
 
 @cache
-def _expected_revision() -> str | None:
-    return head_revision()  # parses the migration scripts: once per process
+def _expected_revision(migrations: MigrationChain) -> str | None:
+    return migrations.head()  # parses the migration scripts: once per process
 
 
 @cache
-def _known_revisions() -> frozenset[str]:
-    return known_revisions()
+def _known_revisions(migrations: MigrationChain) -> frozenset[str]:
+    return migrations.known()
 
 
 class ReadinessChecker:
@@ -71,11 +72,13 @@ class ReadinessChecker:
         database: Database,
         blobs: BlobStore,
         *,
+        migrations: MigrationChain = PLATFORM,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self._database = database
         self._blobs = blobs
+        self._migrations = migrations
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
         self._lock = asyncio.Lock()
@@ -105,13 +108,14 @@ class ReadinessChecker:
             return on_timeout
 
     async def _database_checks(self) -> tuple[str, str]:
+        versions = table(self._migrations.version_table, column("version_num"))
         try:
             async with self._database.transaction() as session:
-                revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
+                revision = await session.scalar(select(versions.c.version_num))
         except Exception as exc:
             return f"unreachable ({type(exc).__name__})", UNCHECKED
-        expected = _expected_revision()
-        if revision != expected and revision in _known_revisions():
+        expected = _expected_revision(self._migrations)
+        if revision != expected and revision in _known_revisions(self._migrations):
             return "ok", (
                 f"the schema is at {revision}, this version expects {expected}; "
                 "restart a process to apply migrations, or roll back the deploy"

@@ -9,7 +9,6 @@ from ehiconnect.db.models import Base
 from ehiconnect.exports import models as export_models
 from ehiconnect.smart import client_keys as client_key_models
 from ehiconnect.support import models as support_models
-from ehiconnect.tracker import models as tracker_models
 from ehiconnect.webhooks import models as webhook_models
 
 __all__ = [
@@ -24,6 +23,5 @@ __all__ = [
     "models",
     "rate_limits",
     "support_models",
-    "tracker_models",
     "webhook_models",
 ]

@@ -23,7 +23,6 @@ from pydantic_settings import (
 )
 
 from ehiconnect.tracing.settings import OtelSettings
-from ehiconnect.tracker.settings import TrackerSettings
 
 # The retry schedule is data (DESIGN §2): attempt 1 immediately, then 5 s, 5 min, 30 min, 2 h,
 # 5 h, 10 h and 10 h after the previous attempt; each delay varies by the jitter fraction.
@@ -187,6 +186,17 @@ class SandboxSettings(BaseModel):
         description="Where the sandbox health systems answer; listed in the test-mode catalog",
     )
     enabled: bool = True
+
+
+class CatalogSettings(BaseModel):
+    builtin_sources: dict[str, str] = Field(
+        default_factory=lambda: {"sandbox": "ehiconnect.sandbox.catalog_sync:sandbox_catalog_data"},
+        description=(
+            "The test-mode catalog: source name → `module:function` taking sandbox.base_url and "
+            "returning CatalogData; listed at API start-up (when sandbox.enabled) and by "
+            "`ehiconnect catalog sync-sandbox`. The platform imports them by name only"
+        ),
+    )
 
 
 class ConsentSettings(BaseModel):
@@ -372,10 +382,10 @@ class Settings(BaseSettings):
     keys: KeySettings = KeySettings()
     vault: VaultSettings = VaultSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    catalog: CatalogSettings = CatalogSettings()
     consent: ConsentSettings = ConsentSettings()
     exports: ExportSettings = ExportSettings()
     webhooks: WebhookSettings = WebhookSettings()
-    tracker: TrackerSettings = TrackerSettings()
     otel: OtelSettings = OtelSettings()
 
     @classmethod

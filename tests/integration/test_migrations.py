@@ -1,4 +1,7 @@
-"""Schema migrations apply to an empty database, and concurrent starters do not collide."""
+"""Schema migrations apply to an empty database, and concurrent starters do not collide.
+
+These are the platform's; the tracker's own history is tested in tests/integration/tracker.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def test_migrations_apply_to_an_empty_database(postgres: PostgresForTests) -> No
         assert _tables(url) == set()
         assert upgrade_database(url) == head_revision()
         assert _tables(url) >= EXPECTED_TABLES
+        assert {table for table in _tables(url) if table.startswith("tracker_")} == set()
         # A second start finds nothing to do.
         assert upgrade_database(url) == head_revision()
     finally:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ehiconnect.cli.main import app as cli_app
 from ehiconnect.settings import Settings
+from ehiconnect.tracker.settings import TrackerSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SYSTEMD = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -22,10 +23,13 @@ MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 
 
 def _is_setting(variable: str) -> bool:
-    """Whether `EHICONNECT_A__B` names a field of the settings (`a.b`)."""
+    """Whether `EHICONNECT_A__B` names a field of the settings (`a.b`), or of the tracker's
+    own (`EHICONNECT_TRACKER__A`)."""
     assert variable.startswith("EHICONNECT_"), variable
     parts = variable.removeprefix("EHICONNECT_").lower().split("__")
     model: type[BaseModel] = Settings
+    if parts[0] == "tracker" and len(parts) > 1:
+        model, parts = TrackerSettings, parts[1:]
     for index, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
@@ -47,6 +51,8 @@ def test_the_setting_check_tells_a_typo() -> None:
     assert _is_setting("EHICONNECT_VAULT__KEYS__k2026a")
     assert not _is_setting("EHICONNECT_EXPORTS__S3_PUBLIC_URL")
     assert not _is_setting("EHICONNECT_JOBS__CONCURRENCY__X")
+    assert _is_setting("EHICONNECT_TRACKER__PLATFORM_BASE_URL")
+    assert not _is_setting("EHICONNECT_TRACKER__PLATFORM_URL")
 
 
 def _commands() -> set[tuple[str, ...]]:

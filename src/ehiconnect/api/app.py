@@ -28,6 +28,7 @@ from ehiconnect.api.routes import (
     widget,
 )
 from ehiconnect.api.routes import metrics as metrics_route
+from ehiconnect.catalog.builtin import sync_builtin_catalogs
 from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.clock import Clock
 from ehiconnect.console.app import mount_console
@@ -41,7 +42,6 @@ from ehiconnect.http.asgi_guards import (
     refuse_by_path,
 )
 from ehiconnect.runtime import Runtime
-from ehiconnect.sandbox.catalog_sync import sync_sandbox_catalog
 from ehiconnect.settings import Settings
 from ehiconnect.tracing import instrument_app
 
@@ -56,7 +56,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         async with Runtime.open(settings, clock=clock, role=ProcessRole.API) as runtime:
             if settings.sandbox.enabled:
                 async with runtime.database.transaction() as session:
-                    await sync_sandbox_catalog(session, settings.sandbox.base_url)
+                    await sync_builtin_catalogs(
+                        session,
+                        settings.catalog.builtin_sources,
+                        base_url=settings.sandbox.base_url,
+                    )
             app.state.runtime = runtime
             yield
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
+from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogEntry, CatalogPortal
+from ehiconnect.catalog.service import brand_fields, endpoint_view, portal_fields
 from ehiconnect.errors import Gone, NotFound
 from ehiconnect.ids import ApiMode
 from ehiconnect.vault import Sealed, TokenCipher, VaultError
@@ -70,14 +71,8 @@ def _stamp(value: dt.datetime | None) -> str | None:
 
 def brand_entry(brand: CatalogBrand) -> dict[str, Any]:
     return {
-        "id": brand.id,
-        "name": brand.name,
-        "aliases": list(brand.aliases),
-        "brand_website": brand.brand_website,
-        "logo": brand.logo,
+        **brand_fields(brand),
         "logo_uri": brand.logo,
-        "locations": list(brand.locations),
-        "portal_ids": list(brand.portal_ids),
         "status": brand.status,
         "last_updated": _stamp(brand.updated_at),
     }
@@ -85,12 +80,8 @@ def brand_entry(brand: CatalogBrand) -> dict[str, Any]:
 
 def portal_entry(portal: CatalogPortal) -> dict[str, Any]:
     return {
-        "id": portal.id,
-        "name": portal.name,
-        "portal_website": portal.portal_website,
+        **portal_fields(portal),
         "url": portal.portal_website,
-        "logo": portal.logo,
-        "endpoint_ids": list(portal.endpoint_ids),
         "status": portal.status,
         "last_updated": _stamp(portal.updated_at),
     }
@@ -98,51 +89,32 @@ def portal_entry(portal: CatalogPortal) -> dict[str, Any]:
 
 def endpoint_entry(endpoint: CatalogEndpoint) -> dict[str, Any]:
     return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "name": endpoint.name,
-        "platform_type": endpoint.platform_type,
-        "status": endpoint.status,
-        "fhir_version": endpoint.fhir_version,
-        "authorization_endpoint": endpoint.authorization_endpoint,
+        **endpoint_view(endpoint),
         "authorization_url": endpoint.authorization_endpoint,
-        "token_endpoint": endpoint.token_endpoint,
         "token_url": endpoint.token_endpoint,
-        "revoke_endpoint": endpoint.revoke_endpoint,
         "scopes_supported": endpoint.scopes.split(),
         "last_updated": _stamp(endpoint.updated_at),
     }
 
 
+_RENDERED: Final[dict[str, tuple[type[CatalogEntry], Callable[[Any], dict[str, Any]]]]] = {
+    "brands.json": (CatalogBrand, brand_entry),
+    "portals.json": (CatalogPortal, portal_entry),
+    "endpoints.json": (CatalogEndpoint, endpoint_entry),
+}
+
+
 async def catalog_json(session: AsyncSession, *, mode: ApiMode, name: str) -> AsyncIterator[bytes]:
     """One file as a JSON array, streamed in chunks of rows (flat memory whatever its size)."""
-    sandbox = mode == "test"
-    if name == "brands.json":
-        rows = await session.stream_scalars(
-            select(CatalogBrand)
-            .where(CatalogBrand.sandbox.is_(sandbox), CatalogBrand.merged_into.is_(None))
-            .order_by(CatalogBrand.id)
-            .execution_options(yield_per=_ROWS_PER_CHUNK)
-        )
-        render: Any = brand_entry
-    elif name == "portals.json":
-        rows = await session.stream_scalars(
-            select(CatalogPortal)
-            .where(CatalogPortal.sandbox.is_(sandbox), CatalogPortal.merged_into.is_(None))
-            .order_by(CatalogPortal.id)
-            .execution_options(yield_per=_ROWS_PER_CHUNK)
-        )
-        render = portal_entry
-    elif name == "endpoints.json":
-        rows = await session.stream_scalars(
-            select(CatalogEndpoint)
-            .where(CatalogEndpoint.sandbox.is_(sandbox), CatalogEndpoint.merged_into.is_(None))
-            .order_by(CatalogEndpoint.id)
-            .execution_options(yield_per=_ROWS_PER_CHUNK)
-        )
-        render = endpoint_entry
-    else:
+    if name not in _RENDERED:
         raise NotFound(f"no catalog file {name}; the files are {', '.join(FILES)}")
+    model, render = _RENDERED[name]
+    rows = await session.stream_scalars(
+        select(model)
+        .where(model.sandbox.is_(mode == "test"), model.merged_into.is_(None))
+        .order_by(model.id)
+        .execution_options(yield_per=_ROWS_PER_CHUNK)
+    )
     yield b"["
     first = True
     async for partition in rows.partitions():

@@ -24,9 +24,9 @@ INDEX_NAME = "catalog_brands"
 
 def brand_platform_type(hit: Ranked, brand: dict[str, Any]) -> str | None:
     """One platform for the brand: its first active endpoint's, else its first endpoint's."""
-    endpoints = [e for portal in brand.get("portals", []) for e in portal.get("endpoints", [])]
+    endpoints = [e for portal in brand["portals"] for e in portal["endpoints"]]
     for endpoint in endpoints:
-        if endpoint.get("status") == "active" and endpoint.get("platform_type"):
+        if endpoint["status"] == "active" and endpoint["platform_type"]:
             return str(endpoint["platform_type"])
     return hit.platform_types[0] if hit.platform_types else None
 
@@ -40,7 +40,7 @@ def search_response(page: Page, brands: dict[str, dict[str, Any]], took_ms: int)
             continue
         source = {
             **brand,
-            "logo_uri": brand.get("logo"),
+            "logo_uri": brand["logo"],
             "sort_name": hit.sort_name,
             "hidden": False,
             "platform_type": brand_platform_type(hit, brand),

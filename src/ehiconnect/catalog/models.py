@@ -11,10 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
 
-ENDPOINT_STATUSES = ("active", "suspended")
-CLIENT_AUTH_METHODS = ("none", "client_secret_basic", "private_key_jwt")
 DEFAULT_SCOPES = "launch/patient openid fhirUser offline_access patient/*.rs"
-V1_FALLBACK_SCOPES = "launch/patient openid fhirUser offline_access patient/*.read"
 
 
 class CatalogBrand(Base):
@@ -82,7 +79,16 @@ class CatalogEndpoint(Base):
     )
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
+    @property
+    def client_secret_context(self) -> str:
+        """What the sealed client secret is bound to: it opens for this endpoint only."""
+        return f"endpoint:{self.id}:client_secret"
+
     def reachable_privately(self, api_mode: str) -> bool:
         """Whether calls for a connection in `api_mode` may go to private addresses: test mode
         (the sandbox runs on loopback) or an endpoint the operator allowed. Never metadata."""
         return api_mode == "test" or self.allow_private_network
+
+
+CatalogEntry = CatalogBrand | CatalogPortal | CatalogEndpoint
+"""Any row of the catalog: each has an id, a source, a status, `sandbox` and `merged_into`."""

@@ -138,11 +138,8 @@ async def brand_views(session: AsyncSession, brand_ids: list[str]) -> list[dict[
     return [brand_view(brands[bid], portals, endpoints) for bid in brand_ids if bid in brands]
 
 
-def brand_view(
-    brand: CatalogBrand,
-    portals: dict[str, CatalogPortal],
-    endpoints: dict[str, CatalogEndpoint],
-) -> dict[str, Any]:
+def brand_fields(brand: CatalogBrand) -> dict[str, Any]:
+    """A brand's public fields (the catalog API and its export show the same)."""
     return {
         "id": brand.id,
         "name": brand.name,
@@ -151,6 +148,28 @@ def brand_view(
         "logo": brand.logo,
         "locations": list(brand.locations),
         "portal_ids": list(brand.portal_ids),
+    }
+
+
+def portal_fields(portal: CatalogPortal) -> dict[str, Any]:
+    """A portal's public fields (the catalog API and its export show the same)."""
+    return {
+        "id": portal.id,
+        "name": portal.name,
+        "portal_website": portal.portal_website,
+        "logo": portal.logo,
+        "endpoint_ids": list(portal.endpoint_ids),
+    }
+
+
+def brand_view(
+    brand: CatalogBrand,
+    portals: dict[str, CatalogPortal],
+    endpoints: dict[str, CatalogEndpoint],
+) -> dict[str, Any]:
+    """A brand with its portals and their endpoints expanded."""
+    return {
+        **brand_fields(brand),
         "portals": [
             portal_view(portals[pid], endpoints) for pid in brand.portal_ids if pid in portals
         ],
@@ -158,12 +177,9 @@ def brand_view(
 
 
 def portal_view(portal: CatalogPortal, endpoints: dict[str, CatalogEndpoint]) -> dict[str, Any]:
+    """A portal with its endpoints expanded."""
     return {
-        "id": portal.id,
-        "name": portal.name,
-        "portal_website": portal.portal_website,
-        "logo": portal.logo,
-        "endpoint_ids": list(portal.endpoint_ids),
+        **portal_fields(portal),
         "endpoints": [
             endpoint_view(endpoints[eid]) for eid in portal.endpoint_ids if eid in endpoints
         ],

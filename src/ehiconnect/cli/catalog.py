@@ -1,37 +1,40 @@
-"""`ehiconnect catalog ...`: import health systems, set how to connect to them, look them up."""
+"""`ehiconnect catalog ...`: import health systems, set how to connect to them, look them up.
+
+The commands parse arguments and print; the rules live in the catalog feature (`catalog.reading`,
+`catalog.admin`, `catalog.builtin`, `catalog.service`), shared with the API and the console.
+"""
 
 from __future__ import annotations
 
 import enum
 import getpass
 import sys
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-import httpx
 import orjson
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect import __version__
-from ehiconnect.catalog.brands_bundle import parse_brands_bundle
-from ehiconnect.catalog.data import CatalogData
-from ehiconnect.catalog.importer import ImportReport, import_catalog
-from ehiconnect.catalog.models import CatalogBrand, CatalogEndpoint, CatalogPortal
-from ehiconnect.catalog.plain import parse_plain_catalog
-from ehiconnect.catalog.service import (
-    CatalogSearcher,
-    brand_views,
-    endpoint_view,
-    portal_view,
+from ehiconnect.catalog.admin import (
+    ClientAuthMethod,
+    EndpointChanges,
+    configure_endpoint,
+    describe_entry,
+    endpoint_settings,
 )
+from ehiconnect.catalog.builtin import BuiltinSourceError, sync_builtin_catalogs
+from ehiconnect.catalog.importer import ImportReport, import_catalog
+from ehiconnect.catalog.reading import (
+    CatalogFormat,
+    CatalogInputError,
+    import_source_name,
+    parse_catalog,
+    read_catalog_source,
+)
+from ehiconnect.catalog.service import CatalogSearcher
 from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
-from ehiconnect.errors import InvalidRequest, NotFound
+from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
-from ehiconnect.sandbox.catalog_sync import SOURCE as SANDBOX_SOURCE
-from ehiconnect.sandbox.catalog_sync import sync_sandbox_catalog
 
 catalog_app = typer.Typer(
     help="The catalog of health systems: import, configure endpoints, search.",
@@ -40,20 +43,7 @@ catalog_app = typer.Typer(
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
-DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_MB = 256
-
-
-class CatalogFormat(enum.StrEnum):
-    auto = "auto"
-    brands_bundle = "brands-bundle"
-    plain = "plain"
-
-
-class AuthMethod(enum.StrEnum):
-    none = "none"
-    client_secret_basic = "client_secret_basic"  # noqa: S105 (a method name, not a secret)
-    private_key_jwt = "private_key_jwt"
 
 
 class Mode(enum.StrEnum):
@@ -61,104 +51,8 @@ class Mode(enum.StrEnum):
     live = "live"
 
 
-class CatalogInputError(Exception):
-    """The catalog could not be read or understood; the message says what to do."""
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(catalog_app, name="catalog")
-
-
-# --- reading a catalog -------------------------------------------------------------------------
-
-
-def read_catalog_source(location: str, *, max_bytes: int) -> tuple[bytes, str]:
-    """The bytes of a catalog file or http(s) URL, and the default source name for it."""
-    if location.startswith(("http://", "https://")):
-        host = urlsplit(location).hostname
-        if not host:
-            raise CatalogInputError(f"{location} is not a usable URL")
-        return _download(location, max_bytes=max_bytes), host
-    if "://" in location:
-        raise CatalogInputError(f"{location}: only files and http(s) URLs can be imported")
-    path = Path(location)
-    if not path.is_file():
-        raise CatalogInputError(f"{path} is not a file; give a catalog file or an http(s) URL")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise CatalogInputError(
-            f"{path} is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
-            "raise it with --max-mb"
-        )
-    return path.read_bytes(), path.stem
-
-
-def _download(url: str, *, max_bytes: int) -> bytes:
-    headers = {
-        "Accept": "application/fhir+json, application/json",
-        "User-Agent": f"ehiconnect/{__version__}",
-    }
-    try:
-        with (
-            httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True) as client,
-            client.stream("GET", url, headers=headers) as response,
-        ):
-            if response.status_code != 200:
-                raise CatalogInputError(f"GET {url} answered {response.status_code}; check the URL")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise CatalogInputError(_too_big(url, max_bytes))
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > max_bytes:
-                    raise CatalogInputError(_too_big(url, max_bytes))
-            return bytes(body)
-    except httpx.TimeoutException:
-        raise CatalogInputError(
-            f"{url} did not answer within {DOWNLOAD_TIMEOUT_SECONDS:.0f} s; try again later "
-            "or download the file and import it from disk"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise CatalogInputError(f"could not fetch {url}: {type(exc).__name__}: {exc}") from None
-
-
-def _too_big(url: str, max_bytes: int) -> str:
-    return f"{url} is larger than {max_bytes / 2**20:.0f} MiB; raise the limit with --max-mb"
-
-
-def parse_catalog(
-    raw: bytes, *, catalog_format: CatalogFormat, platform_type: str | None
-) -> tuple[CatalogData, CatalogFormat]:
-    """Parse a Brands Bundle or a plain catalog (auto: a FHIR Bundle is a Brands Bundle)."""
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CatalogInputError(f"the catalog is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise CatalogInputError('the catalog must be a JSON object (a Bundle, or {"brands": …})')
-    if catalog_format is CatalogFormat.auto:
-        is_bundle = document.get("resourceType") == "Bundle"
-        catalog_format = CatalogFormat.brands_bundle if is_bundle else CatalogFormat.plain
-    try:
-        if catalog_format is CatalogFormat.brands_bundle:
-            return (
-                parse_brands_bundle(document, platform_type=platform_type or "smart"),
-                catalog_format,
-            )
-        if platform_type:
-            raise CatalogInputError(
-                "--platform-type applies to Brands Bundles only: the plain format names "
-                "platform_type on each endpoint"
-            )
-        if not {"brands", "portals", "endpoints"} & set(document):
-            raise CatalogInputError(
-                "this is neither a Brands Bundle (resourceType Bundle) nor a plain catalog "
-                "(brands, portals, endpoints); see docs/catalog.md"
-            )
-        return parse_plain_catalog(document), catalog_format
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise CatalogInputError(f"cannot read the {catalog_format.value} catalog: {exc}") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -193,27 +87,23 @@ def import_(
     Entries of the same source missing from the new file are deprecated (no longer searchable,
     still resolvable by id), not deleted.
     """
+    settings = load_settings()
     try:
         raw, default_source = read_catalog_source(location, max_bytes=max_mb * 2**20)
         data, used_format = parse_catalog(
             raw, catalog_format=catalog_format, platform_type=platform_type
         )
+        name = import_source_name(
+            source, default_source, reserved=settings.catalog.builtin_sources.keys()
+        )
     except CatalogInputError as exc:
         raise _fail(str(exc)) from None
-    name = (source or default_source).strip()
-    if not name:
-        raise _fail("the source name is empty; pass --source")
-    if name == SANDBOX_SOURCE:
-        raise _fail(
-            f"the source name {SANDBOX_SOURCE!r} is reserved for the sandbox health systems "
-            "(`ehiconnect catalog sync-sandbox`); pass another --source"
-        )
 
     async def work(runtime: Runtime) -> ImportReport:
         async with runtime.database.transaction() as session:
             return await import_catalog(session, data, source=name, sandbox=False)
 
-    report = with_runtime(load_settings(), work)
+    report = with_runtime(settings, work)
     if json:
         print_json({"source": name, "format": used_format.value, **report.as_json()})
         return
@@ -243,7 +133,8 @@ def configure(
         str | None, typer.Option(help="The client id registered at the health system")
     ] = None,
     auth_method: Annotated[
-        AuthMethod | None, typer.Option(help="How the platform authenticates at the token endpoint")
+        ClientAuthMethod | None,
+        typer.Option(help="How the platform authenticates at the token endpoint"),
     ] = None,
     client_secret_stdin: Annotated[
         bool,
@@ -277,46 +168,18 @@ def configure(
     paging links to another host) only from public addresses; `--allow-private-network` lifts that
     for a health system that lives on a private network.
     """
-    secret = _read_secret() if client_secret_stdin else None
-    if scopes is not None and not scopes.split():
-        raise _fail("--scopes is empty; give space-separated scopes")
+    changes = EndpointChanges(
+        client_id=client_id,
+        auth_method=auth_method,
+        client_secret=_read_secret() if client_secret_stdin else None,
+        scopes=scopes,
+        aud_required=aud_required,
+        allow_private_network=allow_private_network,
+    )
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.database.transaction() as session:
-            endpoint = await session.get(CatalogEndpoint, endpoint_id)
-            if endpoint is None:
-                raise NotFound(
-                    f"no endpoint has id {endpoint_id}; find it with `ehiconnect catalog search`"
-                )
-            if client_id is not None:
-                endpoint.client_id = client_id.strip() or None
-            if auth_method is not None:
-                endpoint.client_auth_method = auth_method.value
-            if scopes is not None:
-                endpoint.scopes = " ".join(scopes.split())
-            if aud_required is not None:
-                endpoint.aud_required = aud_required
-            if allow_private_network is not None:
-                endpoint.allow_private_network = allow_private_network
-            if secret is not None:
-                sealed = runtime.cipher.seal(
-                    secret, context=f"endpoint:{endpoint.id}:client_secret"
-                )
-                endpoint.client_secret_kid = sealed.kid
-                endpoint.client_secret_ct = sealed.ciphertext
-            elif endpoint.client_auth_method == "none" and auth_method is AuthMethod.none:
-                # A public client has no secret: drop one left from an earlier setting.
-                endpoint.client_secret_kid = None
-                endpoint.client_secret_ct = None
-            if (
-                endpoint.client_auth_method == "client_secret_basic"
-                and not endpoint.client_secret_ct
-            ):
-                raise InvalidRequest(
-                    "client_secret_basic needs a client secret: add --client-secret-stdin and "
-                    "pipe the secret in"
-                )
-            await session.flush()
+            endpoint = await configure_endpoint(session, runtime.cipher, endpoint_id, changes)
             return endpoint_settings(endpoint)
 
     view = with_runtime(load_settings(), work)
@@ -337,22 +200,6 @@ def _read_secret() -> str:
     if not secret:
         raise _fail("no client secret arrived on standard input")
     return secret
-
-
-def endpoint_settings(endpoint: CatalogEndpoint) -> dict[str, Any]:
-    """An endpoint as an operator sees it: its view plus connection settings, never the secret."""
-    return {
-        **endpoint_view(endpoint),
-        "source": endpoint.source,
-        "sandbox": endpoint.sandbox,
-        "client_id": endpoint.client_id,
-        "client_auth_method": endpoint.client_auth_method,
-        "client_secret_set": endpoint.client_secret_ct is not None,
-        "client_secret_kid": endpoint.client_secret_kid,
-        "scopes": endpoint.scopes,
-        "aud_required": endpoint.aud_required,
-        "allow_private_network": endpoint.allow_private_network,
-    }
 
 
 def _settings_table(view: dict[str, Any]) -> Table:
@@ -382,7 +229,7 @@ def search(
         async with runtime.database.transaction() as session:
             page, brands = await CatalogSearcher().search(
                 session,
-                "test" if mode is Mode.test else "live",
+                as_api_mode(mode.value),
                 query=query,
                 city=city,
                 state=state,
@@ -452,51 +299,27 @@ def _plain(value: object) -> str:
     return str(value)
 
 
-async def describe_entry(session: AsyncSession, entry_id: str) -> dict[str, Any]:
-    """The brand, portal or endpoint with this id, with what an operator needs to know."""
-    brand = await session.get(CatalogBrand, entry_id)
-    if brand is not None:
-        [view] = await brand_views(session, [brand.id])
-        return {
-            "kind": "brand",
-            **view,
-            "status": brand.status,
-            "merged_into": brand.merged_into,
-            "source": brand.source,
-            "sandbox": brand.sandbox,
-        }
-    portal = await session.get(CatalogPortal, entry_id)
-    if portal is not None:
-        endpoints = {
-            eid: e for eid in portal.endpoint_ids if (e := await session.get(CatalogEndpoint, eid))
-        }
-        return {
-            "kind": "portal",
-            **portal_view(portal, endpoints),
-            "status": portal.status,
-            "source": portal.source,
-            "sandbox": portal.sandbox,
-        }
-    endpoint = await session.get(CatalogEndpoint, entry_id)
-    if endpoint is not None:
-        return {"kind": "endpoint", **endpoint_settings(endpoint)}
-    raise NotFound(
-        f"no brand, portal or endpoint has id {entry_id}; find it with `ehiconnect catalog search`"
-    )
-
-
 @catalog_app.command("sync-sandbox")
 def sync_sandbox(json: JsonFlag = False) -> None:
-    """List the sandbox health systems (settings.sandbox.base_url) in the test-mode catalog."""
+    """List the test-mode catalog: the sandbox health systems at settings.sandbox.base_url (each
+    source of settings.catalog.builtin_sources). JSON: one object per source."""
     settings = load_settings()
 
-    async def work(runtime: Runtime) -> ImportReport:
+    async def work(runtime: Runtime) -> dict[str, ImportReport]:
         async with runtime.database.transaction() as session:
-            return await sync_sandbox_catalog(session, settings.sandbox.base_url)
+            return await sync_builtin_catalogs(
+                session, settings.catalog.builtin_sources, base_url=settings.sandbox.base_url
+            )
 
-    report = with_runtime(settings, work)
-    if json:
-        print_json({"source": SANDBOX_SOURCE, **report.as_json()})
-        return
-    console.print(f"Sandbox catalog from [bold]{settings.sandbox.base_url}[/bold]")
-    console.print(report_table(report))
+    try:
+        reports = with_runtime(settings, work)
+    except BuiltinSourceError as exc:
+        raise _fail(str(exc)) from None
+    for source, report in reports.items():
+        if json:
+            print_json({"source": source, **report.as_json()})
+            continue
+        console.print(
+            f"Catalog source [bold]{source}[/bold] from [bold]{settings.sandbox.base_url}[/bold]"
+        )
+        console.print(report_table(report))

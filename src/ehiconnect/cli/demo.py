@@ -17,6 +17,7 @@ from ehiconnect.cli.demo_logic import DemoFailed
 from ehiconnect.cli.demo_ports import check_ports, listeners, set_ports
 from ehiconnect.logging import configure_logging
 from ehiconnect.sandbox.config import HealthSystem, Persona, SandboxConfig
+from ehiconnect.tracker.settings import TrackerSettings
 
 if TYPE_CHECKING:
     from ehiconnect.cli.demo_run import DemoRun
@@ -51,19 +52,21 @@ def demo(
     the demo organization and its keys. Everything stops at the end unless --keep-running.
     """
     settings = load_settings()
+    tracker_settings = TrackerSettings.load()
     if not verbose:
         configure_logging("WARNING", settings.log_format)
     chosen = choose_patient(system, persona)
-    set_ports(settings, api_port, sandbox_port, tracker_port)
+    set_ports(settings, tracker_settings, api_port, sandbox_port, tracker_port)
     settings.sandbox.enabled = True  # the test-mode catalog must list the sandbox
     run: DemoRun | None = None
     try:
-        check_ports(listeners(settings))
+        check_ports(listeners(settings, tracker_settings))
         from ehiconnect.cli.demo_run import DemoRun
 
         run = DemoRun(
             settings,
             *chosen,
+            tracker_settings=tracker_settings,
             out=err_console if json else console,
             keep_running=keep_running,
             give_up_after=timeout,

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from ehiconnect.cli.demo_logic import DemoFailed, port_taken_message
 from ehiconnect.settings import Settings
+from ehiconnect.tracker.settings import TrackerSettings
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class Listener:
         return f"http://{host}:{self.port}"
 
 
-def listeners(settings: Settings) -> tuple[Listener, Listener, Listener]:
-    """The sandbox, the platform API and the tracker, from the settings."""
+def listeners(settings: Settings, tracker: TrackerSettings) -> tuple[Listener, Listener, Listener]:
+    """The sandbox, the platform API and the tracker, from their settings."""
     sandbox = urlsplit(settings.sandbox.base_url)
     return (
         Listener(
@@ -44,8 +45,8 @@ def listeners(settings: Settings) -> tuple[Listener, Listener, Listener]:
         ),
         Listener(
             "tracker",
-            settings.tracker.host,
-            settings.tracker.port,
+            tracker.host,
+            tracker.port,
             "--tracker-port",
             "EHICONNECT_TRACKER__PORT",
         ),
@@ -53,16 +54,20 @@ def listeners(settings: Settings) -> tuple[Listener, Listener, Listener]:
 
 
 def set_ports(
-    settings: Settings, api: int | None, sandbox: int | None, tracker: int | None
+    settings: Settings,
+    tracker_settings: TrackerSettings,
+    api: int | None,
+    sandbox: int | None,
+    tracker: int | None,
 ) -> None:
     """Apply the command's --…-port options over the settings."""
     if api:
         settings.api.port = api
     if sandbox:
-        host = listeners(settings)[0].host
+        host = listeners(settings, tracker_settings)[0].host
         settings.sandbox.base_url = f"http://{host}:{sandbox}"
     if tracker:
-        settings.tracker.port = tracker
+        tracker_settings.port = tracker
 
 
 def check_ports(wanted: tuple[Listener, ...]) -> None:

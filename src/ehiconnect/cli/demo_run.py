@@ -47,12 +47,14 @@ class DemoRun:
         system: HealthSystem,
         persona: Persona,
         *,
+        tracker_settings: TrackerSettings,
         out: Console,
         keep_running: bool,
         give_up_after: float,
         as_json: bool,
     ) -> None:
         self.settings = settings
+        self.tracker_settings = tracker_settings
         self.system = system
         self.persona = persona
         self.out = out
@@ -65,7 +67,7 @@ class DemoRun:
         _stop_on_sigterm()
         started = time.monotonic()
         settings, persona = self.settings, self.persona
-        tracker_url = listeners(settings)[2].url
+        tracker_url = listeners(settings, self.tracker_settings)[2].url
         with database(settings) as url:
             where = "an embedded PostgreSQL" if settings.database_url is None else "PostgreSQL"
             self._done(f"{where} is ready; data in {settings.data_dir.resolve()}")
@@ -73,7 +75,7 @@ class DemoRun:
                 org = await ensure_demo_org(runtime, f"{tracker_url}/webhooks")
                 verb = "reused" if org.reused else "created"
                 self._done(f"demo organization {verb}: {org.credentials.org_id}")
-                tracker_settings = demo_tracker_settings(settings, org)
+                tracker_settings = demo_tracker_settings(settings, self.tracker_settings, org)
                 async with run_services(runtime, url, tracker_settings) as services:
                     urls = services.urls
                     self._done(
@@ -163,10 +165,12 @@ async def demo_console_login(runtime: Runtime, api_url: str) -> dict[str, str]:
     return {"url": f"{api_url}/console/", "email": DEMO_OPERATOR, "password": password}
 
 
-def demo_tracker_settings(settings: Settings, org: DemoOrg) -> TrackerSettings:
-    """The tracker section, as the demo organization's backend: its keys, webhook secret and FHIR
+def demo_tracker_settings(
+    settings: Settings, tracker: TrackerSettings, org: DemoOrg
+) -> TrackerSettings:
+    """The tracker's settings, as the demo organization's backend: its keys, webhook secret and FHIR
     API token, the demo's platform, an export on each consent, Parquet besides the FHIR store."""
-    return settings.tracker.model_copy(
+    return tracker.model_copy(
         update={
             "platform_base_url": f"{settings.public_base_url}/v1",
             "public_id": org.credentials.public_id,

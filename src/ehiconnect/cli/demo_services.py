@@ -26,7 +26,7 @@ from ehiconnect.sandbox.app import build_sandbox_app
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
+from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 
 # How long a stopping worker lets a running job finish. One still running then (an export
@@ -78,7 +78,7 @@ async def run_services(
     """Serve the sandbox, the platform API and the tracker; run the platform's and the
     tracker's job workers. All stop when the block ends, in reverse order."""
     settings = runtime.settings
-    sandbox, api, tracker_listener = listeners(settings)
+    sandbox, api, tracker_listener = listeners(settings, tracker_settings)
     data_dir = settings.data_dir
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_serving(sandbox, build_sandbox_app()))
@@ -111,7 +111,7 @@ async def run_services(
                 tracker.jobs,
                 "demo-tracker",
                 (QUEUE,),
-                {CONTEXT_KEY: tracker},
+                tracker.job_context(),
                 concurrency,
                 tracker.settings.worker_poll_seconds,
             )

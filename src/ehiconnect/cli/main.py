@@ -22,6 +22,7 @@ from ehiconnect.db.embedded import stop_embedded_postgres
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
+from ehiconnect.tracker.settings import TrackerSettings
 
 app = typer.Typer(
     help="ehiconnect: patient-consented health-record retrieval over SMART on FHIR.",
@@ -131,7 +132,7 @@ def up(
     children = [["worker"]]
     if settings.sandbox.enabled and "sandbox" in _registered_commands():
         children.append(["sandbox"])
-    if settings.tracker.public_id:
+    if TrackerSettings.load().public_id:  # the tracker's own settings, as `tracker serve` reads
         children.append(["tracker", "serve"])
     else:
         console.print(

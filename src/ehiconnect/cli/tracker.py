@@ -1,5 +1,10 @@
-"""`ehiconnect tracker serve|status|failures|console`: the customer-side service, its reports and
-the accounts of its console (/console on `tracker serve`)."""
+"""`ehiconnect tracker serve|worker|status|failures|console`: the customer-side service, its job
+worker, its reports and the accounts of its console (/console on `tracker serve`).
+
+The tracker's settings are its own (`TrackerSettings.load()`: `EHICONNECT_TRACKER__…`, `[tracker]`);
+from the platform's it takes only where its data lives (`data_dir`, the database URL, the
+embedded PostgreSQL) and the log format. Its tables are migrated by its own history.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,15 @@ from ehiconnect.cli.common import console, err_console, load_settings, print_jso
 from ehiconnect.clock import SystemClock
 from ehiconnect.consolekit import accounts
 from ehiconnect.consolekit.models import ROLE_OPERATOR
-from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.errors import ApiError
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
 from ehiconnect.tracker import metrics as tracker_metrics
 from ehiconnect.tracker import report
 from ehiconnect.tracker.console import REALM as CONSOLE_REALM
+from ehiconnect.tracker.migrate import upgrade_tracker_database
 from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
+from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 
 tracker_app = typer.Typer(help="The tracker: your backend's side of consent and collection.")
@@ -35,12 +40,6 @@ MAX_STDIN_PASSWORD = 4096
 def register(app: typer.Typer) -> None:
     """Add the `tracker` command group to the main CLI."""
     app.add_typer(tracker_app, name="tracker")
-
-
-def tracker_settings(settings: Settings) -> TrackerSettings:
-    """The `tracker` section of the settings, or the defaults until Settings carries one."""
-    section = getattr(settings, "tracker", None)
-    return section if isinstance(section, TrackerSettings) else TrackerSettings()
 
 
 @tracker_app.command("serve")
@@ -57,11 +56,11 @@ def serve(
 ) -> None:
     """Receive widget events and webhooks, and (with --worker) run the tracker's jobs."""
     settings = load_settings()
-    section = tracker_settings(settings)
+    section = TrackerSettings.load()
     if metrics_port is not None:
         section.metrics_port = metrics_port
     url = database_url(settings)
-    upgrade_database(url)
+    upgrade_tracker_database(url)  # before listening: a schema problem stops the start
     app = build_tracker_app(lambda: TrackerRuntime.open(section, url, settings.data_dir), section)
     config = uvicorn.Config(
         app,
@@ -89,13 +88,7 @@ async def _serve(
             await server.serve()
             return
         jobs = asyncio.create_task(
-            tracker.jobs.run_worker_async(
-                queues=[QUEUE],
-                concurrency=settings.jobs.concurrency,
-                additional_context={CONTEXT_KEY: tracker},
-                install_signal_handlers=False,
-                fetch_job_polling_interval=section.worker_poll_seconds,
-            )
+            _work(tracker, settings.jobs.concurrency, install_signal_handlers=False)
         )
         try:
             await server.serve()
@@ -104,9 +97,41 @@ async def _serve(
             await asyncio.gather(jobs, return_exceptions=True)
 
 
+@tracker_app.command("worker")
+def tracker_worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once (default: jobs.concurrency)")
+    ] = None,
+) -> None:
+    """Run the tracker's jobs only, beside `tracker serve --no-worker` (the platform's
+    `ehiconnect worker` does not run them)."""
+    settings = load_settings()
+    section = TrackerSettings.load()
+    url = database_url(settings)
+
+    async def run() -> None:
+        async with TrackerRuntime.open(section, url, settings.data_dir) as tracker:
+            await _work(tracker, concurrency or settings.jobs.concurrency)
+
+    console.print("tracker worker running (queue tracker)")
+    asyncio.run(run())
+
+
+async def _work(
+    tracker: TrackerRuntime, concurrency: int, *, install_signal_handlers: bool = True
+) -> None:
+    await tracker.jobs.run_worker_async(
+        queues=[QUEUE],
+        concurrency=concurrency,
+        additional_context=tracker.job_context(),
+        install_signal_handlers=install_signal_handlers,
+        fetch_job_polling_interval=tracker.settings.worker_poll_seconds,
+    )
+
+
 def _with_session(settings: Settings, query: Any) -> dict[str, Any]:
     url = database_url(settings)
-    upgrade_database(url)
+    upgrade_tracker_database(url)
 
     async def run() -> dict[str, Any]:
         from ehiconnect.db.database import Database

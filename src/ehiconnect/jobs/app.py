@@ -27,7 +27,6 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("exports", "ehiconnect.exports.tasks:make_blueprint"),
     ("connections", "ehiconnect.connections.tasks:make_blueprint"),
     ("consent", "ehiconnect.consent.tasks:make_blueprint"),
-    ("tracker", "ehiconnect.tracker.tasks:make_blueprint"),
 )
 
 

@@ -1,20 +1,19 @@
-"""List the sandbox health systems in the catalog, for test mode only."""
+"""The sandbox's health systems as the platform's catalog data: how the sandbox lists itself.
+
+The platform never imports this module: `sandbox_catalog_data` is the default entry of its
+`catalog.builtin_sources` setting, which `ehiconnect.catalog.builtin` loads by name and imports as
+the test-mode catalog (at API start-up, and with `ehiconnect catalog sync-sandbox`).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ehiconnect.catalog.data import BrandData, CatalogData, EndpointData, PortalData
-from ehiconnect.catalog.importer import ImportReport, import_catalog
-from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.sandbox.catalog import sandbox_catalog
 from ehiconnect.sandbox.systems import PUBLIC_CLIENT_ID
 
-SOURCE = "sandbox"
-SYNC_LOCK = "catalog:sandbox-sync"
-
 
 def sandbox_catalog_data(base_url: str) -> CatalogData:
+    """Every sandbox system served at `base_url`, connected through the sandbox's public client."""
     data = CatalogData()
     for entry in sandbox_catalog(base_url):
         brand, portal, endpoint = entry["brand"], entry["portal"], entry["endpoint"]
@@ -24,10 +23,10 @@ def sandbox_catalog_data(base_url: str) -> CatalogData:
                 url=endpoint["url"],
                 name=brand["name"],
                 platform_type=endpoint["platform_type"],
-                fhir_version=endpoint.get("fhir_version", "4.0.1"),
-                authorization_endpoint=endpoint.get("authorization_endpoint"),
-                token_endpoint=endpoint.get("token_endpoint"),
-                revoke_endpoint=endpoint.get("revocation_endpoint"),
+                fhir_version=endpoint["fhir_version"],
+                authorization_endpoint=endpoint["authorization_endpoint"],
+                token_endpoint=endpoint["token_endpoint"],
+                revoke_endpoint=endpoint["revocation_endpoint"],
                 client_id=PUBLIC_CLIENT_ID,
                 client_auth_method="none",
                 aud_required=True,
@@ -40,20 +39,11 @@ def sandbox_catalog_data(base_url: str) -> CatalogData:
             BrandData(
                 id=brand["id"],
                 name=brand["name"],
-                aliases=tuple(brand.get("aliases", [])),
-                brand_website=brand.get("brand_website"),
-                logo=brand.get("logo"),
-                locations=tuple(brand.get("locations", [])),
+                aliases=tuple(brand["aliases"]),
+                brand_website=brand["brand_website"],
+                logo=brand["logo"],
+                locations=tuple(brand["locations"]),
                 portal_ids=(portal["id"],),
             )
         )
     return data
-
-
-async def sync_sandbox_catalog(session: AsyncSession, base_url: str) -> ImportReport:
-    """Upsert the sandbox systems; API processes starting together take turns (each would
-    otherwise find a row missing and insert it, and all but one fail on its primary key)."""
-    await advisory_xact_lock(session, SYNC_LOCK)
-    return await import_catalog(
-        session, sandbox_catalog_data(base_url), source=SOURCE, sandbox=True
-    )

@@ -1,4 +1,7 @@
-"""The tracker's tables (prefix `tracker_`), on the shared `Base`.
+"""The tracker's tables (prefix `tracker_`), on its own `TrackerBase`.
+
+They are not in the platform's metadata nor its migrations: the tracker's own migration history
+(`ehiconnect/tracker/migrations`, version table `tracker_alembic_version`) creates them.
 
 - `tracker_consents`: the append-only consent log (never updated, never deleted).
 - `tracker_widget_events`: a short-lived cache of widget hand-offs (support look-ups, replays).
@@ -13,14 +16,36 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ehiconnect.db.models import Base
+from ehiconnect.db.models import NAMING_CONVENTION
 
 
-class TrackerConsent(Base):
+class TrackerBase(DeclarativeBase):
+    """The tracker's metadata, apart from the platform's (same naming of keys and indexes)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        list[str]: ARRAY(Text),
+        list[dict[str, Any]]: JSONB,
+    }
+
+
+class TrackerConsent(TrackerBase):
     __tablename__ = "tracker_consents"
 
     entry_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -39,7 +64,7 @@ class TrackerConsent(Base):
     received_at: Mapped[dt.datetime] = mapped_column()
 
 
-class TrackerWidgetEvent(Base):
+class TrackerWidgetEvent(TrackerBase):
     __tablename__ = "tracker_widget_events"
 
     event_key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -50,7 +75,7 @@ class TrackerWidgetEvent(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
-class TrackerWebhook(Base):
+class TrackerWebhook(TrackerBase):
     __tablename__ = "tracker_webhooks"
 
     webhook_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -63,7 +88,7 @@ class TrackerWebhook(Base):
     flag: Mapped[str | None] = mapped_column(Text)  # why it was not trusted, if it was not
 
 
-class TrackerJob(Base):
+class TrackerJob(TrackerBase):
     __tablename__ = "tracker_jobs"
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -91,7 +116,7 @@ class TrackerJob(Base):
     files_expire_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 
 
-class TrackerJobEvent(Base):
+class TrackerJobEvent(TrackerBase):
     __tablename__ = "tracker_job_events"
 
     event_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -102,7 +127,7 @@ class TrackerJobEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class TrackerIngestProgress(Base):
+class TrackerIngestProgress(TrackerBase):
     __tablename__ = "tracker_ingest_progress"
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -114,7 +139,7 @@ class TrackerIngestProgress(Base):
     batching: Mapped[str | None] = mapped_column(Text)
 
 
-class TrackerFhirResource(Base):
+class TrackerFhirResource(TrackerBase):
     __tablename__ = "tracker_fhir_resources"
     __table_args__ = (
         Index("ix_tracker_fhir_resources_patient_type", "patient_id", "resource_type"),
@@ -133,7 +158,7 @@ class TrackerFhirResource(Base):
     updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class TrackerFhirVersion(Base):
+class TrackerFhirVersion(TrackerBase):
     __tablename__ = "tracker_fhir_versions"
 
     resource_type: Mapped[str] = mapped_column(Text, primary_key=True)

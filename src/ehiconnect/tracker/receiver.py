@@ -11,7 +11,8 @@
     The FHIR routes hold health data: they answer only with `Authorization: Bearer
     <fhir_api_token>`, and not at all while no token is configured.
     GET  /healthz
-    GET  /readyz          database (schema at head) and storage: 200, or 503 naming what is wrong
+    GET  /readyz          database (the tracker's schema at its head) and storage: 200, or 503
+                          naming what is wrong
     /console/...          the tracker's console (its own login; `tracker.console`)
 
 Both POST endpoints record what they received and enqueue the work in the same transaction, then
@@ -61,6 +62,7 @@ from ehiconnect.tracker.http_errors import (
 )
 from ehiconnect.tracker.intake import Rejected, check_webhook, record_webhook
 from ehiconnect.tracker.lift_step import stored_data
+from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.tracker.sinks.fhir_store import as_searchset, read, search
@@ -204,9 +206,14 @@ def build_tracker_app(
     readiness: list[ReadinessChecker] = []
 
     async def readyz(request: Request) -> Response:
-        """The tracker's database (schema at head) and its storage, as the platform's /readyz."""
+        """The tracker's database (its own schema at head) and its storage, as the platform's
+        /readyz checks its own."""
         if not readiness:
-            readiness.append(ReadinessChecker(current().database, current().blobs))
+            tracker = current()
+            checker = ReadinessChecker(
+                tracker.database, tracker.blobs, migrations=TRACKER_MIGRATIONS
+            )
+            readiness.append(checker)
         report = await readiness[0].check()
         if not report.ready:
             refusal = _error(503, "not_ready", report.description())

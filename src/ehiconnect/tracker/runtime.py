@@ -1,14 +1,18 @@
 """What tracker code needs at run time: its settings, the database, its job queue, storage, time.
 
     async with TrackerRuntime.open(tracker_settings, database_url, data_dir) as tracker:
-        ...
+        context = tracker.job_context()
+        await tracker.jobs.run_worker_async(queues=[QUEUE], additional_context=context)
 
-Tasks find it in the job context under "tracker" (the tracker's own worker puts it there), or
-build one from the platform runtime's `settings.tracker` when a platform worker runs them.
+Opening it brings the tracker's tables up to date (its own migration history). Its job app holds
+the tracker's tasks only; they run on the tracker's worker (`ehiconnect tracker serve` or
+`tracker worker`), which puts the runtime in their job context, where `tracker_of` finds it. The
+platform's worker knows nothing of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,10 +23,10 @@ import procrastinate
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.db.database import Database
 from ehiconnect.db.pools import ProcessRole
-from ehiconnect.queue.context import runtime_of
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.client import PlatformClient
+from ehiconnect.tracker.migrate import upgrade_tracker_database
 from ehiconnect.tracker.settings import TrackerSettings
 
 CONTEXT_KEY = "tracker"
@@ -47,42 +51,33 @@ class TrackerRuntime:
         data_dir: Path,
         *,
         clock: Clock | None = None,
-        jobs: procrastinate.App | None = None,
+        migrate: bool = True,
     ) -> AsyncIterator[TrackerRuntime]:
+        if migrate:
+            await asyncio.to_thread(upgrade_tracker_database, database_url)
         database = Database(
             database_url,
             pool_size=4,
             max_overflow=4,
             connect_args={"application_name": ProcessRole.TRACKER.application_name},
         )
-        own_jobs = jobs is None
-        app = jobs or build_tracker_job_app(database_url)
+        jobs = build_tracker_job_app(database_url)
         try:
-            if own_jobs:
-                async with app.open_async():
-                    yield cls._make(settings, database, app, clock, data_dir)
-            else:
-                yield cls._make(settings, database, app, clock, data_dir)
+            async with jobs.open_async():
+                yield cls(
+                    settings=settings,
+                    database=database,
+                    jobs=jobs,
+                    clock=clock or SystemClock(),
+                    blobs=build_tracker_store(settings, data_dir),
+                    data_dir=data_dir,
+                )
         finally:
             await database.close()
 
-    @classmethod
-    def _make(
-        cls,
-        settings: TrackerSettings,
-        database: Database,
-        jobs: procrastinate.App,
-        clock: Clock | None,
-        data_dir: Path,
-    ) -> TrackerRuntime:
-        return cls(
-            settings=settings,
-            database=database,
-            jobs=jobs,
-            clock=clock or SystemClock(),
-            blobs=build_tracker_store(settings, data_dir),
-            data_dir=data_dir,
-        )
+    def job_context(self) -> dict[str, object]:
+        """The worker's `additional_context` for the tracker's tasks (see `tracker_of`)."""
+        return {CONTEXT_KEY: self}
 
     def platform(self) -> PlatformClient:
         return PlatformClient(
@@ -129,16 +124,12 @@ def build_tracker_store(settings: TrackerSettings, data_dir: Path) -> BlobStore:
     return LocalBlobStore(settings.storage_dir or data_dir / "tracker")
 
 
-@contextlib.asynccontextmanager
-async def tracker_of(context: procrastinate.JobContext) -> AsyncIterator[TrackerRuntime]:
-    """The tracker runtime for a running task."""
+def tracker_of(context: procrastinate.JobContext) -> TrackerRuntime:
+    """The tracker runtime a running task was given by its worker (`TrackerRuntime.job_context`)."""
     given = context.additional_context.get(CONTEXT_KEY)
-    if isinstance(given, TrackerRuntime):
-        yield given
-        return
-    runtime = runtime_of(context)
-    section = getattr(runtime.settings, "tracker", None)
-    settings = section if isinstance(section, TrackerSettings) else TrackerSettings()
-    yield TrackerRuntime._make(
-        settings, runtime.database, runtime.jobs, runtime.clock, runtime.settings.data_dir
-    )
+    if not isinstance(given, TrackerRuntime):
+        raise RuntimeError(
+            "this tracker task needs the tracker's runtime in its job context: run it with "
+            "`ehiconnect tracker serve` or `ehiconnect tracker worker`, not a platform worker"
+        )
+    return given

@@ -1,4 +1,11 @@
-"""The tracker's settings: one typed section, `Settings.tracker` (env `EHICONNECT_TRACKER__*`).
+"""The tracker's settings, loaded on their own: `TrackerSettings.load()`.
+
+Values come from, highest precedence first: keyword arguments, `EHICONNECT_TRACKER__*`
+environment variables (nested fields with `__`: `EHICONNECT_TRACKER__RETRY__MAX_EXPORT_REQUESTS`),
+the `[tracker]` table of the TOML file the platform reads too (`EHICONNECT_CONFIG`, default
+`<EHICONNECT_DATA_DIR>/config.toml` when it exists), then the defaults below. The names are the
+ones the tracker had as a section of the platform's settings; the platform's `Settings` no longer
+knows them.
 
 Policies are values here, not code: the retry schedule, which export failure reasons are worth
 another try, how long to wait for a webhook before polling, how long downloads are kept.
@@ -6,10 +13,21 @@ another try, how long to wait for a webhook before polling, how long downloads a
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "EHICONNECT_TRACKER__"
+TOML_TABLE = "tracker"
 
 # An export that failed for one of these reasons is requested again; the others need the patient
 # (scope_patient_missing: reconnect with a patient scope) or support (suppressed_please_contact).
@@ -80,7 +98,11 @@ class NotifySettings(BaseModel):
     )
 
 
-class TrackerSettings(BaseModel):
+class TrackerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+    )
+
     host: str = "127.0.0.1"
     port: int = 8600
     metrics_port: int | None = Field(
@@ -157,3 +179,47 @@ class TrackerSettings(BaseModel):
     ingest_batch_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="JSON bytes per batch (store, Parquet)"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = InitSettingsSource(settings_cls, init_kwargs=config_file_table())
+        return (init_settings, env_settings, file_values)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> TrackerSettings:
+        return cls(**overrides)
+
+
+def config_file_table() -> dict[str, Any]:
+    """The `[tracker]` table of the configuration file, or nothing when there is no file."""
+    path = config_file()
+    if path is None:
+        return {}
+    with path.open("rb") as stream:
+        table = tomllib.load(stream).get(TOML_TABLE, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [{TOML_TABLE}] should be a table of tracker settings")
+    return table
+
+
+def config_file() -> Path | None:
+    """The TOML file of the platform's rule (the tracker reads its own table of it): the one
+    `EHICONNECT_CONFIG` names, else `config.toml` in `EHICONNECT_DATA_DIR` when it exists."""
+    named = os.environ.get("EHICONNECT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"EHICONNECT_CONFIG names {path}, which is not a file; "
+                "create it or unset the variable"
+            )
+        return path
+    default = Path(os.environ.get("EHICONNECT_DATA_DIR", ".ehiconnect")) / "config.toml"
+    return default if default.is_file() else None

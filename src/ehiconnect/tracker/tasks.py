@@ -1,5 +1,8 @@
 """Tracker jobs (namespace `tracker`, queue `tracker`): thin wrappers over the step functions.
 
+They run on the tracker's own worker only (`TrackerRuntime.jobs`), which gives each the tracker's
+runtime in its job context; the platform's worker does not register them.
+
 Every task takes a job id (or nothing, for the periodic ones) and runs one idempotent step; a
 step re-delivered after a crash finds the job past it and returns. `lock=<job_id>` is set by the
 callers so two steps of one job never run at once.
@@ -22,45 +25,38 @@ PURGE_CRON = "23 * * * *"
 
 
 async def confirm(context: procrastinate.JobContext, job_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await export_steps.confirm_connection(tracker, job_id)
+    await export_steps.confirm_connection(tracker_of(context), job_id)
 
 
 async def export(context: procrastinate.JobContext, job_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await export_steps.launch_export(tracker, job_id)
+    await export_steps.launch_export(tracker_of(context), job_id)
 
 
 async def process_webhook(context: procrastinate.JobContext, webhook_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await export_steps.process_webhook(tracker, webhook_id)
+    await export_steps.process_webhook(tracker_of(context), webhook_id)
 
 
 async def download(context: procrastinate.JobContext, job_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await download_step.download(tracker, job_id)
+    await download_step.download(tracker_of(context), job_id)
 
 
 async def ingest(context: procrastinate.JobContext, job_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await ingest_step.ingest(tracker, job_id)
+    await ingest_step.ingest(tracker_of(context), job_id)
 
 
 async def notify(context: procrastinate.JobContext, job_id: str) -> None:
-    async with tracker_of(context) as tracker:
-        await notify_step.notify(tracker, job_id)
+    await notify_step.notify(tracker_of(context), job_id)
 
 
 async def watchdog(context: procrastinate.JobContext, timestamp: int) -> int:
-    async with tracker_of(context) as tracker:
-        return await export_steps.watchdog(tracker)
+    return await export_steps.watchdog(tracker_of(context))
 
 
 async def purge(context: procrastinate.JobContext, timestamp: int) -> None:
-    async with tracker_of(context) as tracker:
-        files = await download_step.purge_downloads(tracker)
-        async with tracker.database.transaction() as session:
-            cached = await purge_widget_cache(session, tracker.clock.now())
+    tracker = tracker_of(context)
+    files = await download_step.purge_downloads(tracker)
+    async with tracker.database.transaction() as session:
+        cached = await purge_widget_cache(session, tracker.clock.now())
     log.info("tracker retention applied", extra={"jobs": files, "widget_events": cached})
 
 

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ehiconnect.catalog.models import CatalogEndpoint
-from ehiconnect.cli.catalog import CatalogInputError, read_catalog_source
+from ehiconnect.catalog.reading import CatalogInputError, read_catalog_source
 from ehiconnect.connections.tokens import endpoint_auth
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.systems import CONFIDENTIAL_CLIENT_ID, CONFIDENTIAL_CLIENT_SECRET

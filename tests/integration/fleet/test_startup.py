@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from ehiconnect.catalog.builtin import sync_builtin_catalogs
 from ehiconnect.runtime import Runtime
-from ehiconnect.sandbox.catalog_sync import sandbox_catalog_data, sync_sandbox_catalog
+from ehiconnect.sandbox.catalog_sync import sandbox_catalog_data
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import free_port
 
@@ -45,7 +46,9 @@ async def test_concurrent_sandbox_syncs_end_with_one_copy_of_each_row(
 
         async def sync() -> None:
             async with runtime.database.transaction() as session:
-                await sync_sandbox_catalog(session, SANDBOX)
+                await sync_builtin_catalogs(
+                    session, settings.catalog.builtin_sources, base_url=SANDBOX
+                )
 
         await asyncio.gather(*(sync() for _ in range(5)))
     assert _catalog_counts(database_url) == _expected_counts()

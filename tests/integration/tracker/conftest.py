@@ -1,4 +1,5 @@
-"""Tracker fixtures: the fake platform and the tracker receiver on loopback, a real PostgreSQL."""
+"""Tracker fixtures: the fake platform and the tracker receiver on loopback, a real PostgreSQL
+holding the tracker's tables (its own migrations, applied to each test's copy of the template)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
+from ehiconnect.tracker.migrate import upgrade_tracker_database
 from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.runtime import CONTEXT_KEY, QUEUE, TrackerRuntime
+from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import RetryPolicy, TrackerSettings
 from tests.integration.tracker.fake_platform import (
     PRIVATE_KEY,
@@ -21,6 +23,14 @@ from tests.integration.tracker.fake_platform import (
 STITCH_TOKEN = "stitch-token-for-tests"
 FHIR_TOKEN = "fhir-api-token-for-tests"
 FHIR_AUTH = {"Authorization": f"Bearer {FHIR_TOKEN}"}
+
+
+@pytest.fixture
+def database_url(database_url: str) -> str:
+    """The test's database with the tracker's tables, for tests that write them before a
+    TrackerRuntime opens (opening one migrates too)."""
+    upgrade_tracker_database(database_url)
+    return database_url
 
 
 @pytest.fixture
@@ -73,5 +83,5 @@ async def drain(tracker: TrackerRuntime) -> None:
         queues=[QUEUE],
         wait=False,
         install_signal_handlers=False,
-        additional_context={CONTEXT_KEY: tracker},
+        additional_context=tracker.job_context(),
     )

@@ -9,8 +9,8 @@ into its three sinks (the built-in FHIR store, Parquet, and a FHIR R4 server: th
 transaction endpoint of these tests), and emails the patient.
 
 Platform jobs run on the `default` queue and the tracker's on the `tracker` queue, each drained
-by its own worker: a platform worker draining every queue would also run the tracker's tasks,
-with the platform's (empty) tracker settings instead of the tracker's.
+by its own worker: the platform's worker does not know the tracker's tasks, and the tracker's
+worker gives them the tracker's runtime and settings.
 """
 
 from __future__ import annotations

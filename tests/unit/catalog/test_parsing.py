@@ -12,7 +12,7 @@ import pytest
 from ehiconnect.catalog.brands_bundle import parse_brands_bundle
 from ehiconnect.catalog.data import CatalogData
 from ehiconnect.catalog.plain import parse_plain_catalog
-from ehiconnect.cli.catalog import CatalogFormat, CatalogInputError, parse_catalog
+from ehiconnect.catalog.reading import CatalogFormat, CatalogInputError, parse_catalog
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "catalog"
 

@@ -23,9 +23,11 @@ depends_on = None
 def upgrade() -> None:
     # procrastinate's schema contains '%' and ':' that SQLAlchemy would read as parameters, so it
     # goes to the driver connection directly (psycopg does not parse placeholders without params).
-    driver_connection = op.get_bind().connection.driver_connection
-    assert driver_connection is not None
-    driver_connection.execute(SchemaManager.get_schema())
+    # Only when missing: a tracker sharing this database may have started first and applied it.
+    if not sa.inspect(op.get_bind()).has_table("procrastinate_jobs"):
+        driver_connection = op.get_bind().connection.driver_connection
+        assert driver_connection is not None
+        driver_connection.execute(SchemaManager.get_schema())
 
     op.create_table(
         "audit_log",

@@ -1,13 +1,11 @@
-"""Tracker ingest checkpoints name how their batches were cut.
+"""Formerly a column of the tracker's ingest checkpoints; now empty (the tracker's own history
+has it: `tracker_ingest_progress.batching`, added there where missing).
 
 Revision ID: 0006_ingest_batching
 Revises: 0005_tracker
 """
 
 from __future__ import annotations
-
-import sqlalchemy as sa
-from alembic import op
 
 revision = "0006_ingest_batching"
 down_revision = "0005_tracker"
@@ -16,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("tracker_ingest_progress", sa.Column("batching", sa.Text(), nullable=True))
+    pass
 
 
 def downgrade() -> None:
-    op.drop_column("tracker_ingest_progress", "batching")
+    pass

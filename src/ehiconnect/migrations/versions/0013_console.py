@@ -1,5 +1,9 @@
 """Console accounts and sessions; indexes for the console's pages over time ranges.
 
+The account tables serve every console, kept apart by realm: the platform's and the tracker's.
+The tracker's own migrations create them too when they are missing (a tracker's database needs
+no platform), so here they are created only when missing: either history may run first.
+
 Revision ID: 0013_console
 Revises: 0012_support_requests
 """
@@ -41,6 +45,13 @@ _INDEXES = (
 
 
 def upgrade() -> None:
+    if not sa.inspect(op.get_bind()).has_table("console_users"):
+        _create_account_tables()
+    for name, table, columns in _INDEXES:
+        op.create_index(name, table, columns, unique=False)
+
+
+def _create_account_tables() -> None:
     op.create_table(
         "console_users",
         sa.Column("user_id", sa.String(length=36), nullable=False),
@@ -80,8 +91,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_console_sessions_expires_at", "console_sessions", ["expires_at"], unique=False
     )
-    for name, table, columns in _INDEXES:
-        op.create_index(name, table, columns, unique=False)
 
 
 def downgrade() -> None:
