@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 import httpx
 
+from ehiconnect.crawler.policy import RetryPolicy
 from ehiconnect.crawler.ports import AttachmentSink, FetchError
 from ehiconnect.http.ssrf import TargetRefused
 
-if TYPE_CHECKING:  # the session calls this function (`FhirSession.download`)
-    from ehiconnect.crawler.fetch import FhirSession
+
+class StreamingSession(Protocol):
+    """What a download needs of `fetch.FhirSession` (which calls this module, not the reverse)."""
+
+    policy: RetryPolicy
+
+    def stream(self, url: str) -> AbstractAsyncContextManager[httpx.Response]: ...
 
 
 async def fetch_attachment(
-    session: FhirSession, url: str, sink: AttachmentSink
+    session: StreamingSession, url: str, sink: AttachmentSink
 ) -> FetchError | str:
     """The served content type once the whole body is in `sink`, else the failure (a
     `FetchError` for the error report). `TooLarge` from the sink propagates."""
