@@ -12,6 +12,7 @@ from ehiconnect.api.app import create_app
 from ehiconnect.connections.service import add_connection
 from ehiconnect.orgs.service import CreatedOrg, rotate_key
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import serve_in_thread
 from tests.integration.conftest import make_org
@@ -170,7 +171,7 @@ async def test_rotated_key_works_during_grace_then_stops(
     old = org.keys["test"]
     async with runtime.database.transaction() as session:
         new = await rotate_key(
-            session, runtime.clock, org_id=org.org_id, mode="test", grace=dt.timedelta(hours=1)
+            session, runtime.clock, OrgScope(org.org_id, "test"), grace=dt.timedelta(hours=1)
         )
     assert new.public_id == old.public_id
     assert new.private_key != old.private_key
@@ -179,7 +180,7 @@ async def test_rotated_key_works_during_grace_then_stops(
     assert http.get(path, auth=(new.public_id, new.private_key)).status_code == 200
     async with runtime.database.transaction() as session:
         newest = await rotate_key(
-            session, runtime.clock, org_id=org.org_id, mode="test", grace=dt.timedelta(0)
+            session, runtime.clock, OrgScope(org.org_id, "test"), grace=dt.timedelta(0)
         )
     expired = http.get(path, auth=(old.public_id, old.private_key))
     assert "rotated out" in _envelope_error(expired, 401, "unauthorized")

@@ -12,6 +12,7 @@ from ehiconnect.cli.common import console, load_settings, print_json, with_runti
 from ehiconnect.ids import API_MODES, ApiMode, as_api_mode
 from ehiconnect.orgs import service
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 
 orgs_app = typer.Typer(help="Create and list organizations (the platform's customers).")
 keys_app = typer.Typer(help="Rotate an organization's API keys.")
@@ -109,7 +110,10 @@ def rotate(
     async def work(runtime: Runtime) -> service.KeyPair:
         async with runtime.database.transaction() as session:
             return await service.rotate_key(
-                session, runtime.clock, org_id=org, mode=api_mode, grace=dt.timedelta(hours=hours)
+                session,
+                runtime.clock,
+                OrgScope(org_id=org, api_mode=api_mode),
+                grace=dt.timedelta(hours=hours),
             )
 
     pair = with_runtime(settings, work)

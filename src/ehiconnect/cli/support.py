@@ -9,9 +9,14 @@ import typer
 from rich.table import Table
 
 from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
+from ehiconnect.ids import API_MODES
 from ehiconnect.runtime import Runtime
-from ehiconnect.support.models import SupportRequest
-from ehiconnect.support.service import list_support_requests
+from ehiconnect.scope import OrgScope
+from ehiconnect.support.service import (
+    list_every_support_request,
+    list_support_requests,
+    support_request_view,
+)
 
 support_app = typer.Typer(help="Support requests patients sent from the widget.")
 
@@ -20,21 +25,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 def register(app: typer.Typer) -> None:
     app.add_typer(support_app, name="support")
-
-
-def _as_json(request: SupportRequest) -> dict[str, Any]:
-    return {
-        "id": request.request_id,
-        "org_id": request.org_id,
-        "api_mode": request.api_mode,
-        "email": request.email,
-        "name": request.name,
-        "subject": request.subject,
-        "body": request.body,
-        "external_id": request.external_id,
-        "event_id": request.event_id,
-        "created_at": request.created_at.isoformat(),
-    }
 
 
 @support_app.command("list")
@@ -47,8 +37,12 @@ def list_(
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.database.transaction() as session:
-            found = await list_support_requests(session, org_id=org, limit=limit)
-            return [_as_json(request) for request in found]
+            if org is None:
+                found = await list_every_support_request(session, limit=limit)
+            else:  # the organization's requests in both modes
+                scopes = [OrgScope(org_id=org, api_mode=mode) for mode in API_MODES]
+                found = await list_support_requests(session, scopes, limit=limit)
+            return [support_request_view(request) for request in found]
 
     requests = with_runtime(load_settings(), work)
     if json:

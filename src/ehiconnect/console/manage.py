@@ -26,6 +26,7 @@ from ehiconnect.consolekit.web import actor_of
 from ehiconnect.errors import Forbidden, InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs import service as orgs
+from ehiconnect.scope import OrgScope
 from ehiconnect.webhooks import endpoints, outbox
 
 router = new_router()
@@ -222,8 +223,7 @@ async def rotate_key(request: Request, who: PostedBy) -> Response:
         pair = await orgs.rotate_key(
             db,
             runtime.clock,
-            org_id=org_id,
-            mode=as_api_mode(viewer.api_mode),
+            OrgScope(org_id=org_id, api_mode=as_api_mode(viewer.api_mode)),
             grace=dt.timedelta(hours=hours),
             actor=actor_of(who),
         )

@@ -25,6 +25,7 @@ from ehiconnect.ids import (
 )
 from ehiconnect.orgs.credentials import Credentials, Principal
 from ehiconnect.orgs.validation import normalize_origin, normalize_redirect_uri
+from ehiconnect.scope import OrgScope
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,14 @@ async def public_ids(session: AsyncSession, org_id: str) -> dict[str, str]:
 async def rotate_key(
     session: AsyncSession,
     clock: Clock,
+    scope: OrgScope,
     *,
-    org_id: str,
-    mode: ApiMode,
     grace: dt.timedelta,
     actor: str = "cli",
 ) -> KeyPair:
-    """Issue a new private key for the mode's public id; current keys keep working for `grace`."""
+    """Issue a new private key for the public id of the scope's organization and mode; current
+    keys keep working for `grace`."""
+    org_id, mode = scope.org_id, scope.api_mode
     await get_org(session, org_id)
     ids = await public_ids(session, org_id)
     if mode not in ids:

@@ -7,15 +7,16 @@ outbox), so a request is never stored without its event or announced without bei
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import procrastinate
-from sqlalchemy import select
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
-from ehiconnect.ids import ApiMode
+from ehiconnect.scope import OrgScope
 from ehiconnect.support.models import SupportRequest
 from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
@@ -53,18 +54,18 @@ def event_data(request: SupportRequest) -> dict[str, Any]:
 
 async def record_support_request(
     session: AsyncSession,
+    scope: OrgScope,
     *,
     jobs: procrastinate.App | None,
     clock: Clock,
-    org_id: str,
-    api_mode: ApiMode,
     ask: SupportAsk,
 ) -> SupportRequest:
-    """Store the request and emit its webhook event, in the caller's transaction."""
+    """Store the request to the scope's organization, in its mode, and emit its webhook event, in
+    the caller's transaction."""
     request = SupportRequest(
         request_id=str(uuid.uuid4()),
-        org_id=org_id,
-        api_mode=api_mode,
+        org_id=scope.org_id,
+        api_mode=scope.api_mode,
         email=ask.email,
         name=ask.name,
         subject=ask.subject,
@@ -77,8 +78,8 @@ async def record_support_request(
         session,
         jobs=jobs,
         clock=clock,
-        org_id=org_id,
-        api_mode=api_mode,
+        org_id=scope.org_id,
+        api_mode=scope.api_mode,
         type=EventType.REQUEST_HEALTH_SYSTEM,
         data=event_data(request),
     )
@@ -87,13 +88,47 @@ async def record_support_request(
     return request
 
 
+def support_request_view(request: SupportRequest) -> dict[str, Any]:
+    """A stored request as an operator reads it."""
+    return {
+        "id": request.request_id,
+        "org_id": request.org_id,
+        "api_mode": request.api_mode,
+        "email": request.email,
+        "name": request.name,
+        "subject": request.subject,
+        "body": request.body,
+        "external_id": request.external_id,
+        "event_id": request.event_id,
+        "created_at": request.created_at.isoformat(),
+    }
+
+
 async def list_support_requests(
-    session: AsyncSession, *, org_id: str | None = None, limit: int = 100
+    session: AsyncSession, scopes: Collection[OrgScope], *, limit: int = 100
 ) -> list[SupportRequest]:
-    """The newest requests first, of one organization or of all."""
-    query = select(SupportRequest).order_by(
-        SupportRequest.created_at.desc(), SupportRequest.request_id
+    """The newest requests first, of the organizations and modes in `scopes`."""
+    wanted = [(scope.org_id, scope.api_mode) for scope in scopes]
+    if not wanted:
+        return []
+    return await _newest(
+        session,
+        select(SupportRequest).where(
+            tuple_(SupportRequest.org_id, SupportRequest.api_mode).in_(wanted)
+        ),
+        limit,
     )
-    if org_id is not None:
-        query = query.where(SupportRequest.org_id == org_id)
-    return list((await session.scalars(query.limit(limit))).all())
+
+
+async def list_every_support_request(
+    session: AsyncSession, *, limit: int = 100
+) -> list[SupportRequest]:
+    """The newest requests first, of every organization: the operator's view."""
+    return await _newest(session, select(SupportRequest), limit)
+
+
+async def _newest(
+    session: AsyncSession, query: Select[SupportRequest], limit: int
+) -> list[SupportRequest]:
+    ordered = query.order_by(SupportRequest.created_at.desc(), SupportRequest.request_id)
+    return list((await session.scalars(ordered.limit(limit))).all())

@@ -1,4 +1,4 @@
-"""The catalog's registration point for built-in catalogs: the platform names them, never imports."""
+"""The catalog's registration point for built-in catalogs: named in settings, never imported."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from ehiconnect.api.deps import PublicRateLimit, RuntimeDep, SessionDep
 from ehiconnect.api.envelope import ok
 from ehiconnect.api.openapi import BODY_ERRORS, PUBLIC_ERRORS
 from ehiconnect.orgs.service import org_for_public_id
+from ehiconnect.scope import OrgScope
 from ehiconnect.support.service import (
     MAX_BODY,
     MAX_EMAIL,
@@ -89,10 +90,9 @@ async def request_support(
     allow_origin(request, response, org, mode)
     stored = await record_support_request(
         session,
+        OrgScope(org_id=org.org_id, api_mode=mode),
         jobs=runtime.jobs,
         clock=runtime.clock,
-        org_id=org.org_id,
-        api_mode=mode,
         ask=SupportAsk(
             email=body.email,
             name=body.name,
