@@ -1,7 +1,9 @@
 """The SMART standalone launch, from `/bridge/connect` to `/bridge/callback`.
 
-`start_flow` checks the request, discovers the endpoint's SMART configuration, mints `state` and a
-PKCE verifier, records the flow and returns the authorize URL. `complete_flow` claims the flow by
+`start_flow` runs four steps: checks the request (`check_request`), finds the endpoint (for a
+reconnect, the connection's, read within the caller's `OrgScope`), discovers its SMART
+configuration, then mints `state` and a PKCE verifier, records the flow and returns the authorize
+URL. `complete_flow` claims the flow by
 its state (once only, before it expires), exchanges the code, and on success creates (or, for a
 reconnect, updates in place) the connection, seals its tokens, writes the consent record and the
 `patient.connection_success` event in one transaction.
@@ -226,6 +228,19 @@ def requested_scope(endpoint_scopes: str, capabilities: frozenset[str]) -> str:
     return endpoint_scopes
 
 
+async def _adopt_configuration(
+    session: AsyncSession, endpoint_id: str, configuration: smart.SmartConfiguration
+) -> CatalogEndpoint:
+    """The catalog's endpoint, its OAuth endpoints now the ones its server advertises."""
+    endpoint = await session.get(CatalogEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_id} left the catalog; search again")
+    endpoint.authorization_endpoint = configuration.authorization_endpoint
+    endpoint.token_endpoint = configuration.token_endpoint
+    endpoint.revoke_endpoint = configuration.revocation_endpoint
+    return endpoint
+
+
 async def _record_flow(
     ports: ConsentPorts,
     scope: OrgScope,
@@ -235,16 +250,11 @@ async def _record_flow(
     result_handle_hash: str | None,
 ) -> str:
     """Write the flow (with a fresh state and PKCE verifier) and its audit row; the authorize
-    URL that starts it. The catalog's OAuth endpoints follow what the server advertises."""
+    URL that starts it."""
     state, verifier = new_state(), new_verifier()
     now = ports.clock.now()
     async with ports.database.transaction() as session:
-        endpoint = await session.get(CatalogEndpoint, target.endpoint_id)
-        if endpoint is None:
-            raise NotFound(f"endpoint {target.endpoint_id} left the catalog; search again")
-        endpoint.authorization_endpoint = configuration.authorization_endpoint
-        endpoint.token_endpoint = configuration.token_endpoint
-        endpoint.revoke_endpoint = configuration.revocation_endpoint
+        endpoint = await _adopt_configuration(session, target.endpoint_id, configuration)
         if result_handle_hash is not None:
             await ensure_handle_unused(session, result_handle_hash)
         flow_scope = requested_scope(endpoint.scopes, configuration.capabilities)
@@ -427,25 +437,8 @@ async def _record_connection(
 ) -> FlowSuccess:
     clock = ports.clock
     async with ports.database.transaction() as session:
-        connection: OrgConnection | None = None
-        if flow.reconnect_connection_id:
-            connection = await session.get(OrgConnection, flow.reconnect_connection_id)
-        event = ConsentEvent.RECONNECTED if connection is not None else ConsentEvent.GRANTED
-        if connection is None:
-            connection = OrgConnection(
-                org_connection_id=new_connection_id(),
-                org_id=flow.org_id,
-                api_mode=flow.api_mode,
-                catalog_endpoint_id=flow.endpoint_id,
-                platform_type=platform_type,
-                status=ConnectionStatus.AUTHORIZED,
-            )
-            session.add(connection)
-        connection.catalog_brand_id = flow.brand_id
-        connection.catalog_portal_id = flow.portal_id
-        connection.status = ConnectionStatus.AUTHORIZED
+        connection, event = await _authorize_connection(session, flow, platform_type)
         connection.scope = granted
-        connection.external_id = flow.external_id or connection.external_id
         connection.fhir_base_url = fhir_base
         connection.source_patient_id = response.patient
         await session.flush()
@@ -482,6 +475,32 @@ async def _record_connection(
         # With the connection, so a widget polling its handle never sees one without the other.
         await record_result(session, flow.state_hash, result, clock.now())
         return FlowSuccess(flow=flow, connection=view, event=data, result=result)
+
+
+async def _authorize_connection(
+    session: AsyncSession, flow: ConsentFlow, platform_type: str
+) -> tuple[OrgConnection, ConsentEvent]:
+    """The flow's connection, authorized: the one it reconnects, updated in place (its id stays
+    the same), or a new one."""
+    connection: OrgConnection | None = None
+    if flow.reconnect_connection_id:
+        connection = await session.get(OrgConnection, flow.reconnect_connection_id)
+    event = ConsentEvent.RECONNECTED if connection is not None else ConsentEvent.GRANTED
+    if connection is None:
+        connection = OrgConnection(
+            org_connection_id=new_connection_id(),
+            org_id=flow.org_id,
+            api_mode=flow.api_mode,
+            catalog_endpoint_id=flow.endpoint_id,
+            platform_type=platform_type,
+            status=ConnectionStatus.AUTHORIZED,
+        )
+        session.add(connection)
+    connection.catalog_brand_id = flow.brand_id
+    connection.catalog_portal_id = flow.portal_id
+    connection.status = ConnectionStatus.AUTHORIZED
+    connection.external_id = flow.external_id or connection.external_id
+    return connection, event
 
 
 async def _audited_failure(

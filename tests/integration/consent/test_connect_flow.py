@@ -230,3 +230,31 @@ def test_reconnect_keeps_the_same_connection_id(platform: Platform, database_url
         count = conn.execute("SELECT count(*) FROM org_connections").fetchone()
     assert kinds == ["granted", "reconnected"]
     assert count == (1,)
+
+
+async def test_only_the_organization_and_mode_of_a_connection_can_reconnect_it(
+    platform: Platform, runtime: Runtime
+) -> None:
+    from tests.integration.conftest import make_org
+
+    connection_id = platform.connect("harbor", "amy")["org_connection_id"]
+    other = await make_org(runtime, "Other Health")
+
+    def reconnect_with(public_id: str) -> httpx.Response:
+        return platform.start(
+            str(
+                httpx.URL(
+                    f"{platform.api.url}/v1/bridge/reconnect",
+                    params={"public_id": public_id, "reconnect_org_connection_id": connection_id},
+                )
+            )
+        )
+
+    another_org = reconnect_with(other.keys["test"].public_id)
+    assert (another_org.status_code, page_result(another_org)["error"]) == (404, "not_found")
+    other_mode = reconnect_with(platform.org.keys["live"].public_id)
+    assert (other_mode.status_code, page_result(other_mode)["error"]) == (
+        403,
+        "api_mode_mismatch",
+    )
+    assert "test key" in page_result(other_mode)["error_description"]
