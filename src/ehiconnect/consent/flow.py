@@ -348,9 +348,8 @@ async def complete_flow(
 ) -> FlowSuccess:
     """Finish the flow `state` names; a failure is also kept for the widget's result handle."""
     try:
-        success = await _complete_flow(
-            ports, state=state, code=code, error=error, error_description=error_description
-        )
+        flow = await claim_flow(ports.database, ports.clock, state)
+        success = await _finish_flow(ports, flow, code, error, error_description)
     except FlowFailure as failure:
         telemetry.consent_failed(failure.flow, failure.error)
         if failure.flow is not None and result_kept_for_widget(failure):
@@ -368,15 +367,15 @@ async def complete_flow(
     return success
 
 
-async def _complete_flow(
+async def _finish_flow(
     ports: ConsentPorts,
-    *,
-    state: str | None,
+    flow: ConsentFlow,
     code: str | None,
     error: str | None,
     error_description: str | None,
 ) -> FlowSuccess:
-    flow = await claim_flow(ports.database, ports.clock, state)
+    """What the health system answered for a claimed flow: its error, or a code to exchange for
+    the tokens of a connection."""
     if error:
         description = (
             "the patient declined to share their records"

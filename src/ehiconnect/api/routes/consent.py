@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import Field
 
@@ -67,16 +67,31 @@ PATIENT_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 PUBLIC_ID = Query(description="the organization's public_test_… or public_live_… id")
-# What a sign-in carries to its end, alike for /connect and /reconnect.
-REDIRECT_URI = Query(default=None)
-EXTERNAL_ID = Query(default=None, max_length=255)
-EXTERNAL_STATE = Query(default=None, max_length=1024)
 RESULT_CHALLENGE = Query(
     default=None,
     max_length=64,
     description="BASE64URL(SHA-256(result_handle)), 43 characters: lets the widget read the "
     "result with POST /bridge/connect/result when the popup cannot post it back",
 )
+
+
+def sign_in_ending(
+    redirect_uri: str | None = Query(default=None),
+    external_id: str | None = Query(default=None, max_length=255),
+    external_state: str | None = Query(default=None, max_length=1024),
+    result_challenge: str | None = RESULT_CHALLENGE,
+) -> ConnectRequest:
+    """Where a sign-in ends and what it carries back: alike for /connect and /reconnect, which
+    add what the patient connects to."""
+    return ConnectRequest(
+        redirect_uri=redirect_uri,
+        external_id=external_id,
+        external_state=external_state,
+        result_challenge=result_challenge,
+    )
+
+
+SignInEnding = Annotated[ConnectRequest, Depends(sign_in_ending)]
 # /connect and /reconnect: a 302 to the health system, or the patient's page on failure.
 START_ROUTE: dict[str, Any] = {
     "response_class": RedirectResponse,
@@ -194,28 +209,19 @@ async def read_catalog(
 async def connect(
     request: Request,
     consent: ConsentDep,
+    ending: SignInEnding,
     public_id: str = PUBLIC_ID,
     brand_id: str | None = Query(default=None),
     portal_id: str | None = Query(default=None),
     endpoint_id: str | None = Query(default=None),
-    redirect_uri: str | None = REDIRECT_URI,
-    external_id: str | None = EXTERNAL_ID,
-    external_state: str | None = EXTERNAL_STATE,
-    result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Start a patient's sign-in at a health system: 302 to its authorize URL."""
     return await _start(
         request,
         consent,
         public_id,
-        ConnectRequest(
-            brand_id=brand_id,
-            portal_id=portal_id,
-            endpoint_id=endpoint_id,
-            redirect_uri=redirect_uri,
-            external_id=external_id,
-            external_state=external_state,
-            result_challenge=result_challenge,
+        dataclasses.replace(
+            ending, brand_id=brand_id, portal_id=portal_id, endpoint_id=endpoint_id
         ),
     )
 
@@ -224,25 +230,16 @@ async def connect(
 async def reconnect(
     request: Request,
     consent: ConsentDep,
+    ending: SignInEnding,
     public_id: str = PUBLIC_ID,
     reconnect_org_connection_id: str = Query(),
-    redirect_uri: str | None = REDIRECT_URI,
-    external_id: str | None = EXTERNAL_ID,
-    external_state: str | None = EXTERNAL_STATE,
-    result_challenge: str | None = RESULT_CHALLENGE,
 ) -> Response:
     """Re-authorize an existing connection in place: the org_connection_id stays the same."""
     return await _start(
         request,
         consent,
         public_id,
-        ConnectRequest(
-            redirect_uri=redirect_uri,
-            external_id=external_id,
-            external_state=external_state,
-            reconnect_connection_id=reconnect_org_connection_id,
-            result_challenge=result_challenge,
-        ),
+        dataclasses.replace(ending, reconnect_connection_id=reconnect_org_connection_id),
     )
 
 
