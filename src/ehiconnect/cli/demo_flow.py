@@ -32,9 +32,13 @@ from ehiconnect.cli.demo_logic import (
 from ehiconnect.cli.demo_services import DemoServices
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.sandbox.catalog import stable_catalog_id
-from ehiconnect.sandbox.config import HealthSystem, Persona
-from ehiconnect.sandbox.patient_browser import PatientBrowser, PortalError
+from ehiconnect.sandbox import (
+    HealthSystem,
+    PatientBrowser,
+    Persona,
+    PortalError,
+    stable_catalog_id,
+)
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob

@@ -14,7 +14,7 @@ from rich.table import Table
 from ehiconnect.cli.demo_flow import Collected
 from ehiconnect.cli.demo_logic import duckdb_count, tracker_env
 from ehiconnect.cli.demo_setup import DemoOrg
-from ehiconnect.sandbox.config import HealthSystem, Persona
+from ehiconnect.sandbox import HealthSystem, Persona
 from ehiconnect.settings import Settings
 
 TYPE_COLUMNS = 3  # resource type / count pairs per row of the table

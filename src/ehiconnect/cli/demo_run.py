@@ -33,7 +33,7 @@ from ehiconnect.cli.demo_setup import DemoOrg, ensure_demo_org
 from ehiconnect.consolekit import accounts
 from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.runtime import Runtime
-from ehiconnect.sandbox.config import HealthSystem, Persona
+from ehiconnect.sandbox import HealthSystem, Persona
 from ehiconnect.settings import Settings
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerJob

@@ -22,7 +22,7 @@ from ehiconnect.cli.demo_ports import Listener, listeners
 from ehiconnect.db.embedded import embedded_pgdata, stop_embedded_postgres
 from ehiconnect.jobs.worker import PLATFORM_QUEUES
 from ehiconnect.runtime import Runtime, database_url
-from ehiconnect.sandbox.app import build_sandbox_app
+from ehiconnect.sandbox import build_sandbox_app
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker.receiver import build_tracker_app

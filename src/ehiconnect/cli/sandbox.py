@@ -9,15 +9,16 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from ehiconnect.sandbox import DEFAULT_HOST, DEFAULT_PORT
-from ehiconnect.sandbox.app import build_sandbox_app
-from ehiconnect.sandbox.config import SandboxConfig
-from ehiconnect.sandbox.personas import list_personas
-from ehiconnect.sandbox.systems import (
+from ehiconnect.sandbox import (
     ASYMMETRIC_CLIENT_ID,
     CONFIDENTIAL_CLIENT_ID,
     CONFIDENTIAL_CLIENT_SECRET,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
     PUBLIC_CLIENT_ID,
+    SandboxConfig,
+    build_sandbox_app,
+    list_personas,
 )
 
 console = Console()

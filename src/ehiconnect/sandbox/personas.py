@@ -7,87 +7,48 @@ its record (the huge persona's record is only built when its data is first asked
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from ehiconnect.sandbox.config import HealthSystem, Persona, SandboxConfig, SizeClass
+from ehiconnect.sandbox.config import HealthSystem, Persona, SizeClass
 from ehiconnect.sandbox.generator.ids import patient_id_for, persona_seed
 
+_DESCRIPTIONS: dict[SizeClass, str] = {
+    "tiny": "a short record for quick tests",
+    "small": "about 500 resources and 30 MB of attachments",
+    "huge": "about 5,000 resources plus a 3 GB imaging attachment, streamed",
+}
+
+
+def _published(
+    given_name: str, family_name: str, gender: Literal["female", "male"], size_class: SizeClass
+) -> Persona:
+    """A persona of the shipped systems: signs in as its first name in lower case, with the
+    published password `<name>-sandbox` (docs/sandbox.md)."""
+    login = given_name.lower()
+    return Persona(
+        persona_id=login,
+        username=login,
+        password=f"{login}-sandbox",
+        given_name=given_name,
+        family_name=family_name,
+        gender=gender,
+        size_class=size_class,
+        description=_DESCRIPTIONS[size_class],
+    )
+
+
 HARBOR_PERSONAS: tuple[Persona, ...] = (
-    Persona(
-        persona_id="amy",
-        username="amy",
-        password="amy-sandbox",  # noqa: S106 - published test persona
-        given_name="Amy",
-        family_name="Harbor-Shaw",
-        gender="female",
-        size_class="small",
-        description="about 500 resources and 30 MB of attachments",
-    ),
-    Persona(
-        persona_id="hugo",
-        username="hugo",
-        password="hugo-sandbox",  # noqa: S106
-        given_name="Hugo",
-        family_name="Harbor-Lindqvist",
-        gender="male",
-        size_class="huge",
-        description="about 5,000 resources plus a 3 GB imaging attachment, streamed",
-    ),
-    Persona(
-        persona_id="tina",
-        username="tina",
-        password="tina-sandbox",  # noqa: S106
-        given_name="Tina",
-        family_name="Harbor-Okafor",
-        gender="female",
-        size_class="tiny",
-        description="a short record for quick tests",
-    ),
+    _published("Amy", "Harbor-Shaw", "female", "small"),
+    _published("Hugo", "Harbor-Lindqvist", "male", "huge"),
+    _published("Tina", "Harbor-Okafor", "female", "tiny"),
 )
-
 CEDAR_PERSONAS: tuple[Persona, ...] = (
-    Persona(
-        persona_id="beth",
-        username="beth",
-        password="beth-sandbox",  # noqa: S106
-        given_name="Beth",
-        family_name="Cedar-Morales",
-        gender="female",
-        size_class="small",
-        description="about 500 resources and 30 MB of attachments",
-    ),
-    Persona(
-        persona_id="theo",
-        username="theo",
-        password="theo-sandbox",  # noqa: S106
-        given_name="Theo",
-        family_name="Cedar-Nakamura",
-        gender="male",
-        size_class="tiny",
-        description="a short record for quick tests",
-    ),
+    _published("Beth", "Cedar-Morales", "female", "small"),
+    _published("Theo", "Cedar-Nakamura", "male", "tiny"),
 )
-
 SUMMIT_PERSONAS: tuple[Persona, ...] = (
-    Persona(
-        persona_id="carl",
-        username="carl",
-        password="carl-sandbox",  # noqa: S106
-        given_name="Carl",
-        family_name="Summit-Jensen",
-        gender="male",
-        size_class="small",
-        description="about 500 resources and 30 MB of attachments",
-    ),
-    Persona(
-        persona_id="tess",
-        username="tess",
-        password="tess-sandbox",  # noqa: S106
-        given_name="Tess",
-        family_name="Summit-Adeyemi",
-        gender="female",
-        size_class="tiny",
-        description="a short record for quick tests",
-    ),
+    _published("Carl", "Summit-Jensen", "male", "small"),
+    _published("Tess", "Summit-Adeyemi", "female", "tiny"),
 )
 
 
@@ -122,9 +83,3 @@ def persona_info(system: HealthSystem, persona: Persona) -> PersonaInfo:
 def list_personas(system: HealthSystem) -> list[PersonaInfo]:
     """Every persona of `system`, with patient ids, without generating any record."""
     return [persona_info(system, p) for p in system.personas]
-
-
-def personas_by_system(config: SandboxConfig | None = None) -> dict[str, list[PersonaInfo]]:
-    """Every system's personas, keyed by system slug (default: the shipped systems)."""
-    config = config or SandboxConfig()
-    return {system.slug: list_personas(system) for system in config.systems}

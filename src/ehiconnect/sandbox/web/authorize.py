@@ -11,13 +11,15 @@ import datetime as dt
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ehiconnect.sandbox.capability import COMPARTMENT_TYPES
-from ehiconnect.sandbox.config import Client
+from ehiconnect.sandbox.config import Client, HealthSystem
 from ehiconnect.sandbox.generator import NON_COMPARTMENT_TYPES
 from ehiconnect.sandbox.personas import persona_info
 from ehiconnect.sandbox.pkce import challenge_problem
@@ -28,6 +30,7 @@ from ehiconnect.sandbox.scopes import (
     narrow,
     parse_scopes,
 )
+from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.sandbox.store import AuthorizationCode, PendingAuthorization
 from ehiconnect.sandbox.web.common import auth_url, fhir_base, sandbox_state, system_or_none
 from ehiconnect.sandbox.web.pages import FIXED_SCOPES, consent_page, error_page, login_page
@@ -165,7 +168,19 @@ async def authorize(request: Request) -> Response:
     return HTMLResponse(login_page(system, action, pending.request_id, client.client_id))
 
 
-async def login(request: Request) -> Response:
+@dataclass(frozen=True)
+class _PagePost:
+    """A form posted from the sign-in or consent page, with the authorization it continues."""
+
+    system: HealthSystem
+    state: SandboxState
+    form: FormData
+    pending: PendingAuthorization
+
+
+async def _page_post(request: Request, page: str) -> _PagePost | Response:
+    """The posted form and the authorization it continues; an error page when that is gone (`page`
+    names the page in it)."""
     system = system_or_none(request)
     if system is None:
         return _html_error("Unknown health system", "This sandbox has no such health system.", 404)
@@ -174,16 +189,29 @@ async def login(request: Request) -> Response:
     request_id = str(form.get("request_id", ""))
     pending = state.store.get_pending(request_id, state.clock.now())
     if pending is None or pending.system_slug != system.slug:
-        return _html_error(
-            "Sign-in expired", "This sign-in page is no longer valid; start again from your app."
-        )
+        return _expired(page)
+    return _PagePost(system, state, form, pending)
+
+
+def _expired(page: str) -> HTMLResponse:
+    return _html_error(
+        f"{page.capitalize()} expired",
+        f"This {page} page is no longer valid; start again from your app.",
+    )
+
+
+async def login(request: Request) -> Response:
+    posted = await _page_post(request, "sign-in")
+    if isinstance(posted, Response):
+        return posted
+    system, form, pending = posted.system, posted.form, posted.pending
     persona = system.persona_by_username(str(form.get("username", "")))
     password = str(form.get("password", ""))
     if persona is None or not secrets.compare_digest(persona.password, password):
         page = login_page(
             system,
             auth_url(request, system.slug, "login"),
-            request_id,
+            pending.request_id,
             pending.client_id,
             error="Unknown username or wrong password. The test patients are listed below.",
         )
@@ -192,7 +220,7 @@ async def login(request: Request) -> Response:
     page = consent_page(
         system,
         auth_url(request, system.slug, "consent"),
-        request_id,
+        pending.request_id,
         pending.client_id,
         f"{persona.given_name} {persona.family_name}",
         pending.scope,
@@ -202,18 +230,13 @@ async def login(request: Request) -> Response:
 
 
 async def consent(request: Request) -> Response:
-    system = system_or_none(request)
-    if system is None:
-        return _html_error("Unknown health system", "This sandbox has no such health system.", 404)
-    state = sandbox_state(request)
-    form = await request.form()
-    request_id = str(form.get("request_id", ""))
-    pending = state.store.get_pending(request_id, state.clock.now())
-    if pending is None or pending.system_slug != system.slug or pending.persona_id is None:
-        return _html_error(
-            "Consent expired", "This consent page is no longer valid; start again from your app."
-        )
-    state.store.finish_pending(request_id)
+    posted = await _page_post(request, "consent")
+    if isinstance(posted, Response):
+        return posted
+    system, state, form, pending = posted.system, posted.state, posted.form, posted.pending
+    if pending.persona_id is None:  # the consent page was posted without signing in first
+        return _expired("consent")
+    state.store.finish_pending(pending.request_id)
     if form.get("decision") != "allow":
         return _redirect_error(
             pending.redirect_uri, "access_denied", "the patient denied access", pending.state

@@ -306,7 +306,17 @@ def _held_token(
     return _HeldToken(grant, refresh.scope, refresh.expires_at, live, None)
 
 
-async def introspect(request: Request) -> Response:
+@dataclass(frozen=True)
+class _TokenQuestion:
+    """An introspection or revocation request: the authenticated client, and the token it names
+    (None when this system does not know it)."""
+
+    state: SandboxState
+    client: Client
+    held: _HeldToken | None
+
+
+async def _token_question(request: Request) -> _TokenQuestion | Response:
     system = system_or_none(request)
     if system is None:
         return unknown_system(request)
@@ -315,12 +325,19 @@ async def introspect(request: Request) -> Response:
     client = await _client(request, system, form)
     if isinstance(client, Response):
         return client
+    return _TokenQuestion(state, client, _held_token(state, system, form.get("token", "")))
+
+
+async def introspect(request: Request) -> Response:
+    asked = await _token_question(request)
+    if isinstance(asked, Response):
+        return asked
+    client, held = asked.client, asked.held
     if client.kind == "public":
         return _invalid_client(
             "introspection needs a confidential client's credentials (client_secret_basic or "
             "private_key_jwt); naming a public client_id does not authorize it (RFC 7662 §2.1)"
         )
-    held = _held_token(state, system, form.get("token", ""))
     if held is None or not held.live or held.grant.client_id != client.client_id:
         return json_response({"active": False}, headers=NO_STORE)
     kind = "refresh_token" if held.access_key is None else "access_token"
@@ -345,27 +362,22 @@ def _active(
 
 async def revoke(request: Request) -> Response:
     """RFC 7009: revoking a refresh token ends the whole grant; an access token, just itself."""
-    system = system_or_none(request)
-    if system is None:
-        return unknown_system(request)
-    state = sandbox_state(request)
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    client = await _client(request, system, form)
-    if isinstance(client, Response):
-        return client
-    held = _held_token(state, system, form.get("token", ""))
+    asked = await _token_question(request)
+    if isinstance(asked, Response):
+        return asked
+    held, store = asked.held, asked.state.store
     if held is None:
         # §2.2: an unknown or already invalid token is not an error.
         return Response(status_code=200, headers=NO_STORE)
-    if held.grant.client_id != client.client_id:
+    if held.grant.client_id != asked.client.client_id:
         return oauth_error(
             "unauthorized_client",
             "this token was issued to another client; a client may revoke only its own tokens",
         )
     if held.access_key is None:
-        state.store.revoke_grant(held.grant.grant_id)
+        store.revoke_grant(held.grant.grant_id)
     else:
-        state.store.revoke_access_token(held.access_key)
+        store.revoke_access_token(held.access_key)
     return Response(status_code=200, headers=NO_STORE)
 
 
