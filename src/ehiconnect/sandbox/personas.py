@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ehiconnect.sandbox.config import HealthSystem, Persona, SizeClass
-from ehiconnect.sandbox.generator.ids import patient_id_for, persona_seed
+from ehiconnect.sandbox.model import HealthSystem, Persona, SizeClass
+from ehiconnect.sandbox.seeds import patient_id_for, persona_seed
 
 _DESCRIPTIONS: dict[SizeClass, str] = {
     "tiny": "a short record for quick tests",

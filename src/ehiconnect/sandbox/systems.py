@@ -12,7 +12,7 @@ Three systems with different behaviour:
 from __future__ import annotations
 
 from ehiconnect.sandbox.client_keys import SANDBOX_CLIENT_PUBLIC_JWKS
-from ehiconnect.sandbox.config import Client, HealthSystem, Quirks, TokenLifetimes
+from ehiconnect.sandbox.model import Client, HealthSystem, Quirks, TokenLifetimes
 from ehiconnect.sandbox.personas import CEDAR_PERSONAS, HARBOR_PERSONAS, SUMMIT_PERSONAS
 
 PUBLIC_CLIENT_ID = "ehiconnect-public"

@@ -9,7 +9,7 @@ from typing import Any
 
 from ehiconnect.sandbox.generator.attachments import AttachmentSpec
 from ehiconnect.sandbox.generator.codes import Coded
-from ehiconnect.sandbox.generator.ids import stable_id
+from ehiconnect.sandbox.seeds import stable_id
 
 Resource = dict[str, Any]
 

@@ -14,7 +14,7 @@ from ehiconnect.sandbox.generator.context import (
     ref,
     simple_concept,
 )
-from ehiconnect.sandbox.generator.ids import patient_id_for
+from ehiconnect.sandbox.seeds import patient_id_for
 
 _CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 _VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"

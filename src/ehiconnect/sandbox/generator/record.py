@@ -13,8 +13,8 @@ from ehiconnect.sandbox.generator.attachments import AttachmentKind, AttachmentS
 from ehiconnect.sandbox.generator.context import RECORD_END, RecordContext, Resource
 from ehiconnect.sandbox.generator.encounters import build_encounter
 from ehiconnect.sandbox.generator.foundation import build_foundation
-from ehiconnect.sandbox.generator.ids import patient_id_for, persona_seed
 from ehiconnect.sandbox.generator.profiles import PROFILES
+from ehiconnect.sandbox.seeds import patient_id_for, persona_seed
 
 #: Types outside the patient compartment: shared directory data, reached by reference.
 NON_COMPARTMENT_TYPES = frozenset(

@@ -1,4 +1,5 @@
-"""Deterministic seeds and identifiers: the same inputs give the same ids on every machine."""
+"""Deterministic seeds and identifiers of generated records: the same inputs give the same ids
+on every machine (a persona's patient id is known without generating its record)."""
 
 from __future__ import annotations
 
