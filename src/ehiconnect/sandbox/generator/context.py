@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ehiconnect.sandbox.generator.attachments import AttachmentSpec
-from ehiconnect.sandbox.generator.codes import Coded
+from ehiconnect.sandbox.generator.codes import ICD10, SNOMED, Coded, Problem
 from ehiconnect.sandbox.seeds import stable_id
 
 Resource = dict[str, Any]
@@ -86,6 +86,17 @@ def coding(coded: Coded) -> dict[str, str]:
 
 def concept(coded: Coded) -> dict[str, Any]:
     return {"coding": [coding(coded)], "text": coded.display}
+
+
+def problem_concept(problem: Problem) -> dict[str, Any]:
+    """A condition's code in SNOMED CT and ICD-10-CM, as US Core asks for."""
+    return {
+        "coding": [
+            {"system": SNOMED, "code": problem.snomed, "display": problem.display},
+            {"system": ICD10, "code": problem.icd10, "display": problem.display},
+        ],
+        "text": problem.display,
+    }
 
 
 def simple_concept(system: str, code: str, display: str | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ehiconnect.sandbox.generator.context import (
     concept,
     day,
     instant,
+    problem_concept,
     quantity,
     ref,
     simple_concept,
@@ -256,13 +257,7 @@ def _diagnosis(ctx: RecordContext, found: Foundation, encounter: str, when: dt.d
                     "encounter-diagnosis",
                 )
             ],
-            "code": {
-                "coding": [
-                    {"system": codes.SNOMED, "code": problem.snomed, "display": problem.display},
-                    {"system": codes.ICD10, "code": problem.icd10, "display": problem.display},
-                ],
-                "text": problem.display,
-            },
+            "code": problem_concept(problem),
             "subject": ref(found.patient),
             "encounter": ref(encounter),
             "onsetDateTime": instant(when),

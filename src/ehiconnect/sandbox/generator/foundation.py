@@ -11,6 +11,7 @@ from ehiconnect.sandbox.generator.context import (
     RecordContext,
     concept,
     day,
+    problem_concept,
     ref,
     simple_concept,
 )
@@ -302,13 +303,7 @@ def _problem(
             "clinicalStatus": simple_concept(_CLINICAL, "active"),
             "verificationStatus": simple_concept(_VERIFICATION, "confirmed"),
             "category": [simple_concept(_CONDITION_CATEGORY, "problem-list-item")],
-            "code": {
-                "coding": [
-                    {"system": codes.SNOMED, "code": problem.snomed, "display": problem.display},
-                    {"system": codes.ICD10, "code": problem.icd10, "display": problem.display},
-                ],
-                "text": problem.display,
-            },
+            "code": problem_concept(problem),
             "subject": ref(found.patient),
             "onsetDateTime": day(onset),
             "recordedDate": day(when),
