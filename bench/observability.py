@@ -50,6 +50,7 @@ from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import free_port, serve_in_thread
 from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.delivery import Deliverer
+from ehiconnect.webhooks.payloads import WebhookTest
 from export import ORIGIN, Stack, connect
 
 SLUG_OF = {"amy": "harbor", "tina": "harbor", "beth": "cedar", "theo": "cedar"}
@@ -177,12 +178,10 @@ async def webhook_rounds(
                     for n in range(start, min(start + 100, events)):
                         await outbox.emit(
                             session,
-                            jobs=None,
                             clock=clock,
                             org_id=org.org_id,
                             api_mode="test",
-                            type="webhook.test",
-                            data={"n": n},
+                            event=WebhookTest.model_validate({"n": n}),
                         )
             switch.set(on)
             wall, cpu = time.perf_counter(), time.process_time()

@@ -16,7 +16,7 @@ counts it from when that attempt started, so the figure is how late the dispatch
 
     .venv/bin/python bench/webhooks.py [--events 10000] [--workers 2] [--concurrency 4]
                                        [--rate EVENTS_PER_S] [--backlog] [--retries]
-                                       [--without-jobs] [--json]
+                                       [--json]
 
 Uses EHICONNECT_DATABASE_URL when set (a fresh database is created on that server), otherwise
 an embedded PostgreSQL in a temporary directory. The receiver shares this process with the
@@ -71,8 +71,8 @@ from ehiconnect.orgs.service import create_org
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import serve_in_thread
-from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import endpoints, outbox
+from ehiconnect.webhooks.payloads import WebhookTest
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 
 BATCH = 100  # events per emitting transaction, written by one `outbox.emit_many`
@@ -238,14 +238,12 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
                         emitted_at = time.time()
                         await outbox.emit_many(
                             session,
-                            jobs=None if args.without_jobs else runtime.jobs,
                             clock=runtime.clock,
                             org_id=org.org_id,
                             api_mode="test",
-                            items=[
-                                (
-                                    EventType.WEBHOOK_TEST,
-                                    {"n": n, "batch": first, "emitted_at": emitted_at},
+                            events=[
+                                WebhookTest.model_validate(
+                                    {"n": n, "batch": first, "emitted_at": emitted_at}
                                 )
                                 for n in range(first, min(first + BATCH, args.events))
                             ],
@@ -297,7 +295,6 @@ async def run(args: argparse.Namespace, url: str, scratch: Path) -> dict[str, An
         "bench_cpu_ms_per_delivery": round(own_cpu * 1000 / max(received, 1), 3),
         "mode": "backlog" if args.backlog else "live",
         "rate": args.rate or None,
-        "jobs": not args.without_jobs,
         "workers": args.workers,
         "concurrency": args.concurrency,
     }
@@ -321,11 +318,6 @@ def main() -> None:
         action="store_true",
         help="emit everything first, then start the workers and time the drain "
         "(latency then includes the wait for the workers)",
-    )
-    parser.add_argument(
-        "--without-jobs",
-        action="store_true",
-        help="emit without the job app (jobs=None): no `deliver_event` job, only the NOTIFY",
     )
     parser.add_argument(
         "--retries",

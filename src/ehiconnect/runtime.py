@@ -36,6 +36,7 @@ from ehiconnect.smart.client_keys import ClientSigner, load_client_signer
 from ehiconnect.storage.build import build_blob_store
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.vault import TokenCipher, cipher_from_config
+from ehiconnect.webhooks.ports import WebhookPorts
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Runtime:
         return (
             self.consent,
             self.connections,
+            self.webhooks,
         )
 
     @functools.cached_property
@@ -83,6 +85,15 @@ class Runtime:
             http=self.http,
             client_signer=self.client_signer,
             settings=self.settings.consent,
+        )
+
+    @functools.cached_property
+    def webhooks(self) -> WebhookPorts:
+        return WebhookPorts(
+            database=self.database,
+            clock=self.clock,
+            cipher=self.cipher,
+            settings=self.settings.webhooks,
         )
 
     @classmethod

@@ -28,6 +28,7 @@ from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
+from ehiconnect.webhooks.senders import dispatching
 
 # How long a stopping worker lets a running job finish. One still running then (an export
 # interrupted by Ctrl-C) is cancelled and marked aborted; a later demo run starts afresh.
@@ -76,7 +77,8 @@ async def run_services(
     runtime: Runtime, url: str, tracker_settings: TrackerSettings
 ) -> AsyncIterator[DemoServices]:
     """Serve the sandbox, the platform API and the tracker; run the platform's and the
-    tracker's job workers. All stop when the block ends, in reverse order."""
+    tracker's job workers and the platform's webhook dispatcher. All stop when the block ends,
+    in reverse order."""
     settings = runtime.settings
     sandbox, api, tracker_listener = listeners(settings, tracker_settings)
     data_dir = settings.data_dir
@@ -105,6 +107,9 @@ async def run_services(
                 concurrency,
                 PLATFORM_POLL_SECONDS,
             )
+        )
+        services.workers["webhook dispatcher"] = await stack.enter_async_context(
+            dispatching(runtime.webhooks)
         )
         services.workers["tracker worker"] = await stack.enter_async_context(
             _working(

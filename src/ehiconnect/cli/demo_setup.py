@@ -32,6 +32,7 @@ from ehiconnect.errors import Unauthorized
 from ehiconnect.orgs.credentials import Credentials
 from ehiconnect.orgs.service import authenticate, create_org
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.webhooks import endpoints
 from ehiconnect.webhooks.models import ENDPOINT_ENABLED
 
@@ -90,16 +91,18 @@ async def _ensure_endpoint(
     """The org's test endpoint at `url` (enabled) and its newest secret; endpoints the demo made
     at other URLs (an earlier run's tracker port) are disabled so nothing is sent there."""
     wanted = endpoints.normalize_endpoint_url(url)
+    scope = OrgScope(org_id=org_id, api_mode="test")
     found: str | None = None
-    for view in await endpoints.list_endpoints(session, org_id=org_id, api_mode="test"):
+    for view in await endpoints.list_endpoints(session, scope):
         if view.url == wanted:
             found = view.endpoint_id
             if view.status != ENDPOINT_ENABLED:
-                await endpoints.enable_endpoint(session, runtime.clock, found, actor="demo")
+                await endpoints.enable_endpoint(session, runtime.clock, scope, found, actor="demo")
         elif view.status == ENDPOINT_ENABLED:
             await endpoints.disable_endpoint(
                 session,
                 runtime.clock,
+                scope,
                 view.endpoint_id,
                 reason=f"the demo's tracker now listens at {wanted}",
                 actor="demo",
@@ -121,7 +124,7 @@ async def _ensure_endpoint(
         return found, active[found][0]
     # Sealed with a vault key this data directory no longer has: issue a fresh one at once.
     secret = await endpoints.rotate_secret(
-        session, runtime.clock, runtime.cipher, found, grace=dt.timedelta(0), actor="demo"
+        session, runtime.clock, runtime.cipher, scope, found, grace=dt.timedelta(0), actor="demo"
     )
     return found, secret
 

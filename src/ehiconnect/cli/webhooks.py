@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
-from ehiconnect.runtime import Runtime
 from ehiconnect.webhooks import endpoints, history, outbox
-from ehiconnect.webhooks.tasks import deliverer_for, webhook_settings
+from ehiconnect.webhooks.ports import WebhookPorts
+from ehiconnect.webhooks.senders import deliverer_for
 
 webhooks_app = typer.Typer(help="Webhook endpoints: add, list, rotate secrets, send tests.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 EndpointOpt = Annotated[str, typer.Option("--endpoint", help="The endpoint id")]
+T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
@@ -35,19 +37,19 @@ def add(
     """Register an endpoint. Its signing secret is shown only once."""
     types = [t.strip() for t in events.split(",") if t.strip()] if events else []
 
-    async def work(runtime: Runtime) -> endpoints.CreatedEndpoint:
-        async with runtime.database.transaction() as session:
+    async def work(ports: WebhookPorts) -> endpoints.CreatedEndpoint:
+        async with ports.database.transaction() as session:
             return await endpoints.add_endpoint(
                 session,
-                runtime.clock,
-                runtime.cipher,
+                ports.clock,
+                ports.cipher,
                 org_id=org,
                 api_mode=mode,
                 url=url,
                 event_types=types,
             )
 
-    created = with_runtime(load_settings(), work)
+    created = _run(work)
     if json:
         print_json(created.as_json())
         return
@@ -64,11 +66,11 @@ def list_(
 ) -> None:
     """List endpoints with their status."""
 
-    async def work(runtime: Runtime) -> list[endpoints.EndpointView]:
-        async with runtime.database.transaction() as session:
-            return await endpoints.list_endpoints(session, org_id=org, api_mode=mode)
+    async def work(ports: WebhookPorts) -> list[endpoints.EndpointView]:
+        async with ports.database.transaction() as session:
+            return await endpoints.list_every_endpoint(session, org_id=org, api_mode=mode)
 
-    views = with_runtime(load_settings(), work)
+    views = _run(work)
     if json:
         print_json([v.as_json() for v in views])
         return
@@ -84,71 +86,75 @@ def list_(
 @webhooks_app.command("disable")
 def disable(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
     """Stop delivering to an endpoint (pending deliveries wait until it is enabled)."""
-
-    async def work(runtime: Runtime) -> endpoints.EndpointView:
-        async with runtime.database.transaction() as session:
-            return await endpoints.disable_endpoint(session, runtime.clock, endpoint)
-
-    _show(with_runtime(load_settings(), work).as_json(), json)
+    _show(_run(_switch(endpoint, enable=False)).as_json(), json)
 
 
 @webhooks_app.command("enable")
 def enable(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
     """Resume delivering to an endpoint."""
+    _show(_run(_switch(endpoint, enable=True)).as_json(), json)
 
-    async def work(runtime: Runtime) -> endpoints.EndpointView:
-        async with runtime.database.transaction() as session:
-            return await endpoints.enable_endpoint(session, runtime.clock, endpoint)
 
-    _show(with_runtime(load_settings(), work).as_json(), json)
+def _switch(
+    endpoint_id: str, *, enable: bool
+) -> Callable[[WebhookPorts], Awaitable[endpoints.EndpointView]]:
+    change = endpoints.enable_endpoint if enable else endpoints.disable_endpoint
+
+    async def work(ports: WebhookPorts) -> endpoints.EndpointView:
+        async with ports.database.transaction() as session:
+            scope = await endpoints.owner_scope(session, endpoint_id)
+            return await change(session, ports.clock, scope, endpoint_id)
+
+    return work
 
 
 @webhooks_app.command("remove")
 def remove(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
     """Delete an endpoint with its secrets and delivery history."""
 
-    async def work(runtime: Runtime) -> None:
-        async with runtime.database.transaction() as session:
-            await endpoints.remove_endpoint(session, runtime.clock, endpoint)
+    async def work(ports: WebhookPorts) -> None:
+        async with ports.database.transaction() as session:
+            scope = await endpoints.owner_scope(session, endpoint)
+            await endpoints.remove_endpoint(session, ports.clock, scope, endpoint)
 
-    with_runtime(load_settings(), work)
+    _run(work)
     _show({"endpoint_id": endpoint, "removed": True}, json)
 
 
 @webhooks_app.command("rotate-secret")
 def rotate_secret(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
     """Issue a new secret; the old one keeps signing too until the grace period ends."""
-    settings = load_settings()
-    grace = webhook_settings(settings).secret_rotation_grace
 
-    async def work(runtime: Runtime) -> dict[str, Any]:
-        async with runtime.database.transaction() as session:
+    async def work(ports: WebhookPorts) -> dict[str, Any]:
+        grace = ports.settings.secret_rotation_grace
+        async with ports.database.transaction() as session:
+            scope = await endpoints.owner_scope(session, endpoint)
             secret = await endpoints.rotate_secret(
-                session, runtime.clock, runtime.cipher, endpoint, grace=grace
+                session, ports.clock, ports.cipher, scope, endpoint, grace=grace
             )
-        expires = (runtime.clock.now() + grace).isoformat()
+        expires = (ports.clock.now() + grace).isoformat()
         return {"endpoint_id": endpoint, "secret": secret, "old_secrets_expire_at": expires}
 
-    _show(with_runtime(settings, work), json)
+    _show(_run(work), json)
 
 
 @webhooks_app.command("test")
 def send_test(endpoint: EndpointOpt, json: JsonFlag = False) -> None:
     """Send a webhook.test event to the endpoint now and show the receiver's answer."""
-    settings = load_settings()
 
-    async def work(runtime: Runtime) -> dict[str, Any]:
-        async with runtime.database.transaction() as session:
+    async def work(ports: WebhookPorts) -> dict[str, Any]:
+        async with ports.database.transaction() as session:
+            scope = await endpoints.owner_scope(session, endpoint)
             event_id = await outbox.send_test_event(
-                session, jobs=None, clock=runtime.clock, endpoint_id=endpoint
+                session, clock=ports.clock, scope=scope, endpoint_id=endpoint
             )
-        async with deliverer_for(runtime) as sender:
+        async with deliverer_for(ports) as sender:
             await sender.run_pass(event_id=event_id)
-        async with runtime.database.transaction() as session:
+        async with ports.database.transaction() as session:
             attempts = await history.list_attempts(session, event_id=event_id, limit=1)
         return {"event_id": event_id, "attempt": attempts[0] if attempts else None}
 
-    result = with_runtime(settings, work)
+    result = _run(work)
     _show(result, json)
     attempt = result["attempt"]
     if attempt is None or attempt["outcome"] != "succeeded":
@@ -164,13 +170,13 @@ def attempts(
 ) -> None:
     """Show the attempt log: time, status code, latency, response excerpt, error."""
 
-    async def work(runtime: Runtime) -> list[dict[str, Any]]:
-        async with runtime.database.transaction() as session:
+    async def work(ports: WebhookPorts) -> list[dict[str, Any]]:
+        async with ports.database.transaction() as session:
             return await history.list_attempts(
                 session, endpoint_id=endpoint, event_id=event, limit=limit
             )
 
-    rows = with_runtime(load_settings(), work)
+    rows = _run(work)
     if json:
         print_json(rows)
         return
@@ -196,18 +202,21 @@ def resend(
 ) -> None:
     """Deliver an event again (same id); the worker sends it."""
 
-    async def work(runtime: Runtime) -> dict[str, Any]:
-        async with runtime.database.transaction() as session:
+    async def work(ports: WebhookPorts) -> dict[str, Any]:
+        async with ports.database.transaction() as session:
+            scope = await outbox.event_scope(session, event)
             count = await outbox.resend(
-                session,
-                jobs=runtime.jobs,
-                clock=runtime.clock,
-                event_id=event,
-                endpoint_id=endpoint,
+                session, clock=ports.clock, scope=scope, event_id=event, endpoint_id=endpoint
             )
         return {"event_id": event, "deliveries": count}
 
-    _show(with_runtime(load_settings(), work), json)
+    _show(_run(work), json)
+
+
+def _run(work: Callable[[WebhookPorts], Awaitable[T]]) -> T:
+    """Run `work` with the webhooks feature's ports, as the operator: it acts for whichever
+    organization owns the endpoint or event it names (`owner_scope`, `event_scope`)."""
+    return with_runtime(load_settings(), lambda runtime: work(runtime.webhooks))
 
 
 def _show(data: dict[str, Any], json: bool) -> None:

@@ -19,6 +19,7 @@ from ehiconnect.db.models import OrgConnection
 from ehiconnect.ids import as_api_mode
 from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
+from ehiconnect.webhooks.payloads import payload_of
 
 
 def connection_event_data(connection: OrgConnection) -> dict[str, Any]:
@@ -48,12 +49,10 @@ async def announce(
     """Emit `event` with `data` to the connection's organization and audit `action` by `actor`."""
     await emit(
         session,
-        jobs=jobs,
         clock=clock,
         org_id=connection.org_id,
         api_mode=as_api_mode(connection.api_mode),
-        type=event,
-        data=data,
+        event=payload_of(event, data),
     )
     await audit.record(
         session,

@@ -29,6 +29,7 @@ from ehiconnect.errors import InvalidRequest, NotFound
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.orgs.service import list_orgs
+from ehiconnect.scope import OrgScope
 from ehiconnect.vocabulary import ConnectionStatus
 from ehiconnect.webhooks.outbox import resend
 
@@ -405,11 +406,9 @@ async def resend_delivery(request: Request, who: PostedBy, delivery_id: Delivery
     async with runtime.database.transaction() as db:
         scheduled = await resend(
             db,
-            jobs=runtime.jobs,
             clock=runtime.clock,
+            scope=OrgScope(org_id=found["org_id"], api_mode=as_api_mode(who.session.api_mode)),
             event_id=found["event_id"],
-            org_id=found["org_id"],
-            api_mode=who.session.api_mode,
             endpoint_id=found["endpoint_id"],
         )
     await kit.audit(

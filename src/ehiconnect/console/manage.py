@@ -14,6 +14,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from ehiconnect.catalog.models import CatalogEndpoint
@@ -39,6 +40,13 @@ def _endpoint_id(value: str) -> str:
     if not _ENDPOINT_ID.match(value):
         raise NotFound("no webhook endpoint has this id; pick one from the list")
     return value
+
+
+async def _endpoint_scope(db: AsyncSession, viewer: Viewer, endpoint_id: str) -> OrgScope:
+    """Where the viewer acts on an endpoint: a customer in its organization, an operator in the
+    endpoint's; in the viewer's mode either way (`OrgScope.admit` then judges the endpoint)."""
+    org_id = viewer.org_id or (await endpoints.owner_scope(db, endpoint_id)).org_id
+    return OrgScope(org_id=org_id, api_mode=as_api_mode(viewer.api_mode))
 
 
 async def _target_org(request: Request, who: SignedIn) -> str:
@@ -112,14 +120,8 @@ async def _switch(request: Request, who: SignedIn, endpoint_id: str, *, enable: 
     viewer = Viewer.of(who)
     change = endpoints.enable_endpoint if enable else endpoints.disable_endpoint
     async with runtime.database.transaction() as db:
-        await change(
-            db,
-            runtime.clock,
-            _endpoint_id(endpoint_id),
-            org_id=viewer.org_id,
-            api_mode=viewer.api_mode,
-            actor=actor_of(who),
-        )
+        scope = await _endpoint_scope(db, viewer, _endpoint_id(endpoint_id))
+        await change(db, runtime.clock, scope, endpoint_id, actor=actor_of(who))
     return kit.redirect(f"/webhooks?done={'enabled' if enable else 'disabled'}")
 
 
@@ -139,15 +141,9 @@ async def rotate_endpoint_secret(request: Request, who: PostedBy, endpoint_id: s
     viewer = Viewer.of(who)
     grace = runtime.settings.webhooks.secret_rotation_grace
     async with runtime.database.transaction() as db:
+        scope = await _endpoint_scope(db, viewer, _endpoint_id(endpoint_id))
         secret = await endpoints.rotate_secret(
-            db,
-            runtime.clock,
-            runtime.cipher,
-            _endpoint_id(endpoint_id),
-            grace=grace,
-            org_id=viewer.org_id,
-            api_mode=viewer.api_mode,
-            actor=actor_of(who),
+            db, runtime.clock, runtime.cipher, scope, endpoint_id, grace=grace, actor=actor_of(who)
         )
     until = runtime.clock.now() + grace
     return _show_once(
@@ -167,22 +163,15 @@ async def send_test(request: Request, who: PostedBy, endpoint_id: str) -> Respon
     runtime = runtime_of(request)
     viewer = Viewer.of(who)
     async with runtime.database.transaction() as db:
-        found = await endpoints.get_endpoint(
-            db, _endpoint_id(endpoint_id), org_id=viewer.org_id, api_mode=viewer.api_mode
-        )
+        scope = await _endpoint_scope(db, viewer, _endpoint_id(endpoint_id))
         event_id = await outbox.send_test_event(
-            db,
-            jobs=runtime.jobs,
-            clock=runtime.clock,
-            endpoint_id=endpoint_id,
-            org_id=viewer.org_id,
-            api_mode=viewer.api_mode,
+            db, clock=runtime.clock, scope=scope, endpoint_id=endpoint_id
         )
     await kit.audit(
         request,
         who,
         "console.webhook_test_sent",
-        org_id=found.org_id,
+        org_id=scope.org_id,
         detail={"endpoint_id": endpoint_id, "event_id": event_id},
     )
     return kit.redirect(f"/webhooks/deliveries?endpoint={endpoint_id}&tested=1")

@@ -36,8 +36,8 @@ from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import ExportSettings
 from ehiconnect.storage.port import BlobStore
-from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
+from ehiconnect.webhooks.payloads import EhiExportFailed, EhiExportSuccess
 
 log = logging.getLogger(__name__)
 
@@ -365,12 +365,10 @@ async def _publish(
         }
         await emit(
             session,
-            jobs=runtime.jobs,
             clock=clock,
             org_id=task.org_id,
             api_mode=as_api_mode(task.api_mode),
-            type=EventType.EHI_EXPORT_SUCCESS,
-            data=data,
+            event=EhiExportSuccess.model_validate(data),
         )
         await audit.record(
             session,
@@ -426,18 +424,18 @@ async def fail_task(runtime: Runtime, task_id: str, reason: str, description: st
         task.failure_description = description
         await emit(
             session,
-            jobs=runtime.jobs,
             clock=clock,
             org_id=task.org_id,
             api_mode=as_api_mode(task.api_mode),
-            type=EventType.EHI_EXPORT_FAILED,
-            data={
-                "org_connection_id": task.org_connection_id,
-                "task_id": task_id,
-                "org_id": task.org_id,
-                "failure_reason": task.failure_reason,
-                "failure_description": description,
-            },
+            event=EhiExportFailed.model_validate(
+                {
+                    "org_connection_id": task.org_connection_id,
+                    "task_id": task_id,
+                    "org_id": task.org_id,
+                    "failure_reason": task.failure_reason,
+                    "failure_description": description,
+                }
+            ),
         )
         await audit.record(
             session,

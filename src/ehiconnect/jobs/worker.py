@@ -1,5 +1,5 @@
-"""The `ehiconnect worker` process: runs queued jobs with the runtime in their context, and the
-webhook dispatcher beside them."""
+"""The `ehiconnect worker` process: runs queued jobs with each feature's ports in their context,
+and the webhook dispatcher beside them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import asyncio
 import ctypes
 import logging
 import os
-from typing import Any
 
 from ehiconnect import metrics
 from ehiconnect.db.pools import ProcessRole
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.tracing import install as install_tracing
-from ehiconnect.webhooks.tasks import DISPATCHER_KEY, deliverer_for, dispatcher_for
+from ehiconnect.webhooks.senders import deliver_due, deliverer_for, dispatcher_for
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,8 @@ def limit_malloc_arenas(count: int = 2) -> None:
 async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = True) -> None:
     """Run the platform's queue, and the webhook dispatcher beside it, until stopped.
 
-    With `wait=False` the queue is run until it is empty and no dispatcher is started: the
-    `webhooks:deliver_event` jobs then send the due deliveries themselves.
+    With `wait=False` the queue is run until it is empty, then the webhook deliveries due are
+    sent (passes until none is left) and it returns: no dispatcher is started.
     """
     limit_malloc_arenas()
     install_tracing(settings.otel, role="worker")
@@ -55,26 +54,22 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     ):
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:
-            await _run_queue(runtime, name=name, wait=False, context=runtime.job_context())
+            await _run_queue(runtime, name=name, wait=False)
+            await deliver_due(runtime.webhooks)
             return
-        async with deliverer_for(runtime) as deliverer:
-            dispatcher = dispatcher_for(runtime, deliverer)
+        async with deliverer_for(runtime.webhooks) as deliverer:
+            dispatcher = dispatcher_for(runtime.webhooks, deliverer)
             # If the dispatcher fails, the group cancels the queue worker (which stops
             # gracefully) and the process exits with the error, for its supervisor to restart.
             async with asyncio.TaskGroup() as group:
                 group.create_task(dispatcher.run(), name="webhooks dispatcher")
                 try:
-                    await _run_queue(
-                        runtime,
-                        name=name,
-                        wait=True,
-                        context={**runtime.job_context(), DISPATCHER_KEY: dispatcher},
-                    )
+                    await _run_queue(runtime, name=name, wait=True)
                 finally:
                     dispatcher.stop()  # the passes in flight finish and are recorded first
 
 
-async def _run_queue(runtime: Runtime, *, name: str, wait: bool, context: dict[str, Any]) -> None:
+async def _run_queue(runtime: Runtime, *, name: str, wait: bool) -> None:
     settings = runtime.settings
     await runtime.jobs.run_worker_async(
         name=name,
@@ -83,7 +78,7 @@ async def _run_queue(runtime: Runtime, *, name: str, wait: bool, context: dict[s
         # The platform's own queue: the tracker (same database by default) runs its queue in
         # `ehiconnect tracker serve`, with its own settings.
         queues=list(PLATFORM_QUEUES),
-        additional_context=context,
+        additional_context=runtime.job_context(),
         update_heartbeat_interval=settings.jobs.heartbeat_seconds,
         stalled_worker_timeout=settings.jobs.stalled_after_seconds,
         install_signal_handlers=True,

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.clock import Clock
 from ehiconnect.scope import OrgScope
 from ehiconnect.support.models import SupportRequest
-from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.outbox import emit
+from ehiconnect.webhooks.payloads import RequestHealthSystem
 
 MAX_EMAIL = 254  # RFC 5321's limit on a forward path
 MAX_NAME = 200
@@ -76,12 +76,10 @@ async def record_support_request(
     )
     request.event_id = await emit(
         session,
-        jobs=jobs,
         clock=clock,
         org_id=scope.org_id,
         api_mode=scope.api_mode,
-        type=EventType.REQUEST_HEALTH_SYSTEM,
-        data=event_data(request),
+        event=RequestHealthSystem.model_validate(event_data(request)),
     )
     session.add(request)
     await session.flush()

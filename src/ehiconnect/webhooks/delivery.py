@@ -6,8 +6,9 @@ records each attempt and the delivery's next state. A worker killed mid-pass lea
 expire: the deliveries become due again and are sent again (at-least-once; receivers dedupe on
 `webhook-id`). Time comes from the injected Clock, so tests step the schedule instead of sleeping.
 
-`run_pass`/`run_until_idle` do whole passes (tests, queue jobs); the worker's Dispatcher calls
-`claim` and `deliver` separately, so it can claim again while earlier passes are still sending.
+`run_pass`/`run_until_idle` do whole passes (tests, `senders.deliver_due`); the worker's
+Dispatcher calls `claim` and `deliver` separately, so it can claim again while earlier passes are
+still sending.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ehiconnect.vault import TokenCipher
 from ehiconnect.webhooks import events, telemetry
 from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due, next_due_at
 from ehiconnect.webhooks.connections import ReceiverConnections
-from ehiconnect.webhooks.endpoints import disable_endpoint
+from ehiconnect.webhooks.endpoints import disable_endpoint, owner_scope
 from ehiconnect.webhooks.models import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -189,7 +190,7 @@ class Deliverer:
             return await next_due_at(session)
 
     async def run_until_idle(self, *, max_passes: int = 1000) -> PassReport:
-        """Passes until nothing is due at the clock's current time (tests, queue jobs)."""
+        """Passes until nothing is due at the clock's current time (tests, `deliver_due`)."""
         total = PassReport()
         for _ in range(max_passes):
             report = await self.run_pass()
@@ -418,8 +419,9 @@ class Deliverer:
         *,
         why: str,
     ) -> None:
+        scope = await owner_scope(session, endpoint_id)  # the sender acts for the owner
         view = await disable_endpoint(
-            session, self._clock, endpoint_id, reason=reason, actor="webhooks"
+            session, self._clock, scope, endpoint_id, reason=reason, actor="webhooks"
         )
         report.disabled_endpoints.append(endpoint_id)
         report.disabled.append((endpoint_id, view.org_id, why))

@@ -1,7 +1,9 @@
-"""Managing webhook endpoints and their signing secrets (used by the CLI and the admin API).
+"""Managing webhook endpoints and their signing secrets (the API, the console and the CLI).
 
-`org_id` and `api_mode` scope every lookup when given (API callers act for their organization in
-their key's mode); the CLI, run by the operator, may pass None to reach any endpoint by id.
+Every read or change of an endpoint takes the `OrgScope` it acts in: an API key's organization and
+mode, or, for the operator (CLI) and the sender, who act for whichever organization owns an
+endpoint, the scope `owner_scope` finds for it. Another organization's endpoint answers like a
+missing one (404); one of the caller's organization in the other mode names the key to use (403).
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect import audit, signing
 from ehiconnect.clock import Clock
 from ehiconnect.errors import Conflict, InvalidRequest, NotFound
-from ehiconnect.ids import API_MODES, ApiMode
+from ehiconnect.ids import API_MODES, ApiMode, as_api_mode
 from ehiconnect.orgs.service import get_org
+from ehiconnect.scope import OrgScope
 from ehiconnect.vault import Sealed, TokenCipher, VaultError
 from ehiconnect.webhooks import events
 from ehiconnect.webhooks.models import (
@@ -32,6 +35,8 @@ from ehiconnect.webhooks.urls import InvalidWebhookUrl, normalize_webhook_url
 from ehiconnect.webhooks.wakeup import notify_deliverers
 
 log = logging.getLogger(__name__)
+
+WHERE_ENDPOINT_IDS_COME_FROM = "GET /v1/webhooks/endpoints lists yours"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,48 +161,61 @@ async def add_endpoint(
     return CreatedEndpoint(endpoint_id=endpoint.endpoint_id, secret=secret)
 
 
-async def get_endpoint(
-    session: AsyncSession,
-    endpoint_id: str,
-    *,
-    org_id: str | None = None,
-    api_mode: str | None = None,
-) -> WebhookEndpoint:
-    """The endpoint, if it belongs to `org_id` and `api_mode` (when given)."""
+async def get_endpoint(session: AsyncSession, scope: OrgScope, endpoint_id: str) -> WebhookEndpoint:
+    """The endpoint, if `scope` admits it (`OrgScope.admit`: 404 or 403 otherwise)."""
     endpoint = await session.get(WebhookEndpoint, endpoint_id)
-    if (
-        endpoint is None
-        or (org_id is not None and endpoint.org_id != org_id)
-        or (api_mode is not None and endpoint.api_mode != api_mode)
-    ):
-        raise NotFound(
-            f"no webhook endpoint has id {endpoint_id}; `ehiconnect webhooks list` shows them"
-        )
+    scope.admit(
+        kind="webhook endpoint",
+        object_id=endpoint_id,
+        org_id=endpoint.org_id if endpoint else None,
+        api_mode=endpoint.api_mode if endpoint else None,
+        hint=WHERE_ENDPOINT_IDS_COME_FROM,
+    )
+    assert endpoint is not None  # admitted
     return endpoint
 
 
-async def list_endpoints(
+async def owner_scope(session: AsyncSession, endpoint_id: str) -> OrgScope:
+    """The organization and mode that own an endpoint: the scope in which the operator (CLI)
+    and the sender, acting for whoever owns it, reach it by id alone."""
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(
+            f"no webhook endpoint has id {endpoint_id}; `ehiconnect webhooks list` shows them"
+        )
+    return OrgScope(org_id=endpoint.org_id, api_mode=as_api_mode(endpoint.api_mode))
+
+
+async def list_endpoints(session: AsyncSession, scope: OrgScope) -> list[EndpointView]:
+    """The scope's endpoints, oldest first."""
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.org_id == scope.org_id, WebhookEndpoint.api_mode == scope.api_mode
+    )
+    return await _views(session, query)
+
+
+async def list_every_endpoint(
     session: AsyncSession, *, org_id: str | None = None, api_mode: str | None = None
 ) -> list[EndpointView]:
-    query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at)
+    """The operator's list (CLI): every organization's endpoints, or one's, or one mode's."""
+    query = select(WebhookEndpoint)
     if org_id is not None:
         query = query.where(WebhookEndpoint.org_id == org_id)
     if api_mode is not None:
         query = query.where(WebhookEndpoint.api_mode == _check_mode(api_mode))
-    return [EndpointView.of(row) for row in (await session.scalars(query)).all()]
+    return await _views(session, query)
+
+
+async def _views(session: AsyncSession, query: Select[WebhookEndpoint]) -> list[EndpointView]:
+    rows = await session.scalars(query.order_by(WebhookEndpoint.created_at))
+    return [EndpointView.of(row) for row in rows.all()]
 
 
 async def enable_endpoint(
-    session: AsyncSession,
-    clock: Clock,
-    endpoint_id: str,
-    *,
-    org_id: str | None = None,
-    api_mode: str | None = None,
-    actor: str = "cli",
+    session: AsyncSession, clock: Clock, scope: OrgScope, endpoint_id: str, *, actor: str = "cli"
 ) -> EndpointView:
     """Turn delivery back on; deliveries still pending resume at once (on commit)."""
-    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint = await get_endpoint(session, scope, endpoint_id)
     endpoint.status = ENDPOINT_ENABLED
     endpoint.disabled_reason = None
     endpoint.disabled_at = None
@@ -210,15 +228,14 @@ async def enable_endpoint(
 async def disable_endpoint(
     session: AsyncSession,
     clock: Clock,
+    scope: OrgScope,
     endpoint_id: str,
     *,
     reason: str = "disabled by the organization",
-    org_id: str | None = None,
-    api_mode: str | None = None,
     actor: str = "cli",
 ) -> EndpointView:
     """Stop delivering; pending deliveries wait (and resume if the endpoint is enabled again)."""
-    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint = await get_endpoint(session, scope, endpoint_id)
     endpoint.status = ENDPOINT_DISABLED
     endpoint.disabled_reason = reason
     endpoint.disabled_at = clock.now()
@@ -227,16 +244,10 @@ async def disable_endpoint(
 
 
 async def remove_endpoint(
-    session: AsyncSession,
-    clock: Clock,
-    endpoint_id: str,
-    *,
-    org_id: str | None = None,
-    api_mode: str | None = None,
-    actor: str = "cli",
+    session: AsyncSession, clock: Clock, scope: OrgScope, endpoint_id: str, *, actor: str = "cli"
 ) -> None:
     """Delete the endpoint with its secrets, deliveries and their attempt log."""
-    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint = await get_endpoint(session, scope, endpoint_id)
     await _record(session, clock, endpoint, "webhook_endpoint.removed", actor)
     await session.execute(
         delete(WebhookEndpoint).where(WebhookEndpoint.endpoint_id == endpoint.endpoint_id)
@@ -247,15 +258,14 @@ async def rotate_secret(
     session: AsyncSession,
     clock: Clock,
     cipher: TokenCipher,
+    scope: OrgScope,
     endpoint_id: str,
     *,
     grace: dt.timedelta,
-    org_id: str | None = None,
-    api_mode: str | None = None,
     actor: str = "cli",
 ) -> str:
     """A new secret; the current ones keep signing (alongside it) until `grace` has passed."""
-    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint = await get_endpoint(session, scope, endpoint_id)
     now = clock.now()
     retire_at = now + grace
     await session.execute(

@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.errors import InvalidRequest
+from ehiconnect.scope import OrgScope
 from ehiconnect.webhooks import events
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookEvent
 
@@ -46,21 +47,21 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 async def list_events(
     session: AsyncSession,
+    scope: OrgScope,
     *,
-    org_id: str,
-    api_mode: str,
     types: list[str] | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     cursor: str | None = None,
     limit: int = 100,
 ) -> EventPage:
-    """Events oldest first, as envelopes dated when they were emitted; page with `next_cursor`."""
+    """The scope's events oldest first, as envelopes dated when they were emitted; page with
+    `next_cursor`."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE_SIZE}")
     query = (
         select(WebhookEvent)
-        .where(WebhookEvent.org_id == org_id, WebhookEvent.api_mode == api_mode)
+        .where(WebhookEvent.org_id == scope.org_id, WebhookEvent.api_mode == scope.api_mode)
         .order_by(WebhookEvent.created_at, WebhookEvent.event_id)
         .limit(limit + 1)
     )

@@ -1,27 +1,25 @@
 """The transactional outbox: events are written in the caller's transaction, with one delivery
-per matching endpoint and a NOTIFY that wakes the workers' dispatchers when it commits (and a
-delivery job, when the caller passes the job app). If the caller's transaction rolls back, no
-event, delivery, notification or job remains; if it commits, all of them do.
+per matching endpoint and a NOTIFY that wakes the workers' dispatchers when it commits. If the
+caller's transaction rolls back, no event, delivery or notification remains; if it commits, all of
+them do. An event is made through its payload model (`webhooks.payloads`), never as a bare dict.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import procrastinate
 from sqlalchemy import func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
 from ehiconnect.errors import Conflict, NotFound
-from ehiconnect.ids import ApiMode
-from ehiconnect.queue.enqueue import enqueue
+from ehiconnect.ids import ApiMode, as_api_mode
+from ehiconnect.scope import OrgScope
 from ehiconnect.vocabulary import EventType
-from ehiconnect.webhooks import events
 from ehiconnect.webhooks.endpoints import get_endpoint
+from ehiconnect.webhooks.events import new_event_id
 from ehiconnect.webhooks.models import (
     DELIVERY_PENDING,
     ENDPOINT_ENABLED,
@@ -29,30 +27,22 @@ from ehiconnect.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from ehiconnect.webhooks.payloads import EventPayload, WebhookTest
 from ehiconnect.webhooks.wakeup import notify_deliverers
 
-DELIVER_EVENT_TASK = "webhooks:deliver_event"
+WHERE_EVENT_IDS_COME_FROM = "GET /v1/webhooks/events lists yours"
 
 
 async def emit(
-    session: AsyncSession,
-    *,
-    jobs: procrastinate.App | None,
-    clock: Clock,
-    org_id: str,
-    api_mode: ApiMode,
-    type: str,
-    data: Mapping[str, Any],
+    session: AsyncSession, *, clock: Clock, org_id: str, api_mode: ApiMode, event: EventPayload
 ) -> str:
-    """Record an event for delivery to the organization's endpoints; returns its id.
+    """Record `event` for delivery to the organization's endpoints; returns its id.
 
     Call inside the transaction of the change the event reports. On commit, the NOTIFY wakes
-    the dispatchers of running workers, one of which sends it at once. With `jobs`, a
-    `webhooks:deliver_event` job is enqueued too: it delivers where the queue is run without a
-    dispatcher (tests that drain it), and does nothing in a worker.
+    the dispatchers of running workers, one of which sends it at once.
     """
     [event_id] = await emit_many(
-        session, jobs=jobs, clock=clock, org_id=org_id, api_mode=api_mode, items=[(type, data)]
+        session, clock=clock, org_id=org_id, api_mode=api_mode, events=[event]
     )
     return event_id
 
@@ -60,34 +50,28 @@ async def emit(
 async def emit_many(
     session: AsyncSession,
     *,
-    jobs: procrastinate.App | None,
     clock: Clock,
     org_id: str,
     api_mode: ApiMode,
-    items: Sequence[tuple[str, Mapping[str, Any]]],
+    events: Sequence[EventPayload],
 ) -> list[str]:
-    """`emit` for several events of one organization and mode at once: (type, data) each; their
-    ids, in order. Whatever their number, the events are one statement, their deliveries one
-    more, and the NOTIFY and the `deliver_event` job (which delivers everything due) one each."""
-    unknown = sorted({type for type, _ in items} - events.EVENT_TYPES)
-    if unknown:
-        raise ValueError(
-            f"unknown event type(s) {', '.join(unknown)}; add them to ehiconnect.webhooks.events"
-        )
-    if not items:
+    """`emit` for several events of one organization and mode at once; their ids, in order.
+    Whatever their number, the events are one statement, their deliveries one more, and the
+    NOTIFY one."""
+    if not events:
         return []
     now = clock.now()
-    event_ids = [events.new_event_id() for _ in items]
+    event_ids = [new_event_id() for _ in events]
     rows = [
         {
             "event_id": event_id,
             "org_id": org_id,
             "api_mode": api_mode,
-            "type": type,
-            "data": dict(data),
+            "type": event.event_type.value,
+            "data": event.data(),
             "created_at": now,
         }
-        for event_id, (type, data) in zip(event_ids, items, strict=True)
+        for event_id, event in zip(event_ids, events, strict=True)
     ]
     # Core statements, not the unit of work: emit sits on hot paths.
     await session.execute(insert(WebhookEvent), rows)
@@ -95,7 +79,7 @@ async def emit_many(
         _SCHEDULE_NEW_EVENTS, {"event_ids": event_ids, "now": now, "pending": DELIVERY_PENDING}
     )
     if scheduled.first() is not None:
-        await _announce(session, jobs, event_ids[0])
+        await notify_deliverers(session)
     return event_ids
 
 
@@ -118,23 +102,21 @@ _SCHEDULE_NEW_EVENTS = text(
 async def resend(
     session: AsyncSession,
     *,
-    jobs: procrastinate.App | None,
     clock: Clock,
+    scope: OrgScope,
     event_id: str,
-    org_id: str | None = None,
-    api_mode: str | None = None,
     endpoint_id: str | None = None,
 ) -> int:
-    """Deliver an event again (same id) to its enabled endpoints, or to one; how many."""
+    """Deliver an event of `scope` again (same id) to its enabled endpoints, or to one; how many."""
     event = await session.get(WebhookEvent, event_id)
-    if (
-        event is None
-        or (org_id is not None and event.org_id != org_id)
-        or (api_mode is not None and event.api_mode != api_mode)
-    ):
-        raise NotFound(
-            f"no webhook event has id {event_id}; list events with GET /v1/webhooks/events"
-        )
+    scope.admit(
+        kind="webhook event",
+        object_id=event_id,
+        org_id=event.org_id if event else None,
+        api_mode=event.api_mode if event else None,
+        hint=WHERE_EVENT_IDS_COME_FROM,
+    )
+    assert event is not None  # admitted
     scheduled = await _schedule_deliveries(
         session,
         clock.now(),
@@ -146,34 +128,31 @@ async def resend(
         restart=True,
     )
     if scheduled:
-        await _announce(session, jobs, event.event_id)
+        await notify_deliverers(session)
     return scheduled
 
 
 async def send_test_event(
-    session: AsyncSession,
-    *,
-    jobs: procrastinate.App | None,
-    clock: Clock,
-    endpoint_id: str,
-    org_id: str | None = None,
-    api_mode: str | None = None,
+    session: AsyncSession, *, clock: Clock, scope: OrgScope, endpoint_id: str
 ) -> str:
     """Send a `webhook.test` event to one endpoint, whatever its event filter; the event id."""
-    endpoint = await get_endpoint(session, endpoint_id, org_id=org_id, api_mode=api_mode)
+    endpoint = await get_endpoint(session, scope, endpoint_id)
     if endpoint.status != ENDPOINT_ENABLED:
         raise Conflict(
             f"endpoint {endpoint_id} is disabled ({endpoint.disabled_reason}); enable it first"
         )
-    event_id = events.new_event_id()
+    test = WebhookTest.model_validate(
+        {"endpoint_id": endpoint_id, "message": "a test event from ehiconnect"}
+    )
+    event_id = new_event_id()
     now = clock.now()
     session.add(
         WebhookEvent(
             event_id=event_id,
             org_id=endpoint.org_id,
             api_mode=endpoint.api_mode,
-            type=EventType.WEBHOOK_TEST,
-            data={"endpoint_id": endpoint_id, "message": "a test event from ehiconnect"},
+            type=test.event_type.value,
+            data=test.data(),
             created_at=now,
         )
     )
@@ -188,15 +167,18 @@ async def send_test_event(
         endpoint_id=endpoint_id,
         any_type=True,
     )
-    await _announce(session, jobs, event_id)
+    await notify_deliverers(session)
     return event_id
 
 
-async def _announce(session: AsyncSession, jobs: procrastinate.App | None, event_id: str) -> None:
-    """Deliveries of `event_id` are due now: wake the dispatchers on commit (and queue a job)."""
-    await notify_deliverers(session)
-    if jobs is not None:
-        await enqueue(session, jobs, DELIVER_EVENT_TASK, event_id=event_id)
+async def event_scope(session: AsyncSession, event_id: str) -> OrgScope:
+    """The organization and mode an event belongs to: the operator's (CLI) scope to resend it."""
+    event = await session.get(WebhookEvent, event_id)
+    if event is None:
+        raise NotFound(
+            f"no webhook event has id {event_id}; `ehiconnect webhooks attempts` shows recent ones"
+        )
+    return OrgScope(org_id=event.org_id, api_mode=as_api_mode(event.api_mode))
 
 
 async def _schedule_deliveries(

@@ -17,6 +17,7 @@ from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.generator import attachment_sha256, expected_attachments, expected_resources
 from ehiconnect.settings import Settings
+from ehiconnect.webhooks.senders import deliver_due
 from tests.integration.consent.conftest import Platform
 
 REPO = Path(__file__).resolve().parents[3]
@@ -27,6 +28,7 @@ async def drain(runtime: Runtime) -> None:
     await runtime.jobs.run_worker_async(
         wait=False, install_signal_handlers=False, additional_context=runtime.job_context()
     )
+    await deliver_due(runtime.webhooks)  # no dispatcher runs here: send what is due
 
 
 def persona_id(slug: str, username: str) -> str:

@@ -50,7 +50,7 @@ from ehiconnect.tracker.settings import (
 from ehiconnect.webhooks import endpoints
 from ehiconnect.webhooks.delivery import Deliverer
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookEvent
-from ehiconnect.webhooks.tasks import webhook_settings
+from ehiconnect.webhooks.senders import deliver_due
 from tests.integration.consent import conftest as consent
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import persona_id
@@ -286,6 +286,7 @@ async def run_platform_jobs(runtime: Runtime) -> None:
         install_signal_handlers=False,
         additional_context=runtime.job_context(),
     )
+    await deliver_due(runtime.webhooks)  # no dispatcher runs here: send what is due
 
 
 async def connect_and_hand_over(
@@ -499,7 +500,7 @@ async def test_tracker_down_at_first_delivery_the_retry_delivers_once(
     # The connection's webhook goes out while the tracker is still up (so no retry of it can
     # come due during this test), then the tracker goes down.
     async with Deliverer(
-        runtime.database, runtime.clock, webhook_settings(runtime.settings), runtime.cipher
+        runtime.database, runtime.clock, runtime.settings.webhooks, runtime.cipher
     ) as deliverer:
         assert (await deliverer.run_until_idle()).succeeded == 1
     tracker_service.down()
@@ -516,7 +517,7 @@ async def test_tracker_down_at_first_delivery_the_retry_delivers_once(
     tracker_service.up()
     later = FrozenClock(refused.attempted_at + dt.timedelta(seconds=10))
     async with Deliverer(
-        runtime.database, later, webhook_settings(runtime.settings), runtime.cipher
+        runtime.database, later, runtime.settings.webhooks, runtime.cipher
     ) as deliverer:
         report = await deliverer.run_until_idle()
     assert (report.succeeded, report.failed) == (1, 0)

@@ -18,6 +18,7 @@ from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.delivery import Deliverer, PassReport
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from ehiconnect.webhooks.payloads import payload_of
 from ehiconnect.webhooks.schedule import UniformRandom
 
 
@@ -43,18 +44,72 @@ async def emit(
     mode: ApiMode = "test",
     type: str = EventType.WEBHOOK_TEST,
     data: dict[str, Any] | None = None,
-    enqueue: bool = False,
 ) -> str:
+    """Emit one event, its `data` through the type's payload model (by default `sample_data`)."""
+    event = payload_of(type, sample_data(type) if data is None else data)
     async with runtime.database.transaction() as session:
         return await outbox.emit(
-            session,
-            jobs=runtime.jobs if enqueue else None,
-            clock=runtime.clock,
-            org_id=org_id,
-            api_mode=mode,
-            type=type,
-            data=data or {"n": 1},
+            session, clock=runtime.clock, org_id=org_id, api_mode=mode, event=event
         )
+
+
+def sample_data(type: str, n: int = 1, **fields: Any) -> dict[str, Any]:
+    """A valid `data` of an event type (docs/webhooks.md), its ids told apart by `n`; `fields`
+    replace some. `webhook.test` takes anything: `{"n": n}`."""
+    connection = {
+        "org_connection_id": f"conn-{n}",
+        "endpoint_id": "endpoint-1",
+        "portal_id": "portal-1",
+        "brand_id": None,
+    }
+    task = {"org_connection_id": f"conn-{n}", "task_id": f"{n:032x}", "org_id": "org-1"}
+    samples: dict[str, dict[str, Any]] = {
+        EventType.CONNECTION_SUCCESS: {
+            **connection,
+            "connection_status": "authorized",
+            "platform_type": "epic",
+            "scope": "patient/*.read offline_access",
+            "consent_expires_at": None,
+            "external_id": f"user-{n}",
+            "external_state": None,
+            "request_id": f"{n:032x}",
+        },
+        EventType.AUTHORIZATION_REVOKED: {
+            **connection,
+            "platform_type": "epic",
+            "connection_status": "revoked",
+        },
+        EventType.EHI_EXPORT_SUCCESS: {
+            **task,
+            "download_links": [
+                {
+                    "url": f"https://ehi.example/v1/bridge/fhir/ehi-export/{n}/download/f",
+                    "export_type": "jsonl",
+                    "content_type": "application/fhir+ndjson",
+                    "expires_at": "2026-12-01T00:00:00+00:00",
+                    "size": 1234,
+                    "sha256": "0" * 64,
+                }
+            ],
+            "stats": {"total_resources": 3, "total_by_resource_type": {"Patient": 1}},
+        },
+        EventType.EHI_EXPORT_FAILED: {
+            **task,
+            "failure_reason": "timeout",
+            "failure_description": f"export {n} ran out of time",
+        },
+        EventType.REQUEST_HEALTH_SYSTEM: {
+            "email": "amy@example.com",
+            "name": "Amy Patient",
+            "subject": f"Please add clinic {n}",
+            "body": "Riverside Family Practice, Boise ID",
+            "external_id": None,
+            "org_id": "org-1",
+            "support_request_id": f"request-{n}",
+        },
+        EventType.WEBHOOK_TEST: {"n": n},
+    }
+    return {**samples[type], **fields}
 
 
 def deliverer(

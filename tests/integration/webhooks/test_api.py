@@ -17,7 +17,7 @@ from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from ehiconnect.vocabulary import EventType
-from tests.integration.webhooks.helpers import deliverer, emit
+from tests.integration.webhooks.helpers import deliverer, emit, sample_data
 from tests.integration.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -85,11 +85,28 @@ async def test_keys_see_only_their_own_mode_and_organization(
         endpoint_id = live.post("/endpoints", json={"url": receiver_server.url + "/l"}).json()[
             "data"
         ]["endpoint_id"]
+    live_event = await emit(runtime, org.org_id, mode="live")
     with client(api_url, org, "test") as test:
         assert test.get("/endpoints").json()["data"] == []
-        assert test.post(f"/endpoints/{endpoint_id}/disable").status_code == 404
+        # The organization's own live endpoint and event: the one tenant rule names the key.
+        for wrong_mode in (
+            test.post(f"/endpoints/{endpoint_id}/disable"),
+            test.post(f"/events/{live_event}/resend"),
+        ):
+            assert wrong_mode.status_code == 403
+            assert wrong_mode.json()["error"] == "api_mode_mismatch"
+            assert "use your live key" in wrong_mode.json()["error_description"]
+        assert [e["id"] for e in test.get("/events").json()["data"]["events"]] == []
     with client(api_url, other, "live") as stranger:
-        assert stranger.delete(f"/endpoints/{endpoint_id}").status_code == 404
+        # Another organization's: as if there were none.
+        for missing in (
+            stranger.delete(f"/endpoints/{endpoint_id}"),
+            stranger.post(f"/events/{live_event}/resend"),
+        ):
+            assert missing.status_code == 404
+            assert missing.json()["error_description"].startswith("you have no webhook")
+    with client(api_url, org, "live") as live:
+        assert [e["status"] for e in live.get("/endpoints").json()["data"]] == ["enabled"]
     anonymous = httpx.get(api_url + "/v1/webhooks/endpoints")
     assert anonymous.status_code == 401
 
@@ -107,7 +124,7 @@ async def test_events_are_listed_by_page_type_and_time_and_can_be_resent(
     emitted = []
     for n in range(5):
         kind = EventType.EHI_EXPORT_SUCCESS if n % 2 == 0 else EventType.EHI_EXPORT_FAILED
-        emitted.append(await emit(runtime, org.org_id, type=kind, data={"n": n}))
+        emitted.append(await emit(runtime, org.org_id, type=kind, data=sample_data(kind, n)))
         clock.advance(60)
     await emit(runtime, org.org_id, mode="live")
 
@@ -127,7 +144,7 @@ async def test_events_are_listed_by_page_type_and_time_and_can_be_resent(
 
         failed = api.get("/events", params={"type": EventType.EHI_EXPORT_FAILED}).json()["data"]
         assert [e["id"] for e in failed["events"]] == [emitted[1], emitted[3]]
-        assert failed["events"][0]["data"] == {"n": 1}
+        assert failed["events"][0]["data"] == sample_data(EventType.EHI_EXPORT_FAILED, 1)
         assert set(failed["events"][0]) == {"api_mode", "date", "id", "type", "data"}
 
         since = (start + dt.timedelta(seconds=90)).isoformat()

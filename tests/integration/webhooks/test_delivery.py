@@ -8,14 +8,17 @@ import pytest
 import standardwebhooks
 from sqlalchemy import func, select
 
+from ehiconnect import signing
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.vocabulary import EventType
-from ehiconnect.webhooks import endpoints, outbox, signing
+from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.models import WebhookDelivery, WebhookEvent
+from ehiconnect.webhooks.payloads import WebhookTest
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.conftest import NoJitter
 from tests.integration.webhooks.helpers import (
@@ -26,6 +29,7 @@ from tests.integration.webhooks.helpers import (
     emit,
     endpoint_row,
     run_schedule,
+    sample_data,
 )
 from tests.integration.webhooks.receiver import Receiver
 
@@ -40,7 +44,7 @@ async def test_delivered_webhook_verifies_with_standardwebhooks(
     webhook_settings: WebhookSettings,
 ) -> None:
     endpoint = await add_endpoint(runtime, org.org_id, receiver_server.url + "/hooks")
-    data = {"org_connection_id": "c-1", "task_id": "a" * 32}
+    data = sample_data(EventType.EHI_EXPORT_SUCCESS, org_connection_id="c-1", task_id="a" * 32)
     event_id = await emit(runtime, org.org_id, type=EventType.EHI_EXPORT_SUCCESS, data=data)
 
     async with deliverer(runtime, webhook_settings) as sender:
@@ -157,7 +161,12 @@ async def test_rotation_signs_with_old_and_new_secret_until_the_grace_ends(
     endpoint = await add_endpoint(runtime, org.org_id, receiver_server.url + "/rot")
     async with runtime.database.transaction() as session:
         new_secret = await endpoints.rotate_secret(
-            session, clock, runtime.cipher, endpoint.endpoint_id, grace=dt.timedelta(minutes=1)
+            session,
+            clock,
+            runtime.cipher,
+            OrgScope(org.org_id, "test"),
+            endpoint.endpoint_id,
+            grace=dt.timedelta(minutes=1),
         )
     async with deliverer(runtime, webhook_settings) as sender:
         await emit(runtime, org.org_id)
@@ -236,12 +245,10 @@ async def emit_then_fail(runtime: Runtime, org_id: str) -> None:
     async with runtime.database.transaction() as session:
         await outbox.emit(
             session,
-            jobs=runtime.jobs,
             clock=runtime.clock,
             org_id=org_id,
             api_mode="test",
-            type=EventType.WEBHOOK_TEST,
-            data={},
+            event=WebhookTest(),
         )
         raise RuntimeError("caller failed")
 
@@ -255,5 +262,3 @@ async def test_rolled_back_transaction_leaves_no_event(
     async with runtime.database.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(WebhookEvent)) == 0
         assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
-    jobs = await runtime.jobs.job_manager.list_jobs_async(task="webhooks:deliver_event")
-    assert list(jobs) == []

@@ -17,13 +17,14 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.settings import Settings, WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
-from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.delivery import Deliverer
 from ehiconnect.webhooks.dispatcher import Dispatcher
 from ehiconnect.webhooks.models import WebhookDelivery
+from ehiconnect.webhooks.payloads import WebhookTest
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME, CHANNEL, WakeupListener
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.helpers import (
@@ -78,7 +79,7 @@ async def test_an_emitted_event_goes_out_on_commit_without_waiting_for_a_sweep(
     org = await make_org(live_runtime)
     await add_endpoint(live_runtime, org.org_id, receiver_server.url + "/hooks")
     async with running_dispatcher(live_runtime, hourly_sweep()) as (dispatcher, _):
-        # No queue job (jobs=None): the NOTIFY of the emitting transaction is the only signal.
+        # No queue job: the NOTIFY of the emitting transaction is the only signal.
         event_id = await emit(live_runtime, org.org_id)
         await eventually(lambda: receiver.ids() == [event_id], "the event at the receiver")
         await eventually(lambda: dispatcher.totals.succeeded == 1, "the attempt to be recorded")
@@ -112,12 +113,15 @@ async def test_deliveries_held_by_a_disabled_endpoint_go_out_when_it_is_enabled(
     org = await make_org(live_runtime)
     endpoint = await add_endpoint(live_runtime, org.org_id, receiver_server.url + "/hooks")
     event_id = await emit(live_runtime, org.org_id)  # before any dispatcher runs
+    scope = OrgScope(org.org_id, "test")
     async with live_runtime.database.transaction() as session:
-        await endpoints.disable_endpoint(session, live_runtime.clock, endpoint.endpoint_id)
+        await endpoints.disable_endpoint(session, live_runtime.clock, scope, endpoint.endpoint_id)
     async with running_dispatcher(live_runtime, hourly_sweep()) as (dispatcher, _):
         assert receiver.ids() == []
         async with live_runtime.database.transaction() as session:
-            await endpoints.enable_endpoint(session, live_runtime.clock, endpoint.endpoint_id)
+            await endpoints.enable_endpoint(
+                session, live_runtime.clock, scope, endpoint.endpoint_id
+            )
         await eventually(lambda: receiver.ids() == [event_id], "the held event at the receiver")
         await eventually(lambda: dispatcher.totals.succeeded == 1, "the attempt to be recorded")
 
@@ -152,12 +156,10 @@ async def test_emit_notifies_once_per_committed_transaction_and_never_on_rollbac
     async def emit_in(session: AsyncSession, n: int) -> None:
         await outbox.emit(
             session,
-            jobs=None,
             clock=live_runtime.clock,
             org_id=org.org_id,
             api_mode="test",
-            type=EventType.WEBHOOK_TEST,
-            data={"n": n},
+            event=WebhookTest.model_validate({"n": n}),
         )
 
     url = live_runtime.database.url
@@ -198,12 +200,10 @@ async def test_two_dispatchers_share_the_work_and_never_send_a_delivery_twice(
             for n in range(count):
                 await outbox.emit(
                     session,
-                    jobs=None,
                     clock=live_runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=EventType.WEBHOOK_TEST,
-                    data={"n": n},
+                    event=WebhookTest.model_validate({"n": n}),
                 )
         await eventually(
             lambda: one.totals.succeeded + two.totals.succeeded >= count, "every delivery"

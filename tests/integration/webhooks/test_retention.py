@@ -7,6 +7,7 @@ import pytest
 from ehiconnect.clock import FrozenClock
 from ehiconnect.orgs.service import CreatedOrg
 from ehiconnect.runtime import Runtime
+from ehiconnect.scope import OrgScope
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer
 from ehiconnect.webhooks.history import list_events, purge_expired
@@ -48,5 +49,5 @@ async def test_logs_expire_after_15_days_and_events_after_30(
     clock.advance(15 * DAY)
     assert await purge(runtime, webhook_settings) == (0, 1)
     async with runtime.database.transaction() as session:
-        page = await list_events(session, org_id=org.org_id, api_mode="test")
+        page = await list_events(session, OrgScope(org.org_id, "test"))
     assert page.events == []

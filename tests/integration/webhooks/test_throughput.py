@@ -11,7 +11,8 @@ from ehiconnect.settings import WebhookSettings
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import outbox
-from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer
+from ehiconnect.webhooks.payloads import WebhookTest, payload_of
+from tests.integration.webhooks.helpers import add_endpoint, attempts_of, deliverer, sample_data
 from tests.integration.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -26,19 +27,18 @@ async def test_events_emitted_together_reach_each_matching_endpoint_once(
         await add_endpoint(
             runtime, org.org_id, failed_server.url + "/hooks", types=(EventType.EHI_EXPORT_FAILED,)
         )
-        items = [
-            (EventType.CONNECTION_SUCCESS, {"org_connection_id": "c-1"}),
-            (EventType.EHI_EXPORT_FAILED, {"task_id": "a" * 32, "failure_reason": "timeout"}),
-            (EventType.CONNECTION_SUCCESS, {"org_connection_id": "c-2"}),
+        events = [
+            payload_of(EventType.CONNECTION_SUCCESS, sample_data(EventType.CONNECTION_SUCCESS, 1)),
+            payload_of(EventType.EHI_EXPORT_FAILED, sample_data(EventType.EHI_EXPORT_FAILED, 2)),
+            payload_of(EventType.CONNECTION_SUCCESS, sample_data(EventType.CONNECTION_SUCCESS, 3)),
         ]
         async with runtime.database.transaction() as session:
             ids = await outbox.emit_many(
                 session,
-                jobs=None,
                 clock=runtime.clock,
                 org_id=org.org_id,
                 api_mode="test",
-                items=items,
+                events=events,
             )
         async with deliverer(runtime, webhook_settings) as sender:
             report = await sender.run_until_idle()
@@ -47,28 +47,9 @@ async def test_events_emitted_together_reach_each_matching_endpoint_once(
     assert report.succeeded == 4
     sent = {r.webhook_id: r.envelope for r in every.received}
     assert sorted(sent) == sorted(ids)
-    for event_id, (type, data) in zip(ids, items, strict=True):
-        assert (sent[event_id]["type"], sent[event_id]["data"]) == (type, data)
+    for event_id, event in zip(ids, events, strict=True):
+        assert (sent[event_id]["type"], sent[event_id]["data"]) == (event.event_type, event.data())
     assert failures_only.ids() == [ids[1]]
-
-
-async def test_an_unknown_event_type_in_a_bulk_emit_writes_nothing(
-    runtime: Runtime, org: CreatedOrg, receiver_server: ThreadedServer, receiver: Receiver
-) -> None:
-    await add_endpoint(runtime, org.org_id, receiver_server.url + "/hooks")
-    with pytest.raises(ValueError, match=r"patient\.made_up"):
-        async with runtime.database.transaction() as session:
-            await outbox.emit_many(
-                session,
-                jobs=None,
-                clock=runtime.clock,
-                org_id=org.org_id,
-                api_mode="test",
-                items=[(EventType.WEBHOOK_TEST, {}), ("patient.made_up", {})],
-            )
-    async with deliverer(runtime, WebhookSettings(timeout_seconds=5)) as sender:
-        assert (await sender.run_until_idle()).claimed == 0
-    assert receiver.received == []
 
 
 async def test_passes_to_one_receiver_reuse_one_kept_alive_connection(
@@ -81,12 +62,10 @@ async def test_passes_to_one_receiver_reuse_one_kept_alive_connection(
             async with runtime.database.transaction() as session:
                 await outbox.emit(
                     session,
-                    jobs=None,
                     clock=runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=EventType.WEBHOOK_TEST,
-                    data={"n": n},
+                    event=WebhookTest.model_validate({"n": n}),
                 )
             assert (await sender.run_pass()).succeeded == 1
 
@@ -117,10 +96,8 @@ async def _emit_test_event(runtime: Runtime, org: CreatedOrg) -> str:
     async with runtime.database.transaction() as session:
         return await outbox.emit(
             session,
-            jobs=None,
             clock=runtime.clock,
             org_id=org.org_id,
             api_mode="test",
-            type=EventType.WEBHOOK_TEST,
-            data={},
+            event=WebhookTest(),
         )

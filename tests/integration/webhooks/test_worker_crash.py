@@ -18,9 +18,9 @@ from sqlalchemy import func, select, text
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import serve_in_thread
-from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks import outbox
 from ehiconnect.webhooks.models import WebhookDelivery
+from ehiconnect.webhooks.payloads import WebhookTest
 from ehiconnect.webhooks.wakeup import APPLICATION_NAME
 from tests.integration.conftest import make_org
 from tests.integration.webhooks.helpers import add_endpoint
@@ -99,12 +99,10 @@ async def test_killed_worker_loses_no_event(
                     emitted.add(
                         await outbox.emit(
                             session,
-                            jobs=runtime.jobs,
                             clock=runtime.clock,
                             org_id=org.org_id,
                             api_mode="test",
-                            type=EventType.WEBHOOK_TEST,
-                            data={"n": n},
+                            event=WebhookTest.model_validate({"n": n}),
                         )
                     )
 
@@ -164,12 +162,10 @@ async def test_worker_sends_a_new_event_and_its_retry_without_a_sweep_then_stops
                 # No queue job: only the dispatcher's LISTEN can hear of this event.
                 event_id = await outbox.emit(
                     session,
-                    jobs=None,
                     clock=runtime.clock,
                     org_id=org.org_id,
                     api_mode="test",
-                    type=EventType.WEBHOOK_TEST,
-                    data={"n": 1},
+                    event=WebhookTest.model_validate({"n": 1}),
                 )
             await wait_for(lambda: len(receiver.received) >= 2, 30, "the event and its retry")
             worker.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@ import random
 
 import pytest
 
+from ehiconnect.settings import DEFAULT_RETRY_SCHEDULE_SECONDS
 from ehiconnect.webhooks import schedule
 from ehiconnect.webhooks.schedule import AttemptOutcome
 
@@ -21,8 +22,7 @@ class MaxJitter:
 
 def test_default_schedule_is_the_documented_one() -> None:
     delays = [
-        schedule.retry_delay(n, NoJitter())
-        for n in range(len(schedule.DEFAULT_RETRY_SCHEDULE_SECONDS))
+        schedule.retry_delay(n, NoJitter()) for n in range(len(DEFAULT_RETRY_SCHEDULE_SECONDS))
     ]
     hours = dt.timedelta(hours=1)
     assert delays == [

@@ -1,6 +1,7 @@
 """`/v1/webhooks/...`: an organization manages its endpoints and reads or re-sends its events.
 
-Every route acts for the calling key's organization in the key's mode (test or live).
+Every route acts in the calling key's scope (`Principal.scope`: its organization, in its mode): an
+endpoint or event of another organization is 404, one of the other mode 403 `api_mode_mismatch`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep, SessionDep
@@ -17,7 +19,7 @@ from ehiconnect.api.envelope import ok
 from ehiconnect.api.openapi import BODY_ERRORS, PRIVATE_ERRORS, error_responses
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.webhooks import endpoints, history, outbox
-from ehiconnect.webhooks.tasks import webhook_settings
+from ehiconnect.webhooks.ports import WebhookPorts
 from ehiconnect.webhooks.urls import MAX_URL_LENGTH
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=PRIVATE_ERRORS)
@@ -35,15 +37,22 @@ class NewEndpoint(RequestBody):
     )
 
 
+def get_webhook_ports(runtime: RuntimeDep) -> WebhookPorts:
+    return runtime.webhooks
+
+
+WebhooksDep = Annotated[WebhookPorts, Depends(get_webhook_ports)]
+
+
 @router.post("/endpoints", status_code=201, responses=CONFLICT | BODY_ERRORS)
 async def add_endpoint(
-    body: NewEndpoint, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    body: NewEndpoint, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Register an endpoint in your key's mode. The `secret` is shown only in this response."""
     created = await endpoints.add_endpoint(
         session,
-        runtime.clock,
-        runtime.cipher,
+        ports.clock,
+        ports.cipher,
         org_id=principal.org_id,
         api_mode=principal.api_mode,
         url=body.url,
@@ -56,73 +65,61 @@ async def add_endpoint(
 @router.get("/endpoints")
 async def list_endpoints(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Your endpoints in your key's mode."""
-    views = await endpoints.list_endpoints(
-        session, org_id=principal.org_id, api_mode=principal.api_mode
-    )
+    views = await endpoints.list_endpoints(session, principal.scope)
     return ok([view.as_json() for view in views])
 
 
 @router.post("/endpoints/{endpoint_id}/disable")
 async def disable_endpoint(
-    endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    endpoint_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    view = await endpoints.disable_endpoint(
-        session, runtime.clock, endpoint_id, actor=principal.actor, **_scope(principal)
-    )
-    return ok(view.as_json())
+    return await _switch(endpoint_id, session, ports, principal, enable=False)
 
 
 @router.post("/endpoints/{endpoint_id}/enable")
 async def enable_endpoint(
-    endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    endpoint_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Resume delivery; deliveries still pending are sent at once."""
-    view = await endpoints.enable_endpoint(
-        session, runtime.clock, endpoint_id, actor=principal.actor, **_scope(principal)
-    )
-    return ok(view.as_json())
+    return await _switch(endpoint_id, session, ports, principal, enable=True)
 
 
 @router.delete("/endpoints/{endpoint_id}")
 async def remove_endpoint(
-    endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    endpoint_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     await endpoints.remove_endpoint(
-        session, runtime.clock, endpoint_id, actor=principal.actor, **_scope(principal)
+        session, ports.clock, principal.scope, endpoint_id, actor=principal.actor
     )
     return ok({"endpoint_id": endpoint_id, "removed": True})
 
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret")
 async def rotate_secret(
-    endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    endpoint_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """A new secret; the old one keeps signing alongside it for the grace period."""
-    settings = webhook_settings(runtime.settings)
+    grace = ports.settings.secret_rotation_grace
     secret = await endpoints.rotate_secret(
         session,
-        runtime.clock,
-        runtime.cipher,
+        ports.clock,
+        ports.cipher,
+        principal.scope,
         endpoint_id,
-        grace=settings.secret_rotation_grace,
+        grace=grace,
         actor=principal.actor,
-        **_scope(principal),
     )
-    old_expire = runtime.clock.now() + settings.secret_rotation_grace
+    old_expire = ports.clock.now() + grace
     return ok({"endpoint_id": endpoint_id, "secret": secret, "old_secrets_expire_at": old_expire})
 
 
 @router.post("/endpoints/{endpoint_id}/test", status_code=202, responses=CONFLICT)
 async def send_test(
-    endpoint_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    endpoint_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Send a `webhook.test` event to this endpoint."""
     event_id = await outbox.send_test_event(
-        session,
-        jobs=runtime.jobs,
-        clock=runtime.clock,
-        endpoint_id=endpoint_id,
-        **_scope(principal),
+        session, clock=ports.clock, scope=principal.scope, endpoint_id=endpoint_id
     )
     return ok({"event_id": event_id})
 
@@ -135,7 +132,7 @@ async def list_attempts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """The endpoint's latest delivery attempts: time, status code, latency, response excerpt."""
-    await endpoints.get_endpoint(session, endpoint_id, **_scope(principal))
+    await endpoints.get_endpoint(session, principal.scope, endpoint_id)
     return ok(await history.list_attempts(session, endpoint_id=endpoint_id, limit=limit))
 
 
@@ -154,8 +151,7 @@ async def list_events(
     """Your events, oldest first, for reconciling after downtime; page with `next_cursor`."""
     page = await history.list_events(
         session,
-        org_id=principal.org_id,
-        api_mode=principal.api_mode,
+        principal.scope,
         types=type,
         since=since,
         until=until,
@@ -167,14 +163,24 @@ async def list_events(
 
 @router.post("/events/{event_id}/resend", status_code=202)
 async def resend_event(
-    event_id: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    event_id: str, session: SessionDep, ports: WebhooksDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Deliver the event again, with the same id, to your enabled endpoints that want it."""
     scheduled = await outbox.resend(
-        session, jobs=runtime.jobs, clock=runtime.clock, event_id=event_id, **_scope(principal)
+        session, clock=ports.clock, scope=principal.scope, event_id=event_id
     )
     return ok({"event_id": event_id, "deliveries": scheduled})
 
 
-def _scope(principal: Principal) -> dict[str, str]:
-    return {"org_id": principal.org_id, "api_mode": principal.api_mode}
+async def _switch(
+    endpoint_id: str,
+    session: AsyncSession,
+    ports: WebhookPorts,
+    principal: Principal,
+    *,
+    enable: bool,
+) -> dict[str, Any]:
+    """Turn delivery to one of the caller's endpoints on or off."""
+    change = endpoints.enable_endpoint if enable else endpoints.disable_endpoint
+    view = await change(session, ports.clock, principal.scope, endpoint_id, actor=principal.actor)
+    return ok(view.as_json())
