@@ -204,7 +204,7 @@ def resend(
 
     async def work(ports: WebhookPorts) -> dict[str, Any]:
         async with ports.database.transaction() as session:
-            scope = await outbox.event_scope(session, event)
+            scope = await history.event_scope(session, event)
             count = await outbox.resend(
                 session, clock=ports.clock, scope=scope, event_id=event, endpoint_id=endpoint
             )

@@ -1,9 +1,11 @@
 """Signed, at-least-once webhook delivery from a transactional outbox (DESIGN §2).
 
-Pure parts (no I/O): `events` (types and envelope), `signing` (Standard Webhooks signatures),
-`schedule` (retry schedule and endpoint-disable policy). The shell: `outbox.emit` writes an event in
-the caller's transaction, `delivery` sends due deliveries through the SSRF-guarded client in
-`ehiconnect.http`, `endpoints` manages endpoints and secrets.
+Pure parts (no I/O): `payloads` (each event type's `data` as a typed model), `events` (the
+envelope), `schedule` (retry schedule and endpoint-disable policy), `urls`. The shell:
+`outbox.emit` writes an event in the caller's transaction; `endpoints` and `history` read and
+change an organization's endpoints and events in its `OrgScope`; `delivery` sends due deliveries
+through the SSRF-guarded client in `ehiconnect.http`, signed by `ehiconnect.signing`; each worker
+runs a `dispatcher`, built by `senders` from the feature's `ports`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Reading back what happened: the event list (for reconciliation), attempt logs, and retention."""
+"""Reading back what happened: events (listed for reconciliation, or one to resend), attempt
+logs, and retention. An organization's events are read in its `OrgScope`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import orjson
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehiconnect.errors import InvalidRequest
+from ehiconnect.errors import InvalidRequest, NotFound
+from ehiconnect.ids import as_api_mode
 from ehiconnect.scope import OrgScope
 from ehiconnect.webhooks import events
 from ehiconnect.webhooks.models import WebhookAttempt, WebhookEvent
 
 MAX_PAGE_SIZE = 500
+WHERE_EVENT_IDS_COME_FROM = "GET /v1/webhooks/events lists yours"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,30 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise InvalidRequest(
             "cursor is not one this API returned; pass next_cursor from the previous page"
         ) from None
+
+
+async def get_event(session: AsyncSession, scope: OrgScope, event_id: str) -> WebhookEvent:
+    """The event, if `scope` admits it (`OrgScope.admit`: 404 or 403 otherwise)."""
+    event = await session.get(WebhookEvent, event_id)
+    scope.admit(
+        kind="webhook event",
+        object_id=event_id,
+        org_id=event.org_id if event else None,
+        api_mode=event.api_mode if event else None,
+        hint=WHERE_EVENT_IDS_COME_FROM,
+    )
+    assert event is not None  # admitted
+    return event
+
+
+async def event_scope(session: AsyncSession, event_id: str) -> OrgScope:
+    """The organization and mode an event belongs to: the operator's (CLI) scope to resend it."""
+    event = await session.get(WebhookEvent, event_id)
+    if event is None:
+        raise NotFound(
+            f"no webhook event has id {event_id}; `ehiconnect webhooks attempts` shows recent ones"
+        )
+    return OrgScope(org_id=event.org_id, api_mode=as_api_mode(event.api_mode))
 
 
 async def list_events(

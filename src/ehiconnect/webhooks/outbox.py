@@ -14,12 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
-from ehiconnect.errors import Conflict, NotFound
-from ehiconnect.ids import ApiMode, as_api_mode
+from ehiconnect.errors import Conflict
+from ehiconnect.ids import ApiMode
 from ehiconnect.scope import OrgScope
 from ehiconnect.vocabulary import EventType
 from ehiconnect.webhooks.endpoints import get_endpoint
 from ehiconnect.webhooks.events import new_event_id
+from ehiconnect.webhooks.history import get_event
 from ehiconnect.webhooks.models import (
     DELIVERY_PENDING,
     ENDPOINT_ENABLED,
@@ -29,8 +30,6 @@ from ehiconnect.webhooks.models import (
 )
 from ehiconnect.webhooks.payloads import EventPayload, WebhookTest
 from ehiconnect.webhooks.wakeup import notify_deliverers
-
-WHERE_EVENT_IDS_COME_FROM = "GET /v1/webhooks/events lists yours"
 
 
 async def emit(
@@ -108,15 +107,7 @@ async def resend(
     endpoint_id: str | None = None,
 ) -> int:
     """Deliver an event of `scope` again (same id) to its enabled endpoints, or to one; how many."""
-    event = await session.get(WebhookEvent, event_id)
-    scope.admit(
-        kind="webhook event",
-        object_id=event_id,
-        org_id=event.org_id if event else None,
-        api_mode=event.api_mode if event else None,
-        hint=WHERE_EVENT_IDS_COME_FROM,
-    )
-    assert event is not None  # admitted
+    event = await get_event(session, scope, event_id)
     scheduled = await _schedule_deliveries(
         session,
         clock.now(),
@@ -169,16 +160,6 @@ async def send_test_event(
     )
     await notify_deliverers(session)
     return event_id
-
-
-async def event_scope(session: AsyncSession, event_id: str) -> OrgScope:
-    """The organization and mode an event belongs to: the operator's (CLI) scope to resend it."""
-    event = await session.get(WebhookEvent, event_id)
-    if event is None:
-        raise NotFound(
-            f"no webhook event has id {event_id}; `ehiconnect webhooks attempts` shows recent ones"
-        )
-    return OrgScope(org_id=event.org_id, api_mode=as_api_mode(event.api_mode))
 
 
 async def _schedule_deliveries(

@@ -74,8 +74,15 @@ def test_manage_an_endpoint_and_send_a_test_event(
     run(cli, "webhooks", "enable", "--endpoint", endpoint, "--json")
     log = run(cli, "webhooks", "attempts", "--endpoint", endpoint, "--json")
     assert [a["status_code"] for a in log] == [200, 200]
+    # The operator reaches any organization's event and endpoint by id alone.
+    resent = run(cli, "webhooks", "resend", "--event", sent["event_id"], "--json")
+    assert resent == {"event_id": sent["event_id"], "deliveries": 1}
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert "no webhook event has id" in run(cli, "webhooks", "resend", "--event", unknown, ok=False)
     run(cli, "webhooks", "remove", "--endpoint", endpoint, "--json")
     assert run(cli, "webhooks", "list", "--org", org, "--json") == []
+    gone = run(cli, "webhooks", "remove", "--endpoint", endpoint, ok=False)
+    assert "`ehiconnect webhooks list` shows them" in " ".join(gone.split())
 
 
 def test_test_command_fails_when_the_receiver_does(
