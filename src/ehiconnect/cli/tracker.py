@@ -23,13 +23,17 @@ from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.errors import ApiError
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
-from ehiconnect.tracker import metrics as tracker_metrics
-from ehiconnect.tracker import report
-from ehiconnect.tracker.console import REALM as CONSOLE_REALM
-from ehiconnect.tracker.migrate import upgrade_tracker_database
-from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
-from ehiconnect.tracker.settings import TrackerSettings
+from ehiconnect.tracker import (
+    CONSOLE_REALM,
+    QUEUE,
+    TrackerRuntime,
+    TrackerSettings,
+    build_tracker_app,
+    failures_report,
+    metrics_exposed,
+    status_report,
+    upgrade_tracker_database,
+)
 
 tracker_app = typer.Typer(help="The tracker: your backend's side of consent and collection.")
 console_app = typer.Typer(help="Accounts of the tracker's console (/console on tracker serve).")
@@ -82,7 +86,7 @@ async def _serve(
         return
     async with (
         TrackerRuntime.open(section, url, settings.data_dir) as tracker,
-        tracker_metrics.exposed(tracker.database, host=section.host, port=section.metrics_port),
+        metrics_exposed(tracker.database, host=section.host, port=section.metrics_port),
     ):
         if not worker:
             await server.serve()
@@ -155,7 +159,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Jobs by state, flagged webhooks, and the most recent jobs."""
-    data = _with_session(load_settings(), report.status)
+    data = _with_session(load_settings(), status_report)
     if as_json:
         print_json(data)
         return
@@ -188,7 +192,7 @@ def failures(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Failed jobs grouped by reason, health system and step."""
-    data = _with_session(load_settings(), report.failures)
+    data = _with_session(load_settings(), failures_report)
     if as_json:
         print_json(data)
         return

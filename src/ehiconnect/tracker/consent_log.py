@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,19 +103,29 @@ def _refuse_nul(value: Any, prefix: str) -> None:
 def _artifact(item: Any, api_mode: Any, external_id: Any) -> ConsentArtifact:
     if not isinstance(item, dict) or not isinstance(item.get("org_connection_id"), str):
         raise InvalidWidgetEvent("each connected account needs an org_connection_id string")
+    defaults = {"api_mode": api_mode, "external_id": external_id}  # the event's, for each account
+    return artifact_of(item, item["org_connection_id"], defaults)
 
-    def text(name: str, default: Any = None) -> str | None:
-        value = item.get(name, default)
+
+def artifact_of(
+    fields: Mapping[str, Any], org_connection_id: str, defaults: Mapping[str, Any] | None = None
+) -> ConsentArtifact:
+    """A consent artifact from an account's fields as an event carries them (a widget event's
+    account, a connection webhook's data): a field that is missing takes its default, one that
+    is not a string is left empty."""
+
+    def text(name: str) -> str | None:
+        value = fields.get(name, (defaults or {}).get(name))
         return value if isinstance(value, str) else None
 
     return ConsentArtifact(
-        org_connection_id=item["org_connection_id"],
+        org_connection_id=org_connection_id,
         brand_id=text("brand_id"),
         portal_id=text("portal_id"),
         endpoint_id=text("endpoint_id"),
-        external_id=text("external_id", external_id),
+        external_id=text("external_id"),
         scope=text("scope"),
-        api_mode=text("api_mode", api_mode),
+        api_mode=text("api_mode"),
         connection_status=text("connection_status"),
         platform_type=text("platform_type"),
     )

@@ -41,11 +41,16 @@ log = logging.getLogger(__name__)
 
 async def download(tracker: TrackerRuntime, job_id: str) -> None:
     async with tracker.database.transaction() as session:
-        job = await store.lock_job(session, job_id)
-        if job.state not in (JobState.EXPORT_READY, JobState.DOWNLOADING):
+        job = await store.start_step(
+            session,
+            job_id,
+            Step.DOWNLOAD,
+            ready=JobState.EXPORT_READY,
+            running=JobState.DOWNLOADING,
+            now=tracker.clock.now(),
+        )
+        if job is None:
             return
-        store.move(job, JobState.DOWNLOADING, tracker.clock.now())
-        store.count_attempt(job, Step.DOWNLOAD)
         links = list(job.download_links)
     try:
         files = [await _download_one(tracker, job_id, n, link) for n, link in enumerate(links)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.db.locks import advisory_xact_lock
 from ehiconnect.queue.enqueue import enqueue
 from ehiconnect.tracker import ledger_store as store
-from ehiconnect.tracker.client import PlatformRejected, PlatformUnavailable
-from ehiconnect.tracker.consent_log import ConsentArtifact, append_consent
+from ehiconnect.tracker.client import PlatformClient, PlatformRejected, PlatformUnavailable
+from ehiconnect.tracker.consent_log import ConsentArtifact, append_consent, artifact_of
 from ehiconnect.tracker.ledger import (
     GiveUp,
     JobState,
@@ -30,11 +31,12 @@ from ehiconnect.tracker.ledger import (
 )
 from ehiconnect.tracker.models import TrackerJob, TrackerWebhook
 from ehiconnect.tracker.runtime import TrackerRuntime
-from ehiconnect.vocabulary import EventType
+from ehiconnect.vocabulary import ConnectionStatus, EventType, ExportStatus
 
 log = logging.getLogger(__name__)
 
 EXPORT_EVENTS = (EventType.EHI_EXPORT_SUCCESS, EventType.EHI_EXPORT_FAILED)
+T = TypeVar("T")
 
 
 async def schedule(
@@ -61,20 +63,48 @@ async def retry_or_fail(
     await schedule(session, tracker, "notify", job_id=job.job_id)
 
 
+async def ask_platform(
+    session: AsyncSession,
+    tracker: TrackerRuntime,
+    job: TrackerJob,
+    step: Step,
+    request: Callable[[PlatformClient], Awaitable[T]],
+    *,
+    notify_refusal: bool,
+) -> T | None:
+    """The platform's answer to a step's request, the attempt counted; None when there is none.
+
+    An unreachable platform means the step again after the policy's delay (or the job fails once
+    the attempts are spent, and the patient is told); a refusal fails the job with the platform's
+    error code, telling the patient when `notify_refusal`.
+    """
+    store.count_attempt(job, step)
+    try:
+        async with tracker.platform() as platform:
+            return await request(platform)
+    except PlatformUnavailable as exc:
+        await retry_or_fail(session, tracker, job, step, exc)
+    except PlatformRejected as exc:
+        store.fail(job, step, exc.code, exc.description, tracker.clock.now())
+        if notify_refusal:
+            await schedule(session, tracker, "notify", job_id=job.job_id)
+    return None
+
+
 async def confirm_connection(tracker: TrackerRuntime, job_id: str) -> None:
     async with tracker.database.transaction() as session:
         job = await store.lock_job(session, job_id)
         if job.state != JobState.CONSENTED:
             return
-        store.count_attempt(job, Step.CONFIRM)
-        try:
-            async with tracker.platform() as platform:
-                connection = await platform.get_connection(job.org_connection_id)
-        except PlatformUnavailable as exc:
-            await retry_or_fail(session, tracker, job, Step.CONFIRM, exc)
-            return
-        except PlatformRejected as exc:
-            store.fail(job, Step.CONFIRM, exc.code, exc.description, tracker.clock.now())
+        connection = await ask_platform(
+            session,
+            tracker,
+            job,
+            Step.CONFIRM,
+            lambda platform: platform.get_connection(job.org_connection_id),
+            notify_refusal=False,  # like a connection found not authorized: no notification
+        )
+        if connection is None:
             return
         now = tracker.clock.now()
         artifact = ConsentArtifact(
@@ -91,7 +121,7 @@ async def confirm_connection(tracker: TrackerRuntime, job_id: str) -> None:
         append_consent(session, artifact, kind="confirmed", event_type="org_connection", now=now)
         await store.log_event(session, job.job_id, now, Step.CONFIRM, connection.status)
         # `refreshing` is an authorized connection whose token is being renewed (DESIGN §1).
-        if connection.status not in ("authorized", "refreshing"):
+        if connection.status not in (ConnectionStatus.AUTHORIZED, ConnectionStatus.REFRESHING):
             store.fail(
                 job,
                 Step.CONFIRM,
@@ -108,16 +138,15 @@ async def launch_export(tracker: TrackerRuntime, job_id: str) -> None:
         job = await store.lock_job(session, job_id)
         if job.state != JobState.CONSENTED:
             return
-        store.count_attempt(job, Step.EXPORT)
-        try:
-            async with tracker.platform() as platform:
-                started = await platform.start_export(job.org_connection_id)
-        except PlatformUnavailable as exc:
-            await retry_or_fail(session, tracker, job, Step.EXPORT, exc)
-            return
-        except PlatformRejected as exc:
-            store.fail(job, Step.EXPORT, exc.code, exc.description, tracker.clock.now())
-            await schedule(session, tracker, "notify", job_id=job.job_id)
+        started = await ask_platform(
+            session,
+            tracker,
+            job,
+            Step.EXPORT,
+            lambda platform: platform.start_export(job.org_connection_id),
+            notify_refusal=True,
+        )
+        if started is None:
             return
         now = tracker.clock.now()
         job.task_id = started.task_id
@@ -141,7 +170,7 @@ async def process_webhook(tracker: TrackerRuntime, webhook_id: str) -> None:
         elif webhook.event_type == EventType.CONNECTION_SUCCESS:
             await consent_received(session, tracker, _artifact(fields), "webhook", now)
         elif webhook.event_type == EventType.AUTHORIZATION_REVOKED:
-            artifact = _artifact({**fields, "connection_status": "revoked"})
+            artifact = _artifact({**fields, "connection_status": ConnectionStatus.REVOKED})
             append_consent(
                 session, artifact, kind="revoked", event_type=webhook.event_type, now=now
             )
@@ -288,9 +317,9 @@ async def _poll(tracker: TrackerRuntime, job_id: str) -> None:
             )
             return
         now = tracker.clock.now()
-        if status.status == "success":
+        if status.status == ExportStatus.SUCCESS:
             await export_succeeded(session, tracker, job, links, status.stats, "watchdog")
-        elif status.status == "failed":
+        elif status.status == ExportStatus.FAILED:
             await export_failed(
                 session,
                 tracker,
@@ -305,21 +334,8 @@ async def _poll(tracker: TrackerRuntime, job_id: str) -> None:
 
 
 def _artifact(fields: dict[str, Any]) -> ConsentArtifact:
-    def text(name: str) -> str | None:
-        value = fields.get(name)
-        return value if isinstance(value, str) else None
-
-    return ConsentArtifact(
-        org_connection_id=str(fields.get("org_connection_id")),
-        brand_id=text("brand_id"),
-        portal_id=text("portal_id"),
-        endpoint_id=text("endpoint_id"),
-        external_id=text("external_id"),
-        scope=text("scope"),
-        api_mode=text("api_mode"),
-        connection_status=text("connection_status"),
-        platform_type=text("platform_type"),
-    )
+    """A connection webhook's data as a consent artifact."""
+    return artifact_of(fields, str(fields.get("org_connection_id")))
 
 
 async def request_export(tracker: TrackerRuntime, org_connection_id: str) -> str:

@@ -96,11 +96,16 @@ def fhir_server_auth(settings: FhirServerSinkSettings) -> httpx.Auth | None:
 
 async def ingest(tracker: TrackerRuntime, job_id: str, sinks: list[Sink] | None = None) -> None:
     async with tracker.database.transaction() as session:
-        job = await store.lock_job(session, job_id)
-        if job.state not in (JobState.DOWNLOADED, JobState.INGESTING):
+        job = await store.start_step(
+            session,
+            job_id,
+            Step.INGEST,
+            ready=JobState.DOWNLOADED,
+            running=JobState.INGESTING,
+            now=tracker.clock.now(),
+        )
+        if job is None:
             return
-        store.move(job, JobState.INGESTING, tracker.clock.now())
-        store.count_attempt(job, Step.INGEST)
         files = list(job.files)
     try:
         keys = [

@@ -84,6 +84,25 @@ async def open_job_for_connection(
     )
 
 
+async def start_step(
+    session: AsyncSession,
+    job_id: str,
+    step: Step,
+    *,
+    ready: JobState,
+    running: JobState,
+    now: dt.datetime,
+) -> TrackerJob | None:
+    """The job, locked and `running` its `step` (an attempt counted), when it is `ready` for it or
+    already `running` it (a retry, a re-delivered task); None when the job is elsewhere."""
+    job = await lock_job(session, job_id)
+    if job.state not in (ready, running):
+        return None
+    move(job, running, now)
+    count_attempt(job, step)
+    return job
+
+
 def move(job: TrackerJob, target: JobState, now: dt.datetime) -> bool:
     """Move the job to `target` when allowed; False when it already is at or past it."""
     planned = plan_transition(JobState(job.state), target)

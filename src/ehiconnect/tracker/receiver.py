@@ -39,7 +39,7 @@ from ehiconnect.http.asgi_guards import (
     path_under,
     refuse_by_path,
 )
-from ehiconnect.readiness import RETRY_AFTER_SECONDS, ReadinessChecker
+from ehiconnect.readiness import RETRY_AFTER_SECONDS
 from ehiconnect.tracker.consent_log import (
     InvalidWidgetEvent,
     parse_widget_event,
@@ -62,7 +62,6 @@ from ehiconnect.tracker.http_errors import (
 )
 from ehiconnect.tracker.intake import Rejected, check_webhook, record_webhook
 from ehiconnect.tracker.lift_step import stored_data
-from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.tracker.sinks.fhir_store import as_searchset, read, search
@@ -203,18 +202,10 @@ def build_tracker_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"success": True, "data": {"status": "ok"}})
 
-    readiness: list[ReadinessChecker] = []
-
     async def readyz(request: Request) -> Response:
         """The tracker's database (its own schema at head) and its storage, as the platform's
         /readyz checks its own."""
-        if not readiness:
-            tracker = current()
-            checker = ReadinessChecker(
-                tracker.database, tracker.blobs, migrations=TRACKER_MIGRATIONS
-            )
-            readiness.append(checker)
-        report = await readiness[0].check()
+        report = await current().readiness.check()
         if not report.ready:
             refusal = _error(503, "not_ready", report.description())
             refusal.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

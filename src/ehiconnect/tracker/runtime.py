@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,11 @@ import procrastinate
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.db.database import Database
 from ehiconnect.db.pools import ProcessRole
+from ehiconnect.readiness import ReadinessChecker
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.client import PlatformClient
-from ehiconnect.tracker.migrate import upgrade_tracker_database
+from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS, upgrade_tracker_database
 from ehiconnect.tracker.settings import TrackerSettings
 
 CONTEXT_KEY = "tracker"
@@ -78,6 +80,12 @@ class TrackerRuntime:
     def job_context(self) -> dict[str, object]:
         """The worker's `additional_context` for the tracker's tasks (see `tracker_of`)."""
         return {CONTEXT_KEY: self}
+
+    @functools.cached_property
+    def readiness(self) -> ReadinessChecker:
+        """The checks behind /readyz: the database with the tracker's own schema at its head,
+        and the tracker's storage."""
+        return ReadinessChecker(self.database, self.blobs, migrations=TRACKER_MIGRATIONS)
 
     def platform(self) -> PlatformClient:
         return PlatformClient(

@@ -26,12 +26,18 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ehiconnect.vocabulary import ExportFailureReason
+
 ENV_PREFIX = "EHICONNECT_TRACKER__"
 TOML_TABLE = "tracker"
 
 # An export that failed for one of these reasons is requested again; the others need the patient
 # (scope_patient_missing: reconnect with a patient scope) or support (suppressed_please_contact).
-DEFAULT_RETRYABLE_REASONS = ("token_refresh_failure", "resource_patient_failure", "timeout")
+DEFAULT_RETRYABLE_REASONS: tuple[str, ...] = (
+    ExportFailureReason.TOKEN_REFRESH_FAILURE,
+    ExportFailureReason.RESOURCE_PATIENT_FAILURE,
+    ExportFailureReason.TIMEOUT,
+)
 
 
 class RetryPolicy(BaseModel):
