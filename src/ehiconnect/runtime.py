@@ -22,11 +22,14 @@ import procrastinate
 from ehiconnect import __version__
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.connections.ports import ConnectionPorts
+from ehiconnect.connections.refresh_policy import RefreshMargin
+from ehiconnect.connections.tokens import fresh_access_token
 from ehiconnect.consent.ports import ConsentPorts
 from ehiconnect.db.database import Database
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.db.pools import ProcessRole, plan_pools, session_options
 from ehiconnect.db.urls import resolve_database_url
+from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.fleet import check_fleet_settings
 from ehiconnect.http.ssrf import SOURCE_REMEDY, GuardedTransport
 from ehiconnect.jobs.app import build_job_app
@@ -59,6 +62,7 @@ class Runtime:
         return (
             self.consent,
             self.connections,
+            self.exports,
             self.webhooks,
         )
 
@@ -94,6 +98,37 @@ class Runtime:
             clock=self.clock,
             cipher=self.cipher,
             settings=self.settings.webhooks,
+        )
+
+    @functools.cached_property
+    def exports(self) -> ExportPorts:
+        return ExportPorts(
+            database=self.database,
+            jobs=self.jobs,
+            clock=self.clock,
+            blobs=self.blobs,
+            settings=self.settings.exports,
+            public_base_url=self.settings.public_base_url,
+            access_token=self.export_access_token,
+        )
+
+    async def export_access_token(self, org_connection_id: str, rejected: str | None) -> str:
+        """A connection's access token for an export's requests, renewed as the connections
+        feature does (its refresh margin, from the consent settings)."""
+        consent = self.settings.consent
+        margin = RefreshMargin(
+            consent.token_refresh_margin_seconds, consent.token_refresh_margin_fraction
+        )
+        return await fresh_access_token(
+            self.database,
+            self.cipher,
+            self.clock,
+            self.http,
+            self.jobs,
+            org_connection_id,
+            margin=margin,
+            rejected=rejected,
+            signer=self.client_signer,
         )
 
     @classmethod

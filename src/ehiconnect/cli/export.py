@@ -10,14 +10,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ehiconnect.cli.common import console, err_console, load_settings, print_json
+from ehiconnect.db.database import Database
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.errors import ApiError
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.service import request_export
-from ehiconnect.exports.states import PENDING, status_view
+from ehiconnect.exports.states import status_view
 from ehiconnect.ids import as_api_mode
 from ehiconnect.orgs.credentials import Principal
 from ehiconnect.runtime import Runtime
+from ehiconnect.vocabulary import ExportPhase, ExportStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -49,10 +51,10 @@ def export(
                     public_id="cli",
                     key_id=0,
                 )
-            task = await request_export(runtime, principal, org_connection_id)
+            task = await request_export(runtime.exports, principal, org_connection_id)
             if not wait:
                 return status_view(task)
-            return await _follow(runtime, task.task_id, poll_seconds, show=not json)
+            return await _follow(runtime.database, task.task_id, poll_seconds, show=not json)
 
     try:
         view = asyncio.run(work())
@@ -63,11 +65,13 @@ def export(
         print_json(view)
     else:
         _summary(view)
-    if view["status"] == "failed":
+    if view["status"] == ExportStatus.FAILED:
         raise typer.Exit(2)
 
 
-async def _follow(runtime: Runtime, task_id: str, poll: float, *, show: bool) -> dict[str, object]:
+async def _follow(
+    database: Database, task_id: str, poll: float, *, show: bool
+) -> dict[str, object]:
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -76,9 +80,9 @@ async def _follow(runtime: Runtime, task_id: str, poll: float, *, show: bool) ->
         disable=not show,
         transient=True,
     ) as progress:
-        bar = progress.add_task("queued", total=None)
+        bar = progress.add_task(ExportPhase.QUEUED, total=None)
         while True:
-            async with runtime.database.transaction() as session:
+            async with database.transaction() as session:
                 task = await session.get(ExportTask, task_id)
                 if task is None:
                     raise typer.BadParameter(f"export {task_id} disappeared")
@@ -91,14 +95,14 @@ async def _follow(runtime: Runtime, task_id: str, poll: float, *, show: bool) ->
                     f"{done.get('attachment_bytes', 0) / 1e6:.1f} MB of attachments"
                 ),
             )
-            if task.status != PENDING:
+            if task.status != ExportStatus.PENDING:
                 return view
             await asyncio.sleep(poll)
 
 
 def _summary(view: dict[str, object]) -> None:
     console.print(f"export [bold]{view['task_id']}[/bold]: {view['status']}")
-    if view["status"] == "failed":
+    if view["status"] == ExportStatus.FAILED:
         console.print(f"[red]{view.get('failure_reason')}[/red]: {view.get('failure_description')}")
     stats = view.get("stats")
     if isinstance(stats, dict):

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Boolean, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehiconnect.db.models import Base
+from ehiconnect.vocabulary import ExportPhase
 
 
 class ExportTask(Base):
@@ -29,7 +30,7 @@ class ExportTask(Base):
     # pending → success | failed | cancelled; success → expired after retention; success,
     # failed or expired → deleted by the customer (Bulk Data DELETE).
     status: Mapped[str] = mapped_column(String(16))
-    phase: Mapped[str] = mapped_column(String(16), default="queued")
+    phase: Mapped[str] = mapped_column(String(16), default=ExportPhase.QUEUED)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_description: Mapped[str | None] = mapped_column(Text)

@@ -34,13 +34,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
-from sqlalchemy import func, select
 
-from ehiconnect.crawler.attachments import fetch_attachment
-from ehiconnect.crawler.fetch import FetchError, FhirSession
-from ehiconnect.db.database import Database
-from ehiconnect.exports import staging
-from ehiconnect.exports.models import ExportAttachment, ExportError, ExportItem
+from ehiconnect.crawler.ports import FetchError, FhirSource
+from ehiconnect.exports.ports import StagedAttachment, StagedExport
 from ehiconnect.exports.writeback import StreamedWriteback
 from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
@@ -54,7 +50,6 @@ LEADING_TYPES = (
     "PractitionerRole",
     "Medication",
 )
-PACKAGE_STEP = "package"
 CHECKPOINT_BYTES = 256 << 20
 CHUNK_SIZE = 1 << 20
 _LINE_SUFFIX = b'"}\n'
@@ -162,8 +157,7 @@ def _truncate(file: BinaryIO, offset: int) -> None:
 
 @dataclass
 class _Run:
-    database: Database
-    task_id: str
+    staged: StagedExport
     out: _FileAssembler
     checkpoint: _Checkpoint
     counts: dict[str, int] = field(default_factory=dict)
@@ -173,44 +167,36 @@ class _Run:
         await self.out.flush()
         self.checkpoint.offset = self.out.offset
         self.checkpoint.sha256 = self.out.hexdigest()
-        async with self.database.transaction() as session:
-            await staging.save_step(
-                session,
-                self.task_id,
-                PACKAGE_STEP,
-                cursor=self.checkpoint.dumps(),
-                done=False,
-                added=0,
-            )
+        await self.staged.save_checkpoint(self.checkpoint.dumps())
         self.since_checkpoint = 0
 
 
 async def package_export(
-    database: Database,
+    staged: StagedExport,
     blobs: BlobStore,
     task_id: str,
     *,
     new_file_id: Callable[[], str],
-    session: FhirSession | None = None,
+    source: FhirSource | None = None,
     on_progress: Progress | None = None,
 ) -> PackagedFile:
-    """Build and commit the export file; its name comes from `new_file_id` unless a killed run
-    already chose one. `session` downloads the attachments the crawl left to packaging."""
-    async with database.transaction() as db:
-        saved = (await staging.load_steps(db, task_id)).get(PACKAGE_STEP)
-    checkpoint = _Checkpoint(**orjson.loads(saved.cursor)) if saved and saved.cursor else None
+    """Build and commit the export file of `staged` (task `task_id`); its name comes from
+    `new_file_id` unless a killed run already chose one. The attachments the crawl left to
+    packaging are downloaded from `source` (without one they are left out)."""
+    saved = await staged.checkpoint()
+    checkpoint = _Checkpoint(**orjson.loads(saved)) if saved else None
     if checkpoint is None:
         checkpoint = _Checkpoint(file_id=new_file_id())
-    key = f"exports/{task_id}/{checkpoint.file_id}"
+    key = export_file_key(task_id, checkpoint.file_id)
     path = blobs.staging_path(key) or _local_work_path(task_id)
     file, digest = await asyncio.to_thread(_open_partial, path, checkpoint)
-    run = _Run(database, task_id, _FileAssembler(file, checkpoint.offset, digest), checkpoint)
+    run = _Run(staged, _FileAssembler(file, checkpoint.offset, digest), checkpoint)
     try:
         if checkpoint.next_attachment is None:
             await _write_resources(run)
             await run.save()
-        run.counts = await _staged_counts(database, task_id)
-        await _write_attachments(run, blobs, session, on_progress)
+        run.counts = await staged.resource_counts()
+        await _write_attachments(run, blobs, source, on_progress)
         await run.out.flush()
         await asyncio.to_thread(file.close)
         sha256 = run.out.hexdigest()
@@ -229,6 +215,14 @@ async def package_export(
         total_resources=sum(counts.values()),
         by_resource_type=dict(sorted(counts.items())),
     )
+
+
+def export_file_key(task_id: str, file_id: str) -> str:
+    return f"exports/{task_id}/{file_id}"
+
+
+def error_report_key(task_id: str) -> str:
+    return f"exports/{task_id}/errors.ndjson"
 
 
 def _local_work_path(task_id: str) -> Path:
@@ -270,47 +264,19 @@ async def _write_resources(run: _Run) -> None:
     # and what many resources point at come first, so a consumer that loads the file in order
     # (e.g. into a FHIR server, in batches) meets referenced resources early.
     for first in LEADING_TYPES:
-        async for _, _, body in staging.iter_items(
-            run.database, run.task_id, types=frozenset({first})
-        ):
+        async for _, body in run.staged.resources(types=frozenset({first})):
             await run.out.write(body + b"\n")
-    async for resource_type, _, body in staging.iter_items(run.database, run.task_id):
+    async for resource_type, body in run.staged.resources():
         if resource_type not in LEADING_TYPES:
             await run.out.write(body + b"\n")
     run.checkpoint.next_attachment = ""  # every resource written: attachments from the first
 
 
-async def _staged_counts(database: Database, task_id: str) -> dict[str, int]:
-    async with database.transaction() as session:
-        rows = await session.execute(
-            select(ExportItem.resource_type, func.count())
-            .where(ExportItem.task_id == task_id)
-            .group_by(ExportItem.resource_type)
-        )
-        return {resource_type: int(count) for resource_type, count in rows.all()}
-
-
 async def _write_attachments(
-    run: _Run, blobs: BlobStore, session: FhirSession | None, on_progress: Progress | None
+    run: _Run, blobs: BlobStore, source: FhirSource | None, on_progress: Progress | None
 ) -> None:
-    async with run.database.transaction() as db:
-        attachments = list(
-            await db.scalars(
-                select(ExportAttachment)
-                .where(
-                    ExportAttachment.task_id == run.task_id,
-                    ExportAttachment.binary_id >= (run.checkpoint.next_attachment or ""),
-                )
-                .order_by(ExportAttachment.binary_id)
-            )
-        )
-        staged_binaries = set(
-            await db.scalars(
-                select(ExportItem.resource_id).where(
-                    ExportItem.task_id == run.task_id, ExportItem.resource_type == "Binary"
-                )
-            )
-        )
+    attachments = await run.staged.attachments(from_binary_id=run.checkpoint.next_attachment or "")
+    staged_binaries = await run.staged.binary_resource_ids()
     for attachment in attachments:
         if run.since_checkpoint >= CHECKPOINT_BYTES:
             run.checkpoint.next_attachment = attachment.binary_id
@@ -322,8 +288,8 @@ async def _write_attachments(
         if attachment.done and attachment.blob_key:
             chunks: AsyncIterator[bytes] = blobs.open_reader(attachment.blob_key)
             written = await _write_binary(run, attachment, chunks)
-        elif not attachment.done and session is not None:
-            written = await _download_binary(run, session, attachment)
+        elif not attachment.done and source is not None:
+            written = await _download_binary(run, source, attachment)
             if written and on_progress is not None:
                 await on_progress(attachment_bytes=written)
         else:
@@ -334,7 +300,7 @@ async def _write_attachments(
 
 
 async def _write_binary(
-    run: _Run, attachment: ExportAttachment, chunks: AsyncIterator[bytes]
+    run: _Run, attachment: StagedAttachment, chunks: AsyncIterator[bytes]
 ) -> int:
     """One Binary line from chunks; how many raw bytes it held."""
     encoder = Base64Encoder()
@@ -352,7 +318,7 @@ async def _write_binary(
 class _LineSink:
     """A download streamed into its Binary line; a restart cuts the partial line back out."""
 
-    def __init__(self, run: _Run, attachment: ExportAttachment, start: tuple[int, Any]) -> None:
+    def __init__(self, run: _Run, attachment: StagedAttachment, start: tuple[int, Any]) -> None:
         self._run = run
         self._attachment = attachment
         self._start = start
@@ -383,11 +349,11 @@ class _LineSink:
 
 
 async def _download_binary(
-    run: _Run, session: FhirSession, attachment: ExportAttachment
+    run: _Run, source: FhirSource, attachment: StagedAttachment
 ) -> int | None:
     start = await run.out.mark()
     sink = _LineSink(run, attachment, start)
-    result = await fetch_attachment(session, attachment.source_url, sink)
+    result = await source.download(attachment.source_url, sink)
     if isinstance(result, FetchError):
         await sink.restart()
         await _record_failure(run, attachment.binary_id, result)
@@ -408,22 +374,12 @@ async def _record_failure(run: _Run, binary_id: str, failure: FetchError) -> Non
         outcome = outcome_for_http_failure(
             url=failure.url, status=failure.status, resource_type="Binary", detail=failure.detail
         )
-    async with run.database.transaction() as session:
-        await staging.record_error(session, run.task_id, outcome)
+    await run.staged.record_error(outcome)
 
 
-async def package_errors(
-    database: Database, blobs: BlobStore, task_id: str, key: str
-) -> tuple[int, int]:
+async def package_errors(staged: StagedExport, blobs: BlobStore, key: str) -> tuple[int, int]:
     """The error report as NDJSON of OperationOutcomes; (count, size), (0, 0) when clean."""
-    async with database.transaction() as session:
-        outcomes = list(
-            await session.scalars(
-                select(ExportError.outcome)
-                .where(ExportError.task_id == task_id)
-                .order_by(ExportError.error_id)
-            )
-        )
+    outcomes = await staged.errors()
     if not outcomes:
         return 0, 0
     async with blobs.open_writer(key) as sink:
@@ -432,12 +388,11 @@ async def package_errors(
     return len(outcomes), sink.stored.size
 
 
-async def discard_partial(database: Database, blobs: BlobStore, task_id: str) -> None:
+async def discard_partial(staged: StagedExport, blobs: BlobStore, task_id: str) -> None:
     """Remove a partial export file a packaging run left (it holds PHI); idempotent."""
-    async with database.transaction() as session:
-        saved = (await staging.load_steps(session, task_id)).get(PACKAGE_STEP)
-    if saved is None or not saved.cursor:
+    saved = await staged.checkpoint()
+    if not saved:
         return
-    file_id = orjson.loads(saved.cursor)["file_id"]
-    path = blobs.staging_path(f"exports/{task_id}/{file_id}") or _local_work_path(task_id)
+    file_id = orjson.loads(saved)["file_id"]
+    path = blobs.staging_path(export_file_key(task_id, file_id)) or _local_work_path(task_id)
     await asyncio.to_thread(path.unlink, missing_ok=True)

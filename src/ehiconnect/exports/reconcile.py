@@ -17,18 +17,17 @@ from dataclasses import asdict, dataclass
 import procrastinate.exceptions
 from sqlalchemy import text
 
-from ehiconnect import audit
 from ehiconnect.exports import telemetry
+from ehiconnect.exports.audit_trail import record_task_action
+from ehiconnect.exports.endings import discard_staging, fail_task
 from ehiconnect.exports.models import ExportTask
+from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.exports.reconcile_plan import JobState, PendingTask, Verdict, judge
-from ehiconnect.exports.runner import MAX_FAILURES, discard_staging, fail_task
-from ehiconnect.exports.states import PENDING
-from ehiconnect.queue.enqueue import enqueue
-from ehiconnect.runtime import Runtime
+from ehiconnect.exports.runner import MAX_FAILURES
+from ehiconnect.exports.service import enqueue_run
+from ehiconnect.vocabulary import ExportFailureReason, ExportStatus
 
 log = logging.getLogger(__name__)
-
-RUN_TASK = "exports:run_export"
 
 
 @dataclass
@@ -73,10 +72,10 @@ _ENDED_WITH_STAGING = text(
 )
 
 
-async def reconcile_exports(runtime: Runtime, *, limit: int = 500) -> ReconcileReport:
+async def reconcile_exports(ports: ExportPorts, *, limit: int = 500) -> ReconcileReport:
     """One pass over pending tasks and ended tasks' leftovers; what it did."""
-    now = runtime.clock.now()
-    async with runtime.database.transaction() as session:
+    now = ports.clock.now()
+    async with ports.database.transaction() as session:
         rows = (await session.execute(_PENDING, {"limit": limit})).all()
     report = ReconcileReport(pending=len(rows))
     for task_id, deadline_at, failures, job_state in rows:
@@ -85,58 +84,49 @@ async def reconcile_exports(runtime: Runtime, *, limit: int = 500) -> ReconcileR
         if verdict is Verdict.KEEP:
             continue
         if verdict is Verdict.FAIL_TIMEOUT:
-            minutes = runtime.settings.exports.deadline_minutes
+            minutes = ports.settings.deadline_minutes
             if await fail_task(
-                runtime,
+                ports,
                 task_id,
-                "timeout",
+                ExportFailureReason.TIMEOUT,
                 f"the export did not finish within {minutes:g} minutes; request a new export",
             ):
                 report.timed_out += 1
         elif verdict is Verdict.FAIL_EXHAUSTED:
             if await fail_task(
-                runtime,
+                ports,
                 task_id,
-                "suppressed_please_contact",
+                ExportFailureReason.SUPPRESSED_PLEASE_CONTACT,
                 "the export failed repeatedly; contact the platform operator",
             ):
                 report.exhausted += 1
-        elif await _requeue(runtime, task):
+        elif await _requeue(ports, task):
             report.requeued += 1
-    report.staging_cleared = await _clear_ended_staging(runtime, now, limit)
+    report.staging_cleared = await _clear_ended_staging(ports, now, limit)
     if report.requeued or report.timed_out or report.exhausted or report.staging_cleared:
         log.info("exports reconciled", extra=report.as_json())
     return report
 
 
-async def _requeue(runtime: Runtime, seen: PendingTask) -> bool:
+async def _requeue(ports: ExportPorts, seen: PendingTask) -> bool:
     """Queue a new job for a task whose job ended, unless something changed since we looked."""
-    async with runtime.database.transaction() as session:
+    async with ports.database.transaction() as session:
         task = await session.get(ExportTask, seen.task_id, with_for_update={"skip_locked": True})
-        if task is None or task.status != PENDING:
+        if task is None or task.status != ExportStatus.PENDING:
             return False
         state = await session.scalar(_JOB_STATE, {"job_id": task.job_id})
         if JobState(state) != seen.job_state:
             return False
         try:
             async with session.begin_nested():  # a refused defer must not abort the transaction
-                task.job_id = await enqueue(
-                    session,
-                    runtime.jobs,
-                    RUN_TASK,
-                    queueing_lock=task.task_id,
-                    task_id=task.task_id,
-                )
+                task.job_id = await enqueue_run(session, ports.jobs, task.task_id)
         except procrastinate.exceptions.AlreadyEnqueued:
             return False  # a job for it is already waiting
-        await audit.record(
+        await record_task_action(
             session,
-            runtime.clock,
-            actor="system",
-            action="export.requeued",
-            org_id=task.org_id,
-            org_connection_id=task.org_connection_id,
-            task_id=task.task_id,
+            ports.clock,
+            task,
+            "export.requeued",
             detail={"previous_job_state": seen.job_state.value, "failures": task.failures},
         )
     log.warning(
@@ -147,11 +137,11 @@ async def _requeue(runtime: Runtime, seen: PendingTask) -> bool:
     return True
 
 
-async def _clear_ended_staging(runtime: Runtime, now: dt.datetime, limit: int) -> int:
-    exports = runtime.settings.exports
-    since = now - dt.timedelta(minutes=exports.deadline_minutes, hours=exports.retention_hours)
-    async with runtime.database.transaction() as session:
+async def _clear_ended_staging(ports: ExportPorts, now: dt.datetime, limit: int) -> int:
+    settings = ports.settings
+    since = now - dt.timedelta(minutes=settings.deadline_minutes, hours=settings.retention_hours)
+    async with ports.database.transaction() as session:
         ended = list(await session.scalars(_ENDED_WITH_STAGING, {"since": since, "limit": limit}))
     for task_id in ended:
-        await discard_staging(runtime, task_id)
+        await discard_staging(ports.database, ports.blobs, task_id)
     return len(ended)

@@ -6,40 +6,22 @@ import datetime as dt
 from typing import Any
 
 from ehiconnect.exports.models import ExportTask
-
-PENDING, SUCCESS, FAILED, CANCELLED, EXPIRED, DELETED = (
-    "pending",
-    "success",
-    "failed",
-    "cancelled",
-    "expired",
-    "deleted",
-)
+from ehiconnect.vocabulary import ExportStatus
 
 # A task the customer cancelled (while pending) or deleted (once finished, `DELETE` on its Bulk
 # Data status URL) is gone: the Bulk Data view answers 404 for it, as for an unknown task.
-REMOVED = frozenset({CANCELLED, DELETED})
-
-FAILURE_REASONS = (
-    "token_refresh_failure",
-    "scope_patient_missing",
-    "resource_patient_failure",
-    "resource_invalid_content",
-    "timeout",
-    "suppressed_please_contact",
-)
-
-
-def public_failure_reason(reason: str | None) -> str:
-    """Failure reasons outside the published list are reported as `suppressed_please_contact`."""
-    return reason if reason in FAILURE_REASONS else "suppressed_please_contact"
+REMOVED = frozenset({ExportStatus.CANCELLED, ExportStatus.DELETED})
 
 
 def reusable(task: ExportTask, now: dt.datetime) -> bool:
     """A new request for the connection gets this task back (idempotency, DESIGN §1)."""
-    if task.status == PENDING:
+    if task.status == ExportStatus.PENDING:
         return True
-    return task.status == SUCCESS and task.expires_at is not None and task.expires_at > now
+    return (
+        task.status == ExportStatus.SUCCESS
+        and task.expires_at is not None
+        and task.expires_at > now
+    )
 
 
 def status_view(task: ExportTask) -> dict[str, Any]:
@@ -51,10 +33,10 @@ def status_view(task: ExportTask) -> dict[str, Any]:
         "created_at": task.created_at.isoformat(),
         "completed_at": task.completed_at.isoformat() if task.completed_at else None,
     }
-    if task.status == FAILED:
+    if task.status == ExportStatus.FAILED:
         view["failure_reason"] = task.failure_reason
         view["failure_description"] = task.failure_description
-    if task.status == SUCCESS:
+    if task.status == ExportStatus.SUCCESS:
         view["stats"] = task.stats
         view["expires_at"] = task.expires_at.isoformat() if task.expires_at else None
         view["files"] = [{"file_id": task.file_id, "size": task.file_size, "sha256": task.sha256}]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from ehiconnect import metrics
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.exports.states import CANCELLED, FAILED, SUCCESS
 from ehiconnect.lifecycle import LifecycleEvent, log_event
+from ehiconnect.vocabulary import ExportStatus
 
-_ENDED = {
-    SUCCESS: LifecycleEvent.EXPORT_SUCCEEDED,
-    FAILED: LifecycleEvent.EXPORT_FAILED,
-    CANCELLED: LifecycleEvent.EXPORT_CANCELLED,
+_ENDED: dict[str, LifecycleEvent] = {
+    ExportStatus.SUCCESS: LifecycleEvent.EXPORT_SUCCEEDED,
+    ExportStatus.FAILED: LifecycleEvent.EXPORT_FAILED,
+    ExportStatus.CANCELLED: LifecycleEvent.EXPORT_CANCELLED,
 }
 
 
@@ -52,13 +52,14 @@ def export_ended(task: ExportTask, platform_type: str) -> None:
         return
     began = task.started_at or task.created_at
     seconds = (task.completed_at - began).total_seconds() if task.completed_at else None
-    succeeded = task.status == SUCCESS
+    succeeded = task.status == ExportStatus.SUCCESS
+    failed = task.status == ExportStatus.FAILED
     resources = int(task.stats.get("total_resources", 0)) if succeeded and task.stats else None
     metrics.export_finished(
         platform_type,
         task.api_mode,
         task.status,
-        failure_reason=task.failure_reason or "" if task.status == FAILED else "",
+        failure_reason=task.failure_reason or "" if failed else "",
         duration_seconds=seconds if task.started_at else None,
         size_bytes=task.file_size if succeeded else None,
         resources=resources,
@@ -67,7 +68,7 @@ def export_ended(task: ExportTask, platform_type: str) -> None:
         event,
         **_ids(task),
         platform_type=platform_type,
-        failure_reason=task.failure_reason if task.status == FAILED else None,
+        failure_reason=task.failure_reason if failed else None,
         duration_ms=round(seconds * 1000) if seconds is not None else None,
         resources=resources,
         bytes=task.file_size if succeeded else None,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from pydantic import SecretStr
 
 from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.config import SandboxConfig
@@ -19,6 +22,7 @@ from ehiconnect.sandbox.generator import attachment_sha256, expected_attachments
 from ehiconnect.settings import Settings
 from ehiconnect.webhooks.senders import deliver_due
 from tests.integration.consent.conftest import Platform
+from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -88,11 +92,32 @@ def read_export(body: bytes) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return keys, binaries
 
 
+def store_exports_in_s3(settings: Settings, s3_server: S3Server) -> Settings:
+    """`settings` with export files in the test's S3 server, links presigned for 60 s (before
+    any runtime opens)."""
+    settings.exports.storage = "s3"
+    settings.exports.s3_bucket = BUCKET
+    settings.exports.s3_endpoint_url = s3_server.endpoint_url
+    settings.exports.s3_access_key_id = ACCESS_KEY
+    settings.exports.s3_secret_access_key = SecretStr(SECRET_KEY)
+    settings.exports.presigned_url_seconds = 60
+    return settings
+
+
+# A killed worker's job is recovered within seconds: heartbeats twice a second, stalled after 3 s.
+FAST_STALL_RECOVERY = {
+    "EHICONNECT_JOBS__HEARTBEAT_SECONDS": "0.5",
+    "EHICONNECT_JOBS__STALLED_AFTER_SECONDS": "3",
+    "EHICONNECT_JOBS__STALLED_CHECK_CRON": "* * * * * */1",
+}
+
+
 def worker_process(
-    settings: Settings, database_url: str, name: str, **env: str
+    settings: Settings, database_url: str, name: str, *, script: str | None = None, **env: str
 ) -> subprocess.Popen[bytes]:
     """An `ehiconnect worker` subprocess on the test's database and data dir; `env` adds
-    EHICONNECT_* settings (e.g. EHICONNECT_JOBS__SHUTDOWN_GRACE_SECONDS="1")."""
+    EHICONNECT_* settings (e.g. EHICONNECT_JOBS__SHUTDOWN_GRACE_SECONDS="1"). `script`: Python
+    source run instead of `-m ehiconnect` (it patches a limit, then calls the CLI's main)."""
     environment = {
         **os.environ,
         "EHICONNECT_DATABASE_URL": database_url,
@@ -101,6 +126,23 @@ def worker_process(
         "PYTHONPATH": str(REPO),
         **env,
     }
+    program = ["-c", script] if script is not None else ["-m", "ehiconnect"]
     return subprocess.Popen(
-        [sys.executable, "-m", "ehiconnect", "worker", "--name", name], env=environment, cwd=REPO
+        [sys.executable, *program, "worker", "--name", name], env=environment, cwd=REPO
     )
+
+
+def finished_by(
+    worker: subprocess.Popen[bytes], platform: Platform, task_id: str, *, stop_seconds: float = 15
+) -> dict[str, Any]:
+    """The export's status once `worker` (started to take over a task) has ended it; the worker
+    is then stopped."""
+    try:
+        deadline = time.monotonic() + 120
+        while (done := status(platform, task_id))["status"] == "pending":
+            assert time.monotonic() < deadline, "the export was not resumed"
+            time.sleep(0.5)
+        return done
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(stop_seconds)

@@ -107,7 +107,7 @@ async def test_failed_and_expired_exports_answer_operation_outcomes(
         assert task is not None
         assert task.expires_at is not None
         task.expires_at -= dt.timedelta(days=2)
-    assert await purge_expired_exports(runtime) == 1
+    assert await purge_expired_exports(runtime.exports) == 1
     expired = bulk(platform, "GET", done)
     assert expired.status_code == 410
     outcome(expired)

@@ -7,13 +7,12 @@ import hashlib
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
-from tests.integration.exports.support import drain, start, status
-from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from tests.integration.exports.support import drain, start, status, store_exports_in_s3
+from tests.support.s3_server import S3Server
 
 
 async def _exported(platform: Platform, runtime: Runtime) -> tuple[str, bytes, httpx.Response]:
@@ -149,13 +148,7 @@ async def test_the_per_type_view_has_its_own_validator_and_no_ranges(
 class TestPresignedStorage:
     @pytest.fixture
     def settings(self, settings: Settings, s3_server: S3Server) -> Settings:
-        settings.exports.storage = "s3"
-        settings.exports.s3_bucket = BUCKET
-        settings.exports.s3_endpoint_url = s3_server.endpoint_url
-        settings.exports.s3_access_key_id = ACCESS_KEY
-        settings.exports.s3_secret_access_key = SecretStr(SECRET_KEY)
-        settings.exports.presigned_url_seconds = 60
-        return settings
+        return store_exports_in_s3(settings, s3_server)
 
     async def test_head_and_a_stale_if_range_are_answered_here_not_redirected(
         self, platform: Platform, runtime: Runtime

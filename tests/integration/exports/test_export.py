@@ -176,7 +176,7 @@ async def test_retention_deletes_the_file_and_a_new_request_crawls_afresh(
     assert download(platform, url).status_code == 200
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE export_tasks SET expires_at = now() - interval '1 minute'")
-    assert await purge_expired_exports(runtime) == 1
+    assert await purge_expired_exports(runtime.exports) == 1
     gone = download(platform, url)
     assert gone.status_code == 410
     assert gone.json()["error"] == "gone"

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,15 +16,16 @@ from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import (
+    FAST_STALL_RECOVERY,
     download,
     drain,
     expected,
+    finished_by,
     read_export,
     start,
     status,
+    worker_process,
 )
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def _fast_retries(settings: Settings, attempts: int = 12) -> None:
@@ -149,21 +147,9 @@ async def test_a_killed_worker_is_resumed_and_the_file_has_each_resource_once(
     sandbox_state.set_faults("harbor", Faults(latency_ms=150))
     connection_id = platform.connect("harbor", "amy")["org_connection_id"]
     task_id = start(platform, connection_id)
-    env = {
-        **os.environ,
-        "EHICONNECT_DATABASE_URL": database_url,
-        "EHICONNECT_DATA_DIR": str(settings.data_dir),
-        "EHICONNECT_API__PORT": str(settings.api.port),
-        "EHICONNECT_JOBS__HEARTBEAT_SECONDS": "0.5",
-        "EHICONNECT_JOBS__STALLED_AFTER_SECONDS": "3",
-        "EHICONNECT_JOBS__STALLED_CHECK_CRON": "* * * * * */1",
-        "PYTHONPATH": str(REPO),
-    }
 
     def worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ehiconnect", "worker", "--name", name], env=env, cwd=REPO
-        )
+        return worker_process(settings, database_url, name, **FAST_STALL_RECOVERY)
 
     def staged() -> int:
         with psycopg.connect(database_url) as conn:
@@ -181,15 +167,7 @@ async def test_a_killed_worker_is_resumed_and_the_file_has_each_resource_once(
         first.send_signal(signal.SIGKILL)
         first.wait(5)
         assert status(platform, task_id)["status"] == "pending"
-        second = worker("rescuer")
-        try:
-            deadline = time.monotonic() + 120
-            while (done := status(platform, task_id))["status"] == "pending":
-                assert time.monotonic() < deadline, "the export was not resumed"
-                time.sleep(0.5)
-        finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(15)
+        done = finished_by(worker("rescuer"), platform, task_id)
     finally:
         if first.poll() is None:
             first.kill()
@@ -236,22 +214,10 @@ async def test_a_worker_killed_while_packaging_resumes_with_the_same_file(
     connection_id = platform.connect("harbor", "amy")["org_connection_id"]
     task_id = start(platform, connection_id)
     assert task_id != reference["task_id"]
-    env = {
-        **os.environ,
-        "EHICONNECT_DATABASE_URL": database_url,
-        "EHICONNECT_DATA_DIR": str(settings.data_dir),
-        "EHICONNECT_API__PORT": str(settings.api.port),
-        "EHICONNECT_JOBS__HEARTBEAT_SECONDS": "0.5",
-        "EHICONNECT_JOBS__STALLED_AFTER_SECONDS": "3",
-        "EHICONNECT_JOBS__STALLED_CHECK_CRON": "* * * * * */1",
-        "PYTHONPATH": str(REPO),
-    }
 
     def worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-c", _SMALL_LIMITS_WORKER, "worker", "--name", name],
-            env=env,
-            cwd=REPO,
+        return worker_process(
+            settings, database_url, name, script=_SMALL_LIMITS_WORKER, **FAST_STALL_RECOVERY
         )
 
     def downloads_left() -> tuple[int, int] | None:
@@ -284,15 +250,7 @@ async def test_a_worker_killed_while_packaging_resumes_with_the_same_file(
         assert left is not None
         assert left[1] > 0, "killed too late: nothing was left to resume"
         assert status(platform, task_id)["status"] == "pending"
-        second = worker("rescuer")
-        try:
-            deadline = time.monotonic() + 120
-            while (done := status(platform, task_id))["status"] == "pending":
-                assert time.monotonic() < deadline, "the export was not resumed"
-                time.sleep(0.5)
-        finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(15)
+        done = finished_by(worker("rescuer"), platform, task_id)
     finally:
         if first.poll() is None:
             first.kill()

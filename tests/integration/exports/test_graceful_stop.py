@@ -16,7 +16,7 @@ from ehiconnect.sandbox.config import Faults
 from ehiconnect.sandbox.state import SandboxState
 from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
-from tests.integration.exports.support import start, status, worker_process
+from tests.integration.exports.support import finished_by, start, status, worker_process
 from tests.integration.exports.test_faults import _complete
 
 GRACE_SECONDS = 1
@@ -73,12 +73,5 @@ async def test_sigterm_hands_a_running_export_back_within_the_grace_period(
 
     sandbox_state.set_faults("harbor", Faults())
     second = worker_process(settings, database_url, "next")
-    try:
-        deadline = time.monotonic() + 120
-        while (done := status(platform, task_id))["status"] == "pending":
-            assert time.monotonic() < deadline, "the export was not resumed"
-            time.sleep(0.5)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(30)
+    done = finished_by(second, platform, task_id, stop_seconds=30)
     _complete(platform, done, "harbor", "amy")

@@ -53,7 +53,7 @@ async def test_a_task_whose_job_failed_is_requeued_and_completes(
     task_id = start(platform, connection_id)
     old_job = _end_job(database_url, task_id)
 
-    report = await reconcile_exports(runtime)
+    report = await reconcile_exports(runtime.exports)
     assert report.requeued == 1
     [(new_job, job_status)] = _sql(
         database_url,
@@ -64,7 +64,7 @@ async def test_a_task_whose_job_failed_is_requeued_and_completes(
     assert new_job != old_job
     assert job_status == "todo"
     # A second pass changes nothing: the new job is alive.
-    assert (await reconcile_exports(runtime)).requeued == 0
+    assert (await reconcile_exports(runtime.exports)).requeued == 0
 
     await drain(runtime)
     _complete(platform, status(platform, task_id), "harbor", "amy")
@@ -85,7 +85,7 @@ async def test_a_task_out_of_budget_fails_with_a_reason_and_a_new_request_starts
     )
     _end_job(database_url, task_id)
 
-    report = await reconcile_exports(runtime)
+    report = await reconcile_exports(runtime.exports)
     assert report.exhausted == 1
 
     done = status(platform, task_id)
@@ -97,7 +97,7 @@ async def test_a_task_out_of_budget_fails_with_a_reason_and_a_new_request_starts
         (0,)
     ]
     # Ending it again is a no-op: one event.
-    await reconcile_exports(runtime)
+    await reconcile_exports(runtime.exports)
     assert len(_failed_events(database_url, task_id)) == 1
     assert start(platform, connection_id) != task_id
 
@@ -110,7 +110,7 @@ async def test_killed_runs_do_not_spend_the_budget(
     # Two runs were killed with their workers and one ended in an error: budget left.
     _sql(database_url, "UPDATE export_tasks SET runs = 3, failures = 1 WHERE task_id = %s", task_id)
     _end_job(database_url, task_id)
-    assert (await reconcile_exports(runtime)).requeued == 1
+    assert (await reconcile_exports(runtime.exports)).requeued == 1
     await drain(runtime)
     assert status(platform, task_id)["status"] == "success"
 
@@ -123,7 +123,7 @@ async def test_a_task_past_its_deadline_times_out_even_without_a_worker(
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     _sql(database_url, "UPDATE export_tasks SET deadline_at = %s WHERE task_id = %s", past, task_id)
 
-    assert (await reconcile_exports(runtime)).timed_out == 1
+    assert (await reconcile_exports(runtime.exports)).timed_out == 1
     done = status(platform, task_id)
     assert done["failure_reason"] == "timeout"
     assert done["progress"]["failed_in_phase"] == "queued"  # it never started
@@ -147,7 +147,7 @@ async def test_staging_left_by_an_ended_task_is_removed(
         "INSERT INTO export_steps (task_id, step, done, count) VALUES (%s, 'search:X', false, 0)",
         task_id,
     )
-    assert (await reconcile_exports(runtime)).staging_cleared == 1
+    assert (await reconcile_exports(runtime.exports)).staging_cleared == 1
     assert _sql(database_url, "SELECT count(*) FROM export_steps WHERE task_id = %s", task_id) == [
         (0,)
     ]

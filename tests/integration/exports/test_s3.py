@@ -6,25 +6,25 @@ import hashlib
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
 from tests.integration.consent.conftest import Platform
-from tests.integration.exports.support import drain, expected, read_export, start, status
-from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from tests.integration.exports.support import (
+    drain,
+    expected,
+    read_export,
+    start,
+    status,
+    store_exports_in_s3,
+)
+from tests.support.s3_server import S3Server
 
 
 @pytest.fixture
 def settings(settings: Settings, s3_server: S3Server) -> Settings:
     """The platform's settings with export storage in S3 (before any runtime opens)."""
-    settings.exports.storage = "s3"
-    settings.exports.s3_bucket = BUCKET
-    settings.exports.s3_endpoint_url = s3_server.endpoint_url
-    settings.exports.s3_access_key_id = ACCESS_KEY
-    settings.exports.s3_secret_access_key = SecretStr(SECRET_KEY)
-    settings.exports.presigned_url_seconds = 60
-    return settings
+    return store_exports_in_s3(settings, s3_server)
 
 
 async def test_an_export_in_s3_is_served_by_presigned_redirect(

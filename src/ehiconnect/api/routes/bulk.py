@@ -24,18 +24,18 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ehiconnect import audit
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.ranges import format_http_date
 from ehiconnect.db.unavailable import database_unavailable, is_database_away
 from ehiconnect.errors import ApiError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from ehiconnect.exports import telemetry
+from ehiconnect.exports.audit_trail import record_task_action
+from ehiconnect.exports.endings import download_url, platform_type_of
 from ehiconnect.exports.models import ExportTask
-from ehiconnect.exports.runner import download_url, platform_type_of
 from ehiconnect.exports.service import get_task
-from ehiconnect.exports.states import CANCELLED, DELETED, EXPIRED, FAILED, PENDING, REMOVED
+from ehiconnect.exports.states import REMOVED
 from ehiconnect.fhir.outcome import issue_code_for_status, operation_outcome
-from ehiconnect.runtime import Runtime
+from ehiconnect.vocabulary import ExportStatus
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,10 @@ router = APIRouter(route_class=FhirRoute, tags=["bulk-data"])
 @router.get("/fhir/bulkstatus/{task_id}")
 async def bulk_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Bulk Data status: 202 + `X-Progress`/`Retry-After` while running, then the manifest."""
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id)
-    if task.status == PENDING:
+    ports = runtime.exports
+    async with ports.database.transaction() as session:
+        task = await get_task(session, principal.scope, task_id)
+    if task.status == ExportStatus.PENDING:
         text = f"{task.phase}: {task.progress.get('resources', 0)} resources"
         return Response(
             status_code=202,
@@ -126,49 +127,44 @@ async def bulk_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep
         )
     if task.status in REMOVED:
         raise _removed(task)
-    if task.status == EXPIRED:
+    if task.status == ExportStatus.EXPIRED:
         return outcome_response(
             410,
             f"export {task.task_id} passed its retention and its files were deleted; "
             "request a new export",
             error="gone",
         )
-    if task.status == FAILED:
+    if task.status == ExportStatus.FAILED:
         return outcome_response(
             500,
             task.failure_description or "the export failed",
             error=task.failure_reason or "export_failed",
             issue_code="processing",
         )
-    return JSONResponse(_manifest(runtime, task), headers=_expires(task))
+    return JSONResponse(_manifest(ports.public_base_url, task), headers=_expires(task))
 
 
 @router.delete("/fhir/bulkstatus/{task_id}")
 async def bulk_delete(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Cancel a running export, or delete a finished one's files now; then the task is gone."""
-    blobs = runtime.blobs
+    ports = runtime.exports
     cancelled_platform: str | None = None
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id, for_update=True)
+    async with ports.database.transaction() as session:
+        task = await get_task(session, principal.scope, task_id, for_update=True)
         if task.status in REMOVED:
             raise _removed(task)
-        if task.status == PENDING:
-            task.status = CANCELLED  # the worker sees it at its next checkpoint and stops
-            task.completed_at = runtime.clock.now()
+        if task.status == ExportStatus.PENDING:
+            # The worker sees it at its next progress write and stops.
+            task.status = ExportStatus.CANCELLED
+            task.completed_at = ports.clock.now()
             cancelled_platform = await platform_type_of(session, task)
         else:
             for key in (task.file_key, task.error_key):
                 if key:
-                    await blobs.delete(key)
-            task.status = DELETED
-        await audit.record(
-            session,
-            runtime.clock,
-            actor=principal.actor,
-            action="export.deleted",
-            org_id=task.org_id,
-            org_connection_id=task.org_connection_id,
-            task_id=task_id,
+                    await ports.blobs.delete(key)
+            task.status = ExportStatus.DELETED
+        await record_task_action(
+            session, ports.clock, task, "export.deleted", actor=principal.actor
         )
     if cancelled_platform is not None:
         telemetry.export_ended(task, cancelled_platform)
@@ -200,7 +196,7 @@ async def fhir_fallback(path: str, request: Request) -> Response:
 
 
 def _removed(task: ExportTask) -> NotFound:
-    what = "cancelled" if task.status == CANCELLED else "deleted"
+    what = "cancelled" if task.status == ExportStatus.CANCELLED else "deleted"
     return NotFound(f"export {task.task_id} was {what}; request a new export for fresh data")
 
 
@@ -208,12 +204,12 @@ def _expires(task: ExportTask) -> dict[str, str]:
     return {"Expires": format_http_date(task.expires_at)} if task.expires_at else {}
 
 
-def _manifest(runtime: Runtime, task: ExportTask) -> dict[str, Any]:
-    url = download_url(runtime, task.task_id, task.file_id or "")
+def _manifest(public_base_url: str, task: ExportTask) -> dict[str, Any]:
+    url = download_url(public_base_url, task.task_id, task.file_id or "")
     by_type: dict[str, int] = task.stats.get("total_by_resource_type", {})
     return {
         "transactionTime": (task.started_at or task.created_at).isoformat(),
-        "request": f"{runtime.settings.public_base_url.rstrip('/')}/v1/bridge/fhir/ehi-export",
+        "request": f"{public_base_url.rstrip('/')}/v1/bridge/fhir/ehi-export",
         "requiresAccessToken": True,
         "output": [
             {"type": kind, "url": f"{url}?type={kind}", "count": count}
@@ -223,7 +219,7 @@ def _manifest(runtime: Runtime, task: ExportTask) -> dict[str, Any]:
             [
                 {
                     "type": "OperationOutcome",
-                    "url": download_url(runtime, task.task_id, "errors"),
+                    "url": download_url(public_base_url, task.task_id, "errors"),
                     "count": task.error_count,
                 }
             ]

@@ -12,7 +12,6 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from ehiconnect import audit
 from ehiconnect.api.bodies import Line, RequestBody
 from ehiconnect.api.deps import PrincipalDep, RuntimeDep
 from ehiconnect.api.envelope import error_response, ok
@@ -20,12 +19,14 @@ from ehiconnect.api.openapi import PRIVATE_ERRORS, error_responses
 from ehiconnect.api.ranges import Representation, format_http_date, plan_download
 from ehiconnect.api.routes import bulk
 from ehiconnect.errors import Gone, InvalidRequest, NotFound
+from ehiconnect.exports.audit_trail import record_task_action
 from ehiconnect.exports.models import ExportTask
+from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.exports.service import get_task, request_export
-from ehiconnect.exports.states import DELETED, EXPIRED, SUCCESS, status_view
+from ehiconnect.exports.states import status_view
 from ehiconnect.orgs.credentials import Principal
-from ehiconnect.runtime import Runtime
 from ehiconnect.storage.port import BlobStore
+from ehiconnect.vocabulary import ExportStatus
 
 router = APIRouter(tags=["exports"], responses=PRIVATE_ERRORS | error_responses(409, 410))
 
@@ -42,7 +43,7 @@ async def start_export(
     body: ExportRequest, runtime: RuntimeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Start an export of the connection's records; idempotent while one is pending or retained."""
-    task = await request_export(runtime, principal, body.org_connection_id)
+    task = await request_export(runtime.exports, principal, body.org_connection_id)
     return ok({"task_id": task.task_id, "status": task.status})
 
 
@@ -51,8 +52,8 @@ async def export_status(
     task_id: str, runtime: RuntimeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Status, progress, and on failure `failure_reason` + `failure_description`."""
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id)
+    async with runtime.exports.database.transaction() as session:
+        task = await get_task(session, principal.scope, task_id)
         return ok(status_view(task))
 
 
@@ -71,12 +72,13 @@ async def download(
     With `?type=Observation`, only that type's lines (no ranges)."""
     if resource_type is not None and not _RESOURCE_TYPE.fullmatch(resource_type):
         raise InvalidRequest("type must be a FHIR resource type such as Observation")
-    async with runtime.database.transaction() as session:
-        task = await get_task(session, principal, task_id)
+    ports = runtime.exports
+    async with ports.database.transaction() as session:
+        task = await get_task(session, principal.scope, task_id)
         key = _file_key(task, file_id)
         sha256 = task.sha256 if file_id == task.file_id else None
         modified = task.completed_at
-    blobs = runtime.blobs
+    blobs = ports.blobs
     info = await blobs.stat(key)
     if info is None:
         raise Gone("the export file is no longer stored; request a new export")
@@ -114,7 +116,7 @@ async def download(
         )
     head = request.method == "HEAD"
     if not head:
-        await _record_download(runtime, principal, task, file_id, request, resource_type)
+        await _record_download(ports, principal, task, file_id, request, resource_type)
     if resource_type:
         headers["Accept-Ranges"] = "none"
         if head:  # the length is known only by filtering the whole file
@@ -127,7 +129,7 @@ async def download(
     # A presigned store serves the bytes itself, Range included; but when we decided to ignore
     # the request's Range (a stale If-Range, several ranges), the whole file comes from here.
     if not head and (plan.status == 206 or "range" not in request.headers):
-        seconds = runtime.settings.exports.presigned_url_seconds
+        seconds = ports.settings.presigned_url_seconds
         presigned = await blobs.presigned_url(key, seconds)
         if presigned is not None:
             return RedirectResponse(
@@ -149,22 +151,20 @@ async def download(
 
 
 async def _record_download(
-    runtime: Runtime,
+    ports: ExportPorts,
     principal: Principal,
     task: ExportTask,
     file_id: str,
     request: Request,
     resource_type: str | None,
 ) -> None:
-    async with runtime.database.transaction() as session:
-        await audit.record(
+    async with ports.database.transaction() as session:
+        await record_task_action(
             session,
-            runtime.clock,
+            ports.clock,
+            task,
+            "export.downloaded",
             actor=principal.actor,
-            action="export.downloaded",
-            org_id=task.org_id,
-            org_connection_id=task.org_connection_id,
-            task_id=task.task_id,
             detail={
                 "file_id": file_id,
                 "range": request.headers.get("range", "")[:200] or None,
@@ -174,11 +174,11 @@ async def _record_download(
 
 
 def _file_key(task: ExportTask, file_id: str) -> str:
-    if task.status == EXPIRED:
+    if task.status == ExportStatus.EXPIRED:
         raise Gone("this export passed its retention and was deleted; request a new export")
-    if task.status == DELETED:
+    if task.status == ExportStatus.DELETED:
         raise Gone("this export's files were deleted at your request; request a new export")
-    if task.status != SUCCESS:
+    if task.status != ExportStatus.SUCCESS:
         raise NotFound(f"export {task.task_id} has no files (status {task.status})")
     if file_id == task.file_id and task.file_key:
         return task.file_key

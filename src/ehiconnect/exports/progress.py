@@ -1,0 +1,146 @@
+"""An export's progress on its task row: the phase it is in and counters as they grow.
+
+Counters add up in memory and go to the database at most every `PROGRESS_INTERVAL` seconds (and
+at each phase change, and when flushed): a crawl makes many requests at once, and one UPDATE of
+the task's row per page, read or download would queue them all on that row's lock. Each write
+also tells whether the task is still pending: once a customer cancelled it, the next write
+raises `Cancelled` and the run stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import text
+
+from ehiconnect import tracing
+from ehiconnect.db.database import Database
+from ehiconnect.exports import telemetry
+from ehiconnect.exports.models import ExportTask
+
+PROGRESS_INTERVAL = 0.25  # seconds between writes of an export's progress counters
+
+
+class Cancelled(Exception):
+    """The task is no longer pending (the customer cancelled it): stop the run."""
+
+
+class RequestCounts(Protocol):
+    """How many requests (and retries of them) the run's session has made so far."""
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+
+class ProgressRecorder:
+    """The run's `crawler.ports.CrawlProgress`, and packaging's progress callback."""
+
+    def __init__(
+        self,
+        database: Database,
+        task: ExportTask,
+        counts: RequestCounts,
+        phases: tracing.PhaseSpans,
+    ) -> None:
+        self._database = database
+        self._task = task
+        self._counts = counts
+        self._phases = phases
+        self._resources = 0
+        self._bytes = 0
+        self._last_write = float("-inf")
+        self._writing = asyncio.Lock()
+
+    async def __call__(
+        self,
+        *,
+        phase: str | None = None,
+        resources_added: int = 0,
+        attachment_bytes: int = 0,
+        crawl_report: dict[str, Any] | None = None,
+    ) -> None:
+        self._resources += resources_added
+        self._bytes += attachment_bytes
+        due = time.monotonic() - self._last_write >= PROGRESS_INTERVAL
+        if phase is None and crawl_report is None and not due:
+            return
+        await self._write(phase, crawl_report or {})
+
+    async def flush(self) -> None:
+        """Write what has added up since the last write (e.g. packaging's last bytes)."""
+        await self._write(None, {})
+
+    async def _write(self, phase: str | None, extra: dict[str, Any]) -> None:
+        if phase is not None:
+            self._phases.enter(phase)  # the phase's requests become its span's children
+        async with self._writing:
+            resources, sent_bytes = self._resources, self._bytes
+            self._resources = self._bytes = 0
+            self._last_write = time.monotonic()
+            try:
+                still_pending = await record_progress(
+                    self._database,
+                    self._task.task_id,
+                    phase=phase,
+                    resources=resources,
+                    attachment_bytes=sent_bytes,
+                    requests=self._counts.requests,
+                    retries=self._counts.retries,
+                    extra=extra,
+                )
+            except BaseException:
+                self._resources += resources  # counted again at the next write
+                self._bytes += sent_bytes
+                raise
+        if not still_pending:
+            raise Cancelled
+        if phase is not None:
+            telemetry.phase_changed(self._task, phase)
+
+
+async def record_progress(
+    database: Database,
+    task_id: str,
+    *,
+    phase: str | None,
+    resources: int,
+    attachment_bytes: int,
+    requests: int,
+    retries: int,
+    extra: dict[str, Any],
+) -> bool:
+    """Add to the task's progress counters in one atomic UPDATE; False once it is not pending."""
+    async with database.transaction() as db:
+        still_pending = await db.scalar(
+            text(
+                """
+                UPDATE export_tasks SET
+                  phase = coalesce(:phase, phase),
+                  progress = progress || jsonb_build_object(
+                    'resources', coalesce((progress->>'resources')::bigint, 0) + :resources,
+                    'attachment_bytes',
+                      coalesce((progress->>'attachment_bytes')::bigint, 0) + :bytes,
+                    'requests', :requests,
+                    'retries', :retries)
+                  || CAST(:extra AS jsonb)
+                WHERE task_id = :task_id AND status = 'pending'
+                RETURNING true
+                """
+            ),
+            {
+                "phase": phase,
+                "resources": resources,
+                "bytes": attachment_bytes,
+                "requests": requests,
+                "retries": retries,
+                "extra": orjson.dumps(extra).decode(),
+                "task_id": task_id,
+            },
+        )
+    return bool(still_pending)
