@@ -11,7 +11,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import procrastinate
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,24 +38,23 @@ class SupportAsk:
     external_id: str | None = None
 
 
-def event_data(request: SupportRequest) -> dict[str, Any]:
-    """The `patient.request_health_system` payload (docs/webhooks.md)."""
-    return {
-        "email": request.email,
-        "name": request.name,
-        "subject": request.subject,
-        "body": request.body,
-        "external_id": request.external_id,
-        "org_id": request.org_id,
-        "support_request_id": request.request_id,
-    }
+def announcement(request: SupportRequest) -> RequestHealthSystem:
+    """The `patient.request_health_system` event of a stored request (docs/webhooks.md)."""
+    return RequestHealthSystem(
+        email=request.email,
+        name=request.name,
+        subject=request.subject,
+        body=request.body,
+        external_id=request.external_id,
+        org_id=request.org_id,
+        support_request_id=request.request_id,
+    )
 
 
 async def record_support_request(
     session: AsyncSession,
     scope: OrgScope,
     *,
-    jobs: procrastinate.App | None,
     clock: Clock,
     ask: SupportAsk,
 ) -> SupportRequest:
@@ -79,7 +77,7 @@ async def record_support_request(
         clock=clock,
         org_id=scope.org_id,
         api_mode=scope.api_mode,
-        event=RequestHealthSystem.model_validate(event_data(request)),
+        event=announcement(request),
     )
     session.add(request)
     await session.flush()

@@ -91,7 +91,6 @@ async def request_support(
     stored = await record_support_request(
         session,
         OrgScope(org_id=org.org_id, api_mode=mode),
-        jobs=runtime.jobs,
         clock=runtime.clock,
         ask=SupportAsk(
             email=body.email,
