@@ -249,7 +249,11 @@ class ExportSettings(BaseModel):
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
     retry_after_cap_seconds: float = 120.0
-    request_timeout_seconds: float = 60.0
+    request_timeout_seconds: float = Field(
+        default=60.0,
+        description="A request to a health system is abandoned after this long without progress "
+        "(connecting, sending or reading), then retried like one that got no response",
+    )
     max_off_base_response_bytes: int = Field(
         default=1 << 30,
         description="Largest attachment taken from outside the endpoint's FHIR base",
