@@ -46,6 +46,7 @@ from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.tracker.ingest_step import ingest_file
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 from ehiconnect.tracker.sinks.base import Sink, SinkError
@@ -134,7 +135,7 @@ async def run(scratch: Path, url: str, batch: int) -> dict[str, Any]:
     count, seconds = baseline(source)
     results["baseline_orjson_parse"] = {"resources": count, "seconds": seconds}
     settings = TrackerSettings(storage_dir=scratch / "store", ingest_batch_size=batch)
-    async with TrackerRuntime.open(settings, url, scratch) as tracker:
+    async with open_tracker(settings, url, scratch) as tracker:
         async with tracker.blobs.open_writer(KEY) as writer:
             writer_data = source.read_bytes()
             await writer.write(writer_data)

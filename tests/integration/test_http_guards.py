@@ -15,8 +15,8 @@ from ehiconnect.runtime import Runtime
 from ehiconnect.sandbox.app import build_sandbox_app
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
 from tests.integration.conftest import make_org
 from tests.integration.sandbox.smart_app import SmartApp
@@ -291,7 +291,7 @@ def tracker_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         fhir_api_token=FHIR_TOKEN,
         storage_dir=tmp_path / "tracker",
     )
-    app = build_tracker_app(lambda: TrackerRuntime.open(section, database_url, tmp_path), section)
+    app = build_tracker_app(lambda: open_tracker(section, database_url, tmp_path), section)
     with serve_in_thread(app) as server:
         yield server.url
 

@@ -25,6 +25,7 @@ from ehiconnect.runtime import Runtime, database_url
 from ehiconnect.sandbox import build_sandbox_app
 from ehiconnect.settings import Settings
 from ehiconnect.testing.servers import ThreadedServer
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
@@ -86,12 +87,10 @@ async def run_services(
         stack.enter_context(_serving(sandbox, build_sandbox_app()))
         stack.enter_context(_serving(api, create_app(settings)))
         tracker_app = build_tracker_app(
-            lambda: TrackerRuntime.open(tracker_settings, url, data_dir), tracker_settings
+            lambda: open_tracker(tracker_settings, url, data_dir), tracker_settings
         )
         stack.enter_context(_serving(tracker_listener, tracker_app))
-        tracker = await stack.enter_async_context(
-            TrackerRuntime.open(tracker_settings, url, data_dir)
-        )
+        tracker = await stack.enter_async_context(open_tracker(tracker_settings, url, data_dir))
         services = DemoServices(
             runtime=runtime,
             tracker=tracker,

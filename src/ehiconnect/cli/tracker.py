@@ -1,5 +1,5 @@
-"""`ehiconnect tracker serve|worker|status|failures|console`: the customer-side service, its job
-worker, its reports and the accounts of its console (/console on `tracker serve`).
+"""`ehiconnect tracker serve|worker|migrate|status|failures|console`: the customer-side service,
+its job worker, its tables, its reports and the accounts of its console (/console on `serve`).
 
 The tracker's settings are its own (`TrackerSettings.load()`: `EHICONNECT_TRACKER__…`, `[tracker]`);
 from the platform's it takes only where its data lives (`data_dir`, the database URL, the
@@ -31,6 +31,7 @@ from ehiconnect.tracker import (
     build_tracker_app,
     failures_report,
     metrics_exposed,
+    open_tracker,
     status_report,
     upgrade_tracker_database,
 )
@@ -65,7 +66,7 @@ def serve(
         section.metrics_port = metrics_port
     url = database_url(settings)
     upgrade_tracker_database(url)  # before listening: a schema problem stops the start
-    app = build_tracker_app(lambda: TrackerRuntime.open(section, url, settings.data_dir), section)
+    app = build_tracker_app(lambda: open_tracker(section, url, settings.data_dir), section)
     config = uvicorn.Config(
         app,
         host=host or section.host,
@@ -85,7 +86,7 @@ async def _serve(
         await server.serve()
         return
     async with (
-        TrackerRuntime.open(section, url, settings.data_dir) as tracker,
+        open_tracker(section, url, settings.data_dir) as tracker,
         metrics_exposed(tracker.database, host=section.host, port=section.metrics_port),
     ):
         if not worker:
@@ -101,6 +102,13 @@ async def _serve(
             await asyncio.gather(jobs, return_exceptions=True)
 
 
+@tracker_app.command("migrate")
+def migrate() -> None:
+    """Apply the tracker's pending migrations (every tracker process also does this on start)."""
+    revision = upgrade_tracker_database(database_url(load_settings()))
+    console.print(f"tracker tables at revision {revision}")
+
+
 @tracker_app.command("worker")
 def tracker_worker(
     concurrency: Annotated[
@@ -114,7 +122,7 @@ def tracker_worker(
     url = database_url(settings)
 
     async def run() -> None:
-        async with TrackerRuntime.open(section, url, settings.data_dir) as tracker:
+        async with open_tracker(section, url, settings.data_dir) as tracker:
             await _work(tracker, concurrency or settings.jobs.concurrency)
 
     console.print("tracker worker running (queue tracker)")

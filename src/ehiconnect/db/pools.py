@@ -15,10 +15,10 @@ connection at the same moment waits for one (`db.pool_timeout_seconds`) instead 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
+from ehiconnect.db.roles import ProcessRole as ProcessRole  # its home; imported from here too
 from ehiconnect.settings import DatabaseSettings
 
 API_POOL_SIZE = 10
@@ -27,17 +27,6 @@ WORKER_JOBS_POOL_SIZE = 3  # fetch loop, finishing jobs, heartbeat; queries of m
 OTHER_JOBS_POOL_SIZE = 1  # deferring happens on the caller's own connection
 WORKER_LISTENERS = 2  # procrastinate's LISTEN connection and the webhook dispatcher's
 WEBHOOK_LISTENER_NAME = "ehiconnect webhooks listener"  # set in webhooks/wakeup.py
-
-
-class ProcessRole(enum.StrEnum):
-    API = "api"
-    WORKER = "worker"
-    TRACKER = "tracker"
-    CLI = "cli"  # admin commands, the demo and tests (which may run jobs in-process)
-
-    @property
-    def application_name(self) -> str:
-        return f"ehiconnect-{self.value}"
 
 
 # The roles that serve a fleet: they record and compare the settings every process must share.

@@ -20,8 +20,9 @@ Modules, outside in:
   `sinks.references`, `report.group_failures`
 - ports and adapters: `client.PlatformClient` (the platform API), `sinks` (FHIR store, FHIR
   server, Parquet), the shared `BlobStore` for downloaded files
-- `settings.TrackerSettings` (policies as data), `runtime.TrackerRuntime`, `models` (its tables,
-  on `TrackerBase`), `migrate` and `migrations/` (its history)
+- `settings.TrackerSettings` (policies as data), `runtime.TrackerRuntime` (opened by
+  `process.open_tracker`), `models` (its tables, on `TrackerBase`), `migrate` and `migrations/`
+  (its history)
 """
 
 from ehiconnect.tracker.client import PlatformClient
@@ -38,6 +39,7 @@ from ehiconnect.tracker.models import (
     TrackerJob,
     TrackerJobEvent,
 )
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.report import failures as failures_report
 from ehiconnect.tracker.report import status as status_report
@@ -70,6 +72,7 @@ __all__ = [
     "build_tracker_app",
     "failures_report",
     "metrics_exposed",
+    "open_tracker",
     "request_export",
     "status_report",
     "upgrade_tracker_database",

@@ -1,7 +1,7 @@
 """The tracker's HTTP surface: `build_tracker_app(open_tracker)`.
 
 `open_tracker` opens the TrackerRuntime inside the server's event loop (its lifespan), e.g.
-`lambda: TrackerRuntime.open(settings, database_url, data_dir)`.
+`lambda: open_tracker(settings, database_url, data_dir)` (`ehiconnect.tracker.process`).
 
     POST /stitch-events   the customer's backend forwards a widget event (Bearer token)
     POST /webhooks        the platform's signed webhooks (Standard Webhooks)
@@ -79,20 +79,50 @@ def build_tracker_app(
     open_tracker: Callable[[], AbstractAsyncContextManager[TrackerRuntime]],
     settings: TrackerSettings,
 ) -> Starlette:
-    opened: list[TrackerRuntime] = []
+    endpoints = _Endpoints(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_tracker() as runtime:
-            opened.append(runtime)
+            endpoints.opened = runtime
             yield
-            opened.clear()
+            endpoints.opened = None
 
-    def current() -> TrackerRuntime:
-        return opened[0]
+    return Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/stitch-events", guarded(endpoints.stitch_events), methods=["POST"]),
+            Route("/webhooks", guarded(endpoints.webhooks), methods=["POST"]),
+            Route("/fhir/{resource_type}", guarded(endpoints.fhir_search), methods=["GET"]),
+            Route(
+                "/fhir/{resource_type}/{resource_id}", guarded(endpoints.fhir_read), methods=["GET"]
+            ),
+            Route("/healthz", guarded(healthz), methods=["GET"]),
+            Route("/readyz", guarded(endpoints.readyz), methods=["GET"]),
+            Mount(CONSOLE_PREFIX, app=build_tracker_console(endpoints.current)),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=edge_middleware(
+            max_body_bytes=settings.max_body_bytes,
+            refuse=refuse_by_path(path_under("/fhir"), envelope_refusal),
+        ),
+    )
 
-    def fhir_refusal(request: Request) -> Response | None:
-        expected = settings.fhir_api_token.get_secret_value()
+
+class _Endpoints:
+    """The routes' handlers, over the runtime the app's lifespan opened."""
+
+    def __init__(self, settings: TrackerSettings) -> None:
+        self.settings = settings
+        self.opened: TrackerRuntime | None = None
+
+    def current(self) -> TrackerRuntime:
+        if self.opened is None:
+            raise RuntimeError("the tracker app is not started (its lifespan opens the runtime)")
+        return self.opened
+
+    def fhir_refusal(self, request: Request) -> Response | None:
+        expected = self.settings.fhir_api_token.get_secret_value()
         if not expected:
             return _error(
                 403,
@@ -105,9 +135,9 @@ def build_tracker_app(
             return _error(401, "unauthorized", "send Authorization: Bearer <fhir_api_token>")
         return None
 
-    async def stitch_events(request: Request) -> Response:
-        tracker = current()
-        expected = settings.stitch_events_token.get_secret_value()
+    async def stitch_events(self, request: Request) -> Response:
+        tracker = self.current()
+        expected = self.settings.stitch_events_token.get_secret_value()
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return _error(401, "unauthorized", "send Authorization: Bearer <stitch_events_token>")
@@ -120,7 +150,7 @@ def build_tracker_app(
         now = tracker.clock.now()
         async with tracker.database.transaction() as session:
             fresh = await remember_widget_event(
-                session, event, payload, now, settings.widget_event_cache_hours
+                session, event, payload, now, self.settings.widget_event_cache_hours
             )
             if fresh:
                 for artifact in event.accounts:
@@ -133,15 +163,15 @@ def build_tracker_app(
             status_code=202 if fresh else 200,
         )
 
-    async def webhooks(request: Request) -> Response:
-        tracker = current()
+    async def webhooks(self, request: Request) -> Response:
+        tracker = self.current()
         body = await request.body()  # bounded by tracker.max_body_bytes at the edge
         verdict = check_webhook(
             body,
             dict(request.headers),
-            [s.get_secret_value() for s in settings.webhook_secrets],
+            [s.get_secret_value() for s in self.settings.webhook_secrets],
             now=int(tracker.clock.now().timestamp()),
-            tolerance_seconds=settings.webhook_tolerance_seconds,
+            tolerance_seconds=self.settings.webhook_tolerance_seconds,
         )
         if isinstance(verdict, Rejected):
             log.warning("webhook rejected", extra={"reason": verdict.code})
@@ -157,10 +187,10 @@ def build_tracker_app(
                 await schedule(session, tracker, "process_webhook", webhook_id=verdict.webhook_id)
         return JSONResponse({"success": True, "data": {"duplicate": not fresh}})
 
-    async def fhir_search(request: Request) -> Response:
-        if (refused := fhir_refusal(request)) is not None:
+    async def fhir_search(self, request: Request) -> Response:
+        if (refused := self.fhir_refusal(request)) is not None:
             return refused
-        tracker = current()
+        tracker = self.current()
         params = request.query_params
         try:
             query = search_query(
@@ -176,10 +206,10 @@ def build_tracker_app(
         total, found = await search(tracker.database, query)
         return fhir_response(as_searchset(total, found, tracker.clock.now()))
 
-    async def fhir_read(request: Request) -> Response:
-        if (refused := fhir_refusal(request)) is not None:
+    async def fhir_read(self, request: Request) -> Response:
+        if (refused := self.fhir_refusal(request)) is not None:
             return refused
-        tracker = current()
+        tracker = self.current()
         kind, rid = request.path_params["resource_type"], request.path_params["resource_id"]
         try:
             check_resource_type(kind)
@@ -199,36 +229,19 @@ def build_tracker_app(
             )
         return fhir_response(found)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"success": True, "data": {"status": "ok"}})
-
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
         """The tracker's database (its own schema at head) and its storage, as the platform's
         /readyz checks its own."""
-        report = await current().readiness.check()
+        report = await self.current().readiness.check()
         if not report.ready:
             refusal = _error(503, "not_ready", report.description())
             refusal.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return refusal
         return JSONResponse({"success": True, "data": {"status": "ready", "checks": report.checks}})
 
-    return Starlette(
-        lifespan=lifespan,
-        routes=[
-            Route("/stitch-events", guarded(stitch_events), methods=["POST"]),
-            Route("/webhooks", guarded(webhooks), methods=["POST"]),
-            Route("/fhir/{resource_type}", guarded(fhir_search), methods=["GET"]),
-            Route("/fhir/{resource_type}/{resource_id}", guarded(fhir_read), methods=["GET"]),
-            Route("/healthz", guarded(healthz), methods=["GET"]),
-            Route("/readyz", guarded(readyz), methods=["GET"]),
-            Mount(CONSOLE_PREFIX, app=build_tracker_console(current)),
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=edge_middleware(
-            max_body_bytes=settings.max_body_bytes,
-            refuse=refuse_by_path(path_under("/fhir"), envelope_refusal),
-        ),
-    )
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"success": True, "data": {"status": "ok"}})
 
 
 def _wants_fhir_json(accept: str) -> bool:

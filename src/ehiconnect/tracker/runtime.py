@@ -1,34 +1,26 @@
 """What tracker code needs at run time: its settings, the database, its job queue, storage, time.
 
-    async with TrackerRuntime.open(tracker_settings, database_url, data_dir) as tracker:
-        context = tracker.job_context()
-        await tracker.jobs.run_worker_async(queues=[QUEUE], additional_context=context)
-
-Opening it brings the tracker's tables up to date (its own migration history). Its job app holds
-the tracker's tasks only; they run on the tracker's worker (`ehiconnect tracker serve` or
-`tracker worker`), which puts the runtime in their job context, where `tracker_of` finds it. The
-platform's worker knows nothing of them.
+A process gets one from `process.open_tracker` (which migrates, and builds the job app with the
+tracker's tasks); the steps and tasks take it. Its jobs run on the tracker's worker only
+(`ehiconnect tracker serve` or `tracker worker`), which puts the runtime in their job context
+(`job_context`), where `tracker_of` finds it. The platform's worker knows nothing of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import procrastinate
 
-from ehiconnect.clock import Clock, SystemClock
+from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
-from ehiconnect.db.pools import ProcessRole
 from ehiconnect.readiness import ReadinessChecker
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.client import PlatformClient
-from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS, upgrade_tracker_database
+from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS
 from ehiconnect.tracker.settings import TrackerSettings
 
 CONTEXT_KEY = "tracker"
@@ -43,39 +35,6 @@ class TrackerRuntime:
     clock: Clock
     blobs: BlobStore
     data_dir: Path
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
-        cls,
-        settings: TrackerSettings,
-        database_url: str,
-        data_dir: Path,
-        *,
-        clock: Clock | None = None,
-        migrate: bool = True,
-    ) -> AsyncIterator[TrackerRuntime]:
-        if migrate:
-            await asyncio.to_thread(upgrade_tracker_database, database_url)
-        database = Database(
-            database_url,
-            pool_size=4,
-            max_overflow=4,
-            connect_args={"application_name": ProcessRole.TRACKER.application_name},
-        )
-        jobs = build_tracker_job_app(database_url)
-        try:
-            async with jobs.open_async():
-                yield cls(
-                    settings=settings,
-                    database=database,
-                    jobs=jobs,
-                    clock=clock or SystemClock(),
-                    blobs=build_tracker_store(settings, data_dir),
-                    data_dir=data_dir,
-                )
-        finally:
-            await database.close()
 
     def job_context(self) -> dict[str, object]:
         """The worker's `additional_context` for the tracker's tasks (see `tracker_of`)."""
@@ -101,16 +60,6 @@ class TrackerRuntime:
     @property
     def parquet_dir(self) -> Path:
         return self.settings.parquet_dir or self.data_dir / "parquet"
-
-
-def build_tracker_job_app(database_url: str) -> procrastinate.App:
-    """A job app with only the tracker's tasks (namespace `tracker`), for the tracker process."""
-    from ehiconnect.tracker.tasks import make_blueprint
-
-    connector = procrastinate.PsycopgConnector(conninfo=database_url, min_size=1, max_size=4)
-    app = procrastinate.App(connector=connector)
-    app.add_tasks_from(make_blueprint(), namespace="tracker")
-    return app
 
 
 def build_tracker_store(settings: TrackerSettings, data_dir: Path) -> BlobStore:

@@ -10,6 +10,7 @@ import pytest
 
 from ehiconnect.testing.servers import ThreadedServer, serve_in_thread
 from ehiconnect.tracker.migrate import upgrade_tracker_database
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
 from ehiconnect.tracker.settings import RetryPolicy, TrackerSettings
@@ -28,7 +29,7 @@ FHIR_AUTH = {"Authorization": f"Bearer {FHIR_TOKEN}"}
 @pytest.fixture
 def database_url(database_url: str) -> str:
     """The test's database with the tracker's tables, for tests that write them before a
-    TrackerRuntime opens (opening one migrates too)."""
+    tracker opens (opening one migrates too)."""
     upgrade_tracker_database(database_url)
     return database_url
 
@@ -62,7 +63,7 @@ def tracker_settings(platform: FakePlatform, tmp_path: Path) -> TrackerSettings:
 async def tracker(
     tracker_settings: TrackerSettings, database_url: str, tmp_path: Path
 ) -> AsyncIterator[TrackerRuntime]:
-    async with TrackerRuntime.open(tracker_settings, database_url, tmp_path) as opened:
+    async with open_tracker(tracker_settings, database_url, tmp_path) as opened:
         yield opened
 
 
@@ -71,7 +72,7 @@ def receiver(
     tracker_settings: TrackerSettings, database_url: str, tmp_path: Path
 ) -> Iterator[ThreadedServer]:
     app = build_tracker_app(
-        lambda: TrackerRuntime.open(tracker_settings, database_url, tmp_path), tracker_settings
+        lambda: open_tracker(tracker_settings, database_url, tmp_path), tracker_settings
     )
     with serve_in_thread(app) as server:
         yield server

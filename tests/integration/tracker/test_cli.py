@@ -1,9 +1,14 @@
-"""`ehiconnect tracker status|failures` against a real database, in text and --json."""
+"""`ehiconnect tracker status|failures` against a real database, in text and --json; `tracker
+migrate`; `tracker worker` running the tracker's jobs as a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +18,12 @@ from typer.testing import CliRunner
 from ehiconnect.cli.tracker import register
 from ehiconnect.clock import SystemClock
 from ehiconnect.db.database import Database
+from ehiconnect.testing.servers import ThreadedServer
+from ehiconnect.tracker import TRACKER_MIGRATIONS, TrackerRuntime
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.ledger import JobState, Step
+from tests.integration.tracker.fake_platform import PRIVATE_KEY, PUBLIC_ID, FakePlatform
+from tests.integration.tracker.helpers import forward, job_of, widget_complete
 
 
 async def _jobs(url: str) -> None:
@@ -84,3 +93,49 @@ def test_status_counts_jobs_by_state(cli: typer.Typer) -> None:
     assert len(data["recent_jobs"]) == 4
     text = CliRunner().invoke(cli, ["tracker", "status"])
     assert "failed" in text.output
+
+
+def test_migrate_names_the_trackers_revision(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(cli, ["tracker", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert f"tracker tables at revision {TRACKER_MIGRATIONS.head()}" in result.output
+
+
+async def test_tracker_worker_runs_the_jobs_with_the_trackers_own_settings(
+    platform: FakePlatform,
+    receiver: ThreadedServer,
+    tracker: TrackerRuntime,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """`ehiconnect tracker worker`, a process of its own configured only by the environment
+    (`EHICONNECT_TRACKER__…`), confirms a consent and requests its export: the work the
+    platform's worker no longer does."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EHICONNECT_")}
+    env = clean | {
+        "EHICONNECT_DATABASE_URL": database_url,
+        "EHICONNECT_DATA_DIR": str(tmp_path / "worker-data"),
+        "EHICONNECT_TRACKER__PLATFORM_BASE_URL": f"{platform.base_url}/v1",
+        "EHICONNECT_TRACKER__PUBLIC_ID": PUBLIC_ID,
+        "EHICONNECT_TRACKER__PRIVATE_KEY": PRIVATE_KEY,
+        "EHICONNECT_TRACKER__WORKER_POLL_SECONDS": "0.2",
+    }
+    connection_id = platform.add_connection()
+    assert forward(receiver, widget_complete(connection_id)).status_code == 202
+    worker = subprocess.Popen([sys.executable, "-m", "ehiconnect", "tracker", "worker"], env=env)
+    try:
+        state = None
+        for _ in range(150):
+            state = (await job_of(tracker, connection_id)).state
+            if state == JobState.EXPORT_REQUESTED:
+                break
+            await asyncio.sleep(0.2)
+        assert state == JobState.EXPORT_REQUESTED
+        assert platform.export_requests == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            raise

@@ -39,6 +39,7 @@ from ehiconnect.sandbox.generator import expected_resources
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerWebhook
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import (
@@ -200,7 +201,7 @@ async def tracker(
     tracker_settings: TrackerSettings, database_url: str, tmp_path: Path
 ) -> AsyncIterator[TrackerRuntime]:
     """The tracker's job side (its worker runs in the test's event loop via `drain`)."""
-    async with TrackerRuntime.open(tracker_settings, database_url, tmp_path / "tracker") as opened:
+    async with open_tracker(tracker_settings, database_url, tmp_path / "tracker") as opened:
         yield opened
 
 
@@ -221,7 +222,7 @@ class TrackerService:
     def up(self) -> None:
         assert self.server is None, "the tracker is already serving"
         app = build_tracker_app(
-            lambda: TrackerRuntime.open(self.settings, self.database_url, self.data_dir),
+            lambda: open_tracker(self.settings, self.database_url, self.data_dir),
             self.settings,
         )
         server = ThreadedServer(app, port=self.port)

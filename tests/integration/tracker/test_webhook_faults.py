@@ -13,6 +13,7 @@ from ehiconnect.signing import generate_secret
 from ehiconnect.testing.servers import ThreadedServer, free_port, serve_in_thread
 from ehiconnect.tracker.ledger import JobState
 from ehiconnect.tracker.models import TrackerJobEvent, TrackerWebhook
+from ehiconnect.tracker.process import open_tracker
 from ehiconnect.tracker.receiver import build_tracker_app
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import TrackerSettings
@@ -152,7 +153,7 @@ async def test_tracker_down_while_platform_retries(
         platform.send_webhook(url, "patient.ehi_export_success", data, msg_id="msg_retry")
 
     app = build_tracker_app(
-        lambda: TrackerRuntime.open(tracker_settings, database_url, tmp_path), tracker_settings
+        lambda: open_tracker(tracker_settings, database_url, tmp_path), tracker_settings
     )
     with serve_in_thread(app, port=port):  # back up on the same address
         retried = platform.send_webhook(url, "patient.ehi_export_success", data, msg_id="msg_retry")
