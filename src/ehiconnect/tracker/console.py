@@ -55,7 +55,13 @@ def _ident(value: str | None, name: str) -> str | None:
     return value
 
 
-def build_tracker_console(current: Callable[[], TrackerRuntime]) -> FastAPI:
+# Query parameters every listing takes.
+PageNumber = Annotated[int, Query(ge=1, le=queries.MAX_PAGE)]
+Filter = Annotated[str | None, Query(max_length=256)]
+Current = Callable[[], TrackerRuntime]
+
+
+def build_tracker_console(current: Current) -> FastAPI:
     """The console as an app to mount at `/console`; `current` gives the opened runtime."""
 
     def database_of(request: Request) -> Database:
@@ -82,9 +88,16 @@ def build_tracker_console(current: Callable[[], TrackerRuntime]) -> FastAPI:
     )
     router = APIRouter(route_class=kit.route_class, include_in_schema=False)
     kit.add_auth_routes(router)
+    _add_summary_pages(router, kit, current)
+    _add_ledger_pages(router, kit, current)
+    _add_log_pages(router, kit, current)
+    return kit.mountable(router)
+
+
+def _add_summary_pages(router: APIRouter, kit: ConsoleKit, current: Current) -> None:
+    """The overview (jobs by state, failures by reason) and failures by reason, health system and
+    step."""
     who_dep = Annotated[SignedIn, Depends(kit.require)]
-    page_dep = Annotated[int, Query(ge=1, le=queries.MAX_PAGE)]
-    text_dep = Annotated[str | None, Query(max_length=256)]
 
     @router.get("/")
     async def overview(request: Request, who: who_dep) -> Response:
@@ -95,14 +108,26 @@ def build_tracker_console(current: Callable[[], TrackerRuntime]) -> FastAPI:
             request, who, "tracker/overview.html", {"status": status, "failed": failed}
         )
 
+    @router.get("/failures")
+    async def failures(request: Request, who: who_dep) -> Response:
+        async with current().database.transaction() as session:
+            failed = await report.failures(session)
+        return kit.render(request, who, "tracker/failures.html", {"failed": failed})
+
+
+def _add_ledger_pages(router: APIRouter, kit: ConsoleKit, current: Current) -> None:
+    """The job ledger (per patient: consent, export, download, ingest, notify, with times) and a
+    job's own page."""
+    who_dep = Annotated[SignedIn, Depends(kit.require)]
+
     @router.get("/jobs")
     async def jobs(
         request: Request,
         who: who_dep,
-        state: text_dep = None,
-        external_id: text_dep = None,
-        connection: text_dep = None,
-        page: page_dep = 1,
+        state: Filter = None,
+        external_id: Filter = None,
+        connection: Filter = None,
+        page: PageNumber = 1,
     ) -> Response:
         async with current().database.transaction() as session:
             found = await queries.job_ledger(
@@ -137,20 +162,19 @@ def build_tracker_console(current: Callable[[], TrackerRuntime]) -> FastAPI:
             raise NotFound(f"no tracker job {job_id[:64]}; pick one from the job list")
         return kit.render(request, who, "tracker/job.html", found)
 
-    @router.get("/failures")
-    async def failures(request: Request, who: who_dep) -> Response:
-        async with current().database.transaction() as session:
-            failed = await report.failures(session)
-        return kit.render(request, who, "tracker/failures.html", {"failed": failed})
+
+def _add_log_pages(router: APIRouter, kit: ConsoleKit, current: Current) -> None:
+    """The consent log and the notifications sent."""
+    who_dep = Annotated[SignedIn, Depends(kit.require)]
 
     @router.get("/consents")
     async def consents(
         request: Request,
         who: who_dep,
-        kind: text_dep = None,
-        external_id: text_dep = None,
-        connection: text_dep = None,
-        page: page_dep = 1,
+        kind: Filter = None,
+        external_id: Filter = None,
+        connection: Filter = None,
+        page: PageNumber = 1,
     ) -> Response:
         async with current().database.transaction() as session:
             found = await queries.consent_log(
@@ -175,9 +199,7 @@ def build_tracker_console(current: Callable[[], TrackerRuntime]) -> FastAPI:
         )
 
     @router.get("/notifications")
-    async def notifications(request: Request, who: who_dep, page: page_dep = 1) -> Response:
+    async def notifications(request: Request, who: who_dep, page: PageNumber = 1) -> Response:
         async with current().database.transaction() as session:
             found = await queries.notifications(session, page=page)
         return kit.render(request, who, "tracker/notifications.html", {"p": found})
-
-    return kit.mountable(router)
