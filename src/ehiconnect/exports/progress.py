@@ -20,6 +20,7 @@ from ehiconnect import tracing
 from ehiconnect.db.database import Database
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
+from ehiconnect.vocabulary import ExportStatus
 
 PROGRESS_INTERVAL = 0.25  # seconds between writes of an export's progress counters
 
@@ -129,7 +130,7 @@ async def record_progress(
                     'requests', :requests,
                     'retries', :retries)
                   || CAST(:extra AS jsonb)
-                WHERE task_id = :task_id AND status = 'pending'
+                WHERE task_id = :task_id AND status = :pending
                 RETURNING true
                 """
             ),
@@ -141,6 +142,7 @@ async def record_progress(
                 "retries": retries,
                 "extra": orjson.dumps(extra).decode(),
                 "task_id": task_id,
+                "pending": ExportStatus.PENDING,
             },
         )
     return bool(still_pending)

@@ -47,7 +47,7 @@ _PENDING = text(
     SELECT t.task_id, t.deadline_at, t.failures, coalesce(j.status::text, 'missing')
     FROM export_tasks t
     LEFT JOIN procrastinate_jobs j ON j.id = t.job_id
-    WHERE t.status = 'pending'
+    WHERE t.status = :pending
     ORDER BY t.created_at
     LIMIT :limit
     """
@@ -62,7 +62,7 @@ _JOB_STATE = text(
 _ENDED_WITH_STAGING = text(
     """
     SELECT t.task_id FROM export_tasks t
-    WHERE t.status <> 'pending' AND t.created_at >= :since
+    WHERE t.status <> :pending AND t.created_at >= :since
       AND (EXISTS (SELECT 1 FROM export_items s WHERE s.task_id = t.task_id)
         OR EXISTS (SELECT 1 FROM export_attachments s WHERE s.task_id = t.task_id)
         OR EXISTS (SELECT 1 FROM export_steps s WHERE s.task_id = t.task_id)
@@ -76,7 +76,9 @@ async def reconcile_exports(ports: ExportPorts, *, limit: int = 500) -> Reconcil
     """One pass over pending tasks and ended tasks' leftovers; what it did."""
     now = ports.clock.now()
     async with ports.database.transaction() as session:
-        rows = (await session.execute(_PENDING, {"limit": limit})).all()
+        rows = (
+            await session.execute(_PENDING, {"limit": limit, "pending": ExportStatus.PENDING})
+        ).all()
     report = ReconcileReport(pending=len(rows))
     for task_id, deadline_at, failures, job_state in rows:
         task = PendingTask(task_id, deadline_at, failures, JobState(job_state))
@@ -141,7 +143,12 @@ async def _clear_ended_staging(ports: ExportPorts, now: dt.datetime, limit: int)
     settings = ports.settings
     since = now - dt.timedelta(minutes=settings.deadline_minutes, hours=settings.retention_hours)
     async with ports.database.transaction() as session:
-        ended = list(await session.scalars(_ENDED_WITH_STAGING, {"since": since, "limit": limit}))
+        ended = list(
+            await session.scalars(
+                _ENDED_WITH_STAGING,
+                {"since": since, "limit": limit, "pending": ExportStatus.PENDING},
+            )
+        )
     for task_id in ended:
         await discard_staging(ports.database, ports.blobs, task_id)
     return len(ended)
