@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.connections.service import get_connection
 from ehiconnect.connections.tokens import lock_connection
-from ehiconnect.errors import Conflict, NotFound
+from ehiconnect.errors import Conflict
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.audit_trail import record_task_action
 from ehiconnect.exports.models import ExportTask
@@ -85,18 +85,15 @@ async def get_task(
     """A task in `scope`; `for_update` locks its row until the transaction ends (a state change
     must not race the worker finishing it or retention purging it).
 
-    Another organization's task, or none, is `NotFound` (`OrgScope.admit`). A task of the
-    caller's organization made in the other mode is `NotFound` too, not the scope's 403
-    `api_mode_mismatch`: exports have always answered so, and clients rely on it
-    (tests/integration/exports/test_export.py).
+    The one tenant rule (`OrgScope.admit`): another organization's task, or none, is
+    `NotFound`; a task of the caller's organization made in the other mode is 403
+    `api_mode_mismatch`, naming the key to use.
     """
     task = (
         await session.get(ExportTask, task_id, with_for_update=for_update)
         if _TASK_ID.fullmatch(task_id)  # anything else (a NUL byte, say) is no task of ours
         else None
     )
-    if task is not None and task.org_id == scope.org_id and task.api_mode != scope.api_mode:
-        raise NotFound(f"you have no {scope.api_mode}-mode export task {task_id}")
     scope.admit(
         kind="export task",
         object_id=task_id,

@@ -124,7 +124,9 @@ async def test_other_orgs_and_modes_cannot_reach_an_export(
     live = httpx.get(
         f"{platform.api.url}/v1/bridge/fhir/ehi-export/{task_id}", auth=platform.auth("live")
     )
-    assert live.status_code == 404
+    assert live.status_code == 403
+    assert live.json()["error"] == "api_mode_mismatch"
+    assert "use your test key" in live.json()["error_description"]
     bad = httpx.post(f"{platform.api.url}/v1/bridge/fhir/ehi-export", json={}, auth=platform.auth())
     assert bad.status_code == 422
     assert bad.json()["error"] == "invalid_request"
