@@ -66,10 +66,10 @@ import standardwebhooks
 from sqlalchemy import text
 
 from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postgres
-from ehiconnect.jobs.app import BLUEPRINTS
 from ehiconnect.orgs.service import create_org
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings, WebhookSettings
+from ehiconnect.task_registry import BLUEPRINTS
 from ehiconnect.testing.servers import serve_in_thread
 from ehiconnect.webhooks import endpoints, outbox
 from ehiconnect.webhooks.payloads import WebhookTest

@@ -32,12 +32,12 @@ from ehiconnect.db.urls import resolve_database_url
 from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.fleet import check_fleet_settings
 from ehiconnect.http.ssrf import SOURCE_REMEDY, GuardedTransport
-from ehiconnect.jobs.app import build_job_app
-from ehiconnect.queue.context import RUNTIME_KEY, provide
+from ehiconnect.queue.context import provide
 from ehiconnect.settings import Settings
 from ehiconnect.smart.client_keys import ClientSigner, load_client_signer
 from ehiconnect.storage.build import build_blob_store
 from ehiconnect.storage.port import BlobStore
+from ehiconnect.task_registry import build_job_app
 from ehiconnect.vault import TokenCipher, cipher_from_config
 from ehiconnect.webhooks.ports import WebhookPorts
 
@@ -54,8 +54,10 @@ class Runtime:
     blobs: BlobStore
 
     def job_context(self) -> dict[str, Any]:
-        """What a worker hands its tasks: each feature's ports (`queue.context.ports_of`)."""
-        return {RUNTIME_KEY: self, **provide(*self.feature_ports())}
+        """What a worker hands its tasks: each feature's ports and the queue's own settings
+        (`queue.context.ports_of`). The runtime itself is there too, for tasks that tests and
+        plug-ins register (`jobs.extra_task_modules`): the platform's own never ask for it."""
+        return provide(self, self.settings.jobs, *self.feature_ports())
 
     def feature_ports(self) -> tuple[object, ...]:
         """Each feature's ports, built from this runtime (one line per feature)."""

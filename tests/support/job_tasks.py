@@ -8,12 +8,13 @@ import procrastinate
 
 from ehiconnect import audit
 from ehiconnect.db.models import Organization
-from ehiconnect.queue.context import runtime_of
+from ehiconnect.queue.context import ports_of
+from ehiconnect.runtime import Runtime
 
 
 async def note_org(context: procrastinate.JobContext, org_id: str) -> None:
     """Fails unless the organization row the job was enqueued with is visible."""
-    runtime = runtime_of(context)
+    runtime = ports_of(context, Runtime)
     async with runtime.database.transaction() as session:
         if await session.get(Organization, org_id) is None:
             raise LookupError(f"organization {org_id} is not visible to the job")
@@ -24,7 +25,7 @@ async def note_org(context: procrastinate.JobContext, org_id: str) -> None:
 
 async def slow_marker(context: procrastinate.JobContext, marker: str, seconds: float) -> None:
     """Records its start, works for `seconds`, then records its end."""
-    runtime = runtime_of(context)
+    runtime = ports_of(context, Runtime)
     async with runtime.database.transaction() as session:
         await audit.record(
             session, runtime.clock, actor="job", action="test.started", task_id=marker

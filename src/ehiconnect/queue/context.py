@@ -7,14 +7,10 @@ them in procrastinate's `additional_context` with `provide`; a task takes its ow
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import procrastinate
 
-if TYPE_CHECKING:
-    from ehiconnect.runtime import Runtime
-
-RUNTIME_KEY = "runtime"
 T = TypeVar("T")
 
 
@@ -36,14 +32,3 @@ def ports_of(context: procrastinate.JobContext, kind: type[T]) -> T:
             "`ehiconnect worker`, not a bare procrastinate worker"
         )
     return found
-
-
-def runtime_of(context: procrastinate.JobContext) -> Runtime:
-    """Deprecated: tasks take their feature's ports with `ports_of` (kept while they move)."""
-    runtime = context.additional_context.get(RUNTIME_KEY)
-    if runtime is None:
-        raise RuntimeError(
-            "this task needs the ehiconnect runtime: run it with `ehiconnect worker`, "
-            "not a bare procrastinate worker"
-        )
-    return runtime  # type: ignore[no-any-return]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.vault import TokenCipher
 from ehiconnect.webhooks.endpoints import active_secrets
+from ehiconnect.webhooks.schedule import AttemptOutcome, classify_attempt
 
 _CLAIM_DUE = text(
     """
@@ -120,3 +121,17 @@ async def _load_claims(
         )
         for row in rows
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptResult:
+    delivery: ClaimedDelivery
+    attempted_at: dt.datetime
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+    @property
+    def outcome(self) -> AttemptOutcome:
+        return AttemptOutcome.FAILED if self.error else classify_attempt(self.status_code)

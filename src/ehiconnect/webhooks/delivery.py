@@ -41,7 +41,7 @@ from ehiconnect.http.ssrf import (
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.vault import TokenCipher
 from ehiconnect.webhooks import events, telemetry
-from ehiconnect.webhooks.claims import ClaimedDelivery, claim_due, next_due_at
+from ehiconnect.webhooks.claims import AttemptResult, ClaimedDelivery, claim_due, next_due_at
 from ehiconnect.webhooks.connections import ReceiverConnections
 from ehiconnect.webhooks.endpoints import disable_endpoint, owner_scope
 from ehiconnect.webhooks.models import (
@@ -54,7 +54,6 @@ from ehiconnect.webhooks.models import (
 from ehiconnect.webhooks.schedule import (
     AttemptOutcome,
     UniformRandom,
-    classify_attempt,
     next_attempt_at,
     should_disable_endpoint,
 )
@@ -70,20 +69,6 @@ RECORD_MARGIN_SECONDS = 2.0
 KEEPALIVE_SECONDS = 4.0
 # What a kept-alive connection the receiver had closed fails with, before any response.
 _STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-
-@dataclasses.dataclass(frozen=True)
-class AttemptResult:
-    delivery: ClaimedDelivery
-    attempted_at: dt.datetime
-    status_code: int | None
-    latency_ms: int
-    response_excerpt: str | None
-    error: str | None
-
-    @property
-    def outcome(self) -> AttemptOutcome:
-        return AttemptOutcome.FAILED if self.error else classify_attempt(self.status_code)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from ehiconnect.webhooks.models import DELIVERY_FAILED
 from ehiconnect.webhooks.schedule import AttemptOutcome
 
 if TYPE_CHECKING:
-    from ehiconnect.webhooks.delivery import AttemptResult
+    from ehiconnect.webhooks.claims import AttemptResult
 
 
 def pass_recorded(

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ehiconnect.jobs.maintenance import recover_stalled_jobs
+from ehiconnect.queue.maintenance import recover_stalled_jobs
 from ehiconnect.runtime import Runtime
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings
+from ehiconnect.task_registry import build_job_app
 
 HOUR_START = 1_800_000_000.0  # a whole hour (divisible by 3600)
 

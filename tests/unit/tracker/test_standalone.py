@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.jobs.app import build_job_app
 from ehiconnect.schema import Base as PlatformBase
 from ehiconnect.settings import Settings
+from ehiconnect.task_registry import build_job_app
 from ehiconnect.tracker import QUEUE, TrackerBase, TrackerSettings
 from ehiconnect.tracker.process import build_tracker_job_app
 

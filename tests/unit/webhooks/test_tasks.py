@@ -1,7 +1,7 @@
 import pytest
 
-from ehiconnect.jobs.app import build_job_app
 from ehiconnect.settings import Settings, WebhookSettings
+from ehiconnect.task_registry import build_job_app
 from ehiconnect.webhooks import make_blueprint
 from ehiconnect.webhooks.tasks import PURGE_CRON
 

@@ -22,7 +22,7 @@ from ehiconnect.db.pools import ProcessRole, job_pool_options
 from ehiconnect.settings import Settings
 
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
-    ("maintenance", "ehiconnect.jobs.maintenance:make_blueprint"),
+    ("maintenance", "ehiconnect.queue.maintenance:make_blueprint"),
     ("webhooks", "ehiconnect.webhooks.tasks:make_blueprint"),
     ("exports", "ehiconnect.exports.tasks:make_blueprint"),
     ("connections", "ehiconnect.connections.tasks:make_blueprint"),

@@ -10,7 +10,8 @@ import psycopg
 
 from ehiconnect import metrics
 from ehiconnect.lifecycle import LifecycleEvent, log_event
-from ehiconnect.queue.context import runtime_of
+from ehiconnect.queue.context import ports_of
+from ehiconnect.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,13 @@ async def recover_stalled_jobs(app: procrastinate.App, *, stalled_after_seconds:
 
 
 async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
-    runtime = runtime_of(context)
-    return await recover_stalled_jobs(
-        context.app, stalled_after_seconds=runtime.settings.jobs.stalled_after_seconds
-    )
+    jobs = ports_of(context, JobSettings)
+    return await recover_stalled_jobs(context.app, stalled_after_seconds=jobs.stalled_after_seconds)
 
 
 async def remove_old_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Delete succeeded job rows past their retention (periodic jobs alone add thousands a day)."""
-    hours = runtime_of(context).settings.jobs.finished_job_retention_hours
+    hours = ports_of(context, JobSettings).finished_job_retention_hours
     await context.app.job_manager.delete_old_jobs(nb_hours=hours, include_failed=False)
 
 
