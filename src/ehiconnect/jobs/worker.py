@@ -75,8 +75,7 @@ async def _run_queue(runtime: Runtime, *, name: str, wait: bool) -> None:
         name=name,
         wait=wait,
         concurrency=settings.jobs.concurrency,
-        # The platform's own queue: the tracker (same database by default) runs its queue in
-        # `ehiconnect tracker serve`, with its own settings.
+        # The platform's queues only: another product sharing the database runs its own worker.
         queues=list(PLATFORM_QUEUES),
         additional_context=runtime.job_context(),
         update_heartbeat_interval=settings.jobs.heartbeat_seconds,

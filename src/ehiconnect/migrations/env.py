@@ -15,10 +15,12 @@ if connection is None:
 
 
 def _ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    """Leave the task queue's own tables to procrastinate's schema scripts."""
+    """Leave the task queue's own tables to procrastinate's schema scripts, and the tracker's
+    (`tracker_*`, kept by its own history, `tracker_alembic_version`) to the tracker: a database
+    both products share must never get a platform migration that drops them."""
     table = getattr(obj, "table", obj)
     table_name = getattr(table, "name", name) or ""
-    return not table_name.startswith("procrastinate_")
+    return not table_name.startswith(("procrastinate_", "tracker_"))
 
 
 context.configure(
