@@ -31,13 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect import signing, tracing
 from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
-from ehiconnect.http.ssrf import (
-    CappedResponse,
-    Resolver,
-    TargetRefused,
-    send_capped,
-    system_resolver,
-)
+from ehiconnect.http.ssrf import CappedResponse, Resolver, TargetRefused, system_resolver
 from ehiconnect.settings import WebhookSettings
 from ehiconnect.vault import TokenCipher
 from ehiconnect.webhooks import events, telemetry
@@ -67,8 +61,6 @@ RECORD_MARGIN_SECONDS = 2.0
 # An idle kept-alive connection is closed after this long: below the 5 s after which uvicorn and
 # Node close an idle connection themselves, so a send rarely finds its connection closed.
 KEEPALIVE_SECONDS = 4.0
-# What a kept-alive connection the receiver had closed fails with, before any response.
-_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclasses.dataclass
@@ -251,27 +243,13 @@ class Deliverer:
         body: bytes,
         headers: dict[str, str],
     ) -> CappedResponse:
-        """POST over a kept-alive connection; once more over a new one if the receiver had
-        closed the kept one (it answered nothing: the request may be sent again)."""
-        allow_private = self._allows_private(delivery.api_mode)
-        for attempt in (1, 2):
-            reused = False
-            try:
-                async with connections.lane(delivery.url, allow_private=allow_private) as lane:
-                    client, reused = lane
-                    request = client.build_request(
-                        "POST", delivery.url, content=body, headers=headers
-                    )
-                    return await send_capped(
-                        client,
-                        request,
-                        max_bytes=max(self._settings.max_response_bytes, 1),
-                        timeout_seconds=self._settings.timeout_seconds,
-                    )
-            except _STALE_CONNECTION:
-                if not reused or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await connections.post(
+            delivery.url,
+            body,
+            headers,
+            allow_private=self._allows_private(delivery.api_mode),
+            max_bytes=max(self._settings.max_response_bytes, 1),
+        )
 
     def _allows_private(self, api_mode: str) -> bool:
         return api_mode == "test" or self._settings.allow_private_targets

@@ -101,3 +101,39 @@ async def _emit_test_event(runtime: Runtime, org: CreatedOrg) -> str:
             api_mode="test",
             event=WebhookTest(),
         )
+
+
+async def test_kept_connections_send_the_same_headers_and_never_replay_cookies(
+    runtime: Runtime, org: CreatedOrg
+) -> None:
+    # Requests go out through the guarded transport without an httpx client around it (#17):
+    # they carry what a client sent (raw bytes asked for, the user agent, a length), and a
+    # cookie one answer sets is not sent back with the next delivery.
+    receiver = Receiver(headers={"set-cookie": "session=abc; Path=/"})
+    await add_endpoint_and_send_two(runtime, org, receiver)
+
+    first, second = receiver.received
+    for got in (first, second):
+        assert got.headers["accept-encoding"] == "identity"
+        assert got.headers["user-agent"] == "ehiconnect-webhooks/1"
+        assert got.headers["content-type"] == "application/json"
+        assert got.headers["content-length"] == str(len(got.body))
+        assert got.headers["host"].startswith("127.0.0.1:")
+        assert "cookie" not in got.headers
+    assert first.client == second.client  # the second went over the kept connection
+
+
+async def add_endpoint_and_send_two(runtime: Runtime, org: CreatedOrg, receiver: Receiver) -> None:
+    with serve_in_thread(receiver) as server:
+        await add_endpoint(runtime, org.org_id, server.url + "/hooks")
+        async with deliverer(runtime, WebhookSettings(timeout_seconds=5, batch_size=1)) as sender:
+            for n in range(2):
+                async with runtime.database.transaction() as session:
+                    await outbox.emit(
+                        session,
+                        clock=runtime.clock,
+                        org_id=org.org_id,
+                        api_mode="test",
+                        event=WebhookTest.model_validate({"n": n}),
+                    )
+                assert (await sender.run_pass()).succeeded == 1
