@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,6 @@ from ehiconnect.webhooks.models import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,
-    WebhookAttempt,
     WebhookEndpoint,
 )
 from ehiconnect.webhooks.schedule import (
@@ -269,7 +268,7 @@ class Deliverer:
             recorded = PassReport()  # what this try disabled, kept only if it commits
             try:
                 async with self._database.transaction() as session:
-                    await session.execute(insert(WebhookAttempt), attempts)
+                    await session.execute(_INSERT_ATTEMPTS, _attempt_arrays(attempts))
                     await session.execute(_UPDATE_DELIVERIES, _as_arrays(updates))
                     await self._update_endpoints(session, results, now, recorded)
                 report.disabled_endpoints += recorded.disabled_endpoints
@@ -407,6 +406,26 @@ _UPDATE_DELIVERIES = text(
     WHERE d.id = u.id AND d.claim_token = u.token
     """
 )
+
+
+# Every attempt of a pass in one statement, its columns as arrays: the ORM's bulk insert spent
+# more CPU shaping parameters than the database spent inserting (#17).
+_INSERT_ATTEMPTS = text(
+    """
+    INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, attempt_number,
+        attempted_at, status_code, latency_ms, response_excerpt, error, outcome)
+    SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:event_id AS varchar[]),
+        CAST(:endpoint_id AS varchar[]), CAST(:attempt_number AS int[]),
+        CAST(:attempted_at AS timestamptz[]), CAST(:status_code AS int[]),
+        CAST(:latency_ms AS int[]), CAST(:response_excerpt AS text[]), CAST(:error AS text[]),
+        CAST(:outcome AS text[]))
+    """
+)
+
+
+def _attempt_arrays(attempts: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows of `_attempt_row` as one array per column, for `_INSERT_ATTEMPTS`."""
+    return {column: [a[column] for a in attempts] for column in attempts[0]}
 
 
 def _as_arrays(updates: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
