@@ -40,19 +40,25 @@ def patient_of(resource: dict[str, Any]) -> str | None:
 
 def codes_of(resource: dict[str, Any]) -> list[str]:
     """`system|code` and bare `code` of the resource's main codings (for token search)."""
-    found: list[str] = []
+    found: set[str] = set()
     for key in _CODE_KEYS:
         concept = resource.get(key)
-        concepts = concept if isinstance(concept, list) else [concept]
-        for item in concepts:
-            if not isinstance(item, dict):
-                continue
-            for coding in item.get("coding") or []:
-                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                    system = coding.get("system") if isinstance(coding.get("system"), str) else ""
-                    found.append(f"{system}|{coding['code']}")
-                    found.append(coding["code"])
-    return sorted(set(found))
+        if concept is None:
+            continue
+        for item in concept if isinstance(concept, list) else (concept,):
+            if isinstance(item, dict):
+                _add_codings(item.get("coding") or (), found)
+    return sorted(found)
+
+
+def _add_codings(codings: Any, found: set[str]) -> None:
+    for coding in codings:
+        if isinstance(coding, dict):
+            code = coding.get("code")
+            if isinstance(code, str):
+                system = coding.get("system")
+                found.add(f"{system if isinstance(system, str) else ''}|{code}")
+                found.add(code)
 
 
 def date_of(resource: dict[str, Any]) -> str | None:
@@ -69,5 +75,5 @@ def date_of(resource: dict[str, Any]) -> str | None:
 
 def content_sha256(resource: dict[str, Any]) -> str:
     """A digest of the resource's content, ignoring `meta` (servers restamp it)."""
-    content = {k: v for k, v in resource.items() if k != "meta"}
+    content = {k: v for k, v in resource.items() if k != "meta"} if "meta" in resource else resource
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
