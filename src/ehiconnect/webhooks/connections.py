@@ -114,11 +114,18 @@ class ReceiverConnections:
     ) -> CappedResponse:
         """One request and at most `max_bytes` of its answer, all within the timeout, so a
         receiver trickling bytes cannot hold a worker."""
+        # Host and Content-Length written here, the body given as a stream: httpx then skips
+        # filling them in header by header (a tenth of the CPU per delivery, #17).
         request = httpx.Request(
             "POST",
             url,
-            headers={**self._headers, **headers},
-            content=body,
+            headers={
+                "host": url.netloc.decode("ascii"),
+                **self._headers,
+                **headers,
+                "content-length": str(len(body)),
+            },
+            stream=httpx.ByteStream(body),
             extensions=self._timeouts,
         )
         async with asyncio.timeout(self._timeout):
