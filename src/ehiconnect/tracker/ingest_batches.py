@@ -75,19 +75,24 @@ async def _file_order(
                 batch, size = [], 0
             batch.append(resource)
             size += line
-    if batch:
-        yield before, batch
+        if batch:
+            with collector.resumed():
+                yield before, batch
     _warn_malformed(reader, key)
 
 
 class _CollectorPause:
-    """Pauses Python's cycle collector while a batch is parsed.
+    """Keeps Python's cycle collector off the parsed resources.
 
     Every parsed resource stays alive until its batch is written, so each collection rescans the
     whole batch so far: with the collector on, orjson parsed this file's lines three to four
     times slower (0.28-0.36 s against 0.08-0.09 s for 5,026 resources, measured here). Parsed
-    JSON holds no reference cycles, so pausing loses nothing; the collector runs again while the
-    sink writes (`resumed`) and after the file. If it was off already, it stays off.
+    JSON holds no reference cycles, so the collector is paused while a batch is parsed, and while
+    the sink writes it (`resumed`) the collector runs again with the batch moved out of its reach
+    (`gc.freeze`): otherwise its first collections would walk every object of the batch, all
+    still young, and again as they aged (a third of a Parquet batch's write, measured here). The
+    frozen objects go back into its care after the file (`gc.unfreeze`); those freed meanwhile
+    (written batches) simply leave. If the collector was off already, it stays off.
     """
 
     def __init__(self) -> None:
@@ -98,11 +103,13 @@ class _CollectorPause:
         gc.disable()
 
     def __exit__(self, *exc: object) -> None:
+        gc.unfreeze()
         if self._was_enabled:
             gc.enable()
 
     @contextlib.contextmanager
     def resumed(self) -> Iterator[None]:
+        gc.freeze()
         if self._was_enabled:
             gc.enable()
         try:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ehiconnect.tracker.sinks.base import Batching
@@ -62,17 +62,16 @@ class ParquetSink:
         await asyncio.to_thread(self._write, resources, batch_key)
 
     def _write(self, resources: list[dict[str, Any]], batch_key: str) -> None:
-        columns: dict[str, _Columns] = defaultdict(_Columns)
-        for resource in resources:
-            kind, rid = resource.get("resourceType"), resource.get("id")
-            if isinstance(kind, str) and isinstance(rid, str) and _SAFE.match(kind):
-                columns[kind].add(rid, resource)
-        for kind, column in columns.items():
+        table = _table_of(resources)
+        kinds = table.column("resource_type")
+        for kind in pc.unique(kinds).to_pylist():
+            if not _SAFE.match(kind):
+                continue
             folder = self.directory / kind
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{batch_key}.parquet"
             temporary = folder / f".{batch_key}.parquet.tmp"
-            pq.write_table(column.table(kind), temporary, compression="zstd")
+            pq.write_table(table.filter(pc.equal(kinds, kind)), temporary, compression="zstd")
             os.replace(temporary, target)
 
     async def forget_jobs(self, job_ids: list[str]) -> int:
@@ -93,36 +92,39 @@ class ParquetSink:
         return None
 
 
-class _Columns:
-    """One resource type's columns, filled a row at a time."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.patients: list[str | None] = []
-        self.codes: list[list[str]] = []
-        self.dates: list[str | None] = []
-        self.updated: list[object] = []
-        self.bodies: list[bytes] = []
-
-    def add(self, rid: str, resource: dict[str, Any]) -> None:
-        self.ids.append(rid)
-        self.patients.append(patient_of(resource))
-        self.codes.append(codes_of(resource))
-        self.dates.append(date_of(resource))
+def _table_of(resources: list[dict[str, Any]]) -> pa.Table:
+    """The batch as one Arrow table, built a column at a time (lists appended in one pass, each
+    turned into an Arrow array at once); the writer then splits it by resource type, keeping the
+    file's order within each type."""
+    kinds: list[str] = []
+    ids: list[str] = []
+    patients: list[str | None] = []
+    codes: list[list[str]] = []
+    dates: list[str | None] = []
+    updated: list[object] = []
+    bodies: list[bytes] = []
+    for resource in resources:
+        kind, rid = resource.get("resourceType"), resource.get("id")
+        if not (isinstance(kind, str) and isinstance(rid, str)):
+            continue
+        kinds.append(kind)
+        ids.append(rid)
+        patients.append(patient_of(resource))
+        codes.append(codes_of(resource))
+        dates.append(date_of(resource))
         meta = resource.get("meta")
-        self.updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
-        self.bodies.append(orjson.dumps(resource))  # UTF-8: Arrow takes it as the string as is
-
-    def table(self, kind: str) -> pa.Table:
-        return pa.Table.from_arrays(
-            [
-                pa.array([kind] * len(self.ids), pa.string()),
-                pa.array(self.ids, pa.string()),
-                pa.array(self.patients, pa.string()),
-                pa.array(self.codes, pa.list_(pa.string())),
-                pa.array(self.dates, pa.string()),
-                pa.array(self.updated, pa.string()),
-                pa.array(self.bodies, pa.string()),
-            ],
-            schema=SCHEMA,
-        )
+        updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
+        bodies.append(orjson.dumps(resource))
+    return pa.Table.from_arrays(
+        [
+            pa.array(kinds, pa.string()),
+            pa.array(ids, pa.string()),
+            pa.array(patients, pa.string()),
+            pa.array(codes, pa.list_(pa.string())),
+            pa.array(dates, pa.string()),
+            pa.array(updated, pa.string()),
+            # orjson writes UTF-8: the bytes are the strings as they are, unchecked again
+            pa.array(bodies, pa.binary()).view(pa.string()),
+        ],
+        schema=SCHEMA,
+    )

@@ -1,0 +1,102 @@
+"""Ingest's batch cutting and the Parquet sink's files, without a database."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from ehiconnect.storage.memory import MemoryBlobStore
+from ehiconnect.tracker.ingest_batches import batches
+from ehiconnect.tracker.sinks.base import Batching
+from ehiconnect.tracker.sinks.fields import codes_of, date_of, patient_of
+from ehiconnect.tracker.sinks.parquet import SCHEMA, ParquetSink
+
+
+def observation(number: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"o{number}",
+        "meta": {"lastUpdated": f"2026-01-{number % 28 + 1:02d}"},
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": f"{number}-1"}]},
+        "effectiveDateTime": f"2025-{number % 12 + 1:02d}-01",
+        **extra,
+    }
+
+
+def record() -> list[dict[str, Any]]:
+    return [
+        {"resourceType": "Patient", "id": "p1", "name": [{"family": "Ng"}]},
+        observation(1),
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}},
+        observation(2, note=[{"text": "caf\u00e9 \u2014 \U0001f600"}]),
+        {"resourceType": "Observation", "code": {"text": "no id"}},  # skipped: no id
+        {"resourceType": "../escape", "id": "x"},  # skipped: not a safe folder name
+        observation(3, meta="not an object"),
+    ]
+
+
+def expected_rows(resources: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The columns as the sink wrote them a row at a time before it built them column-wise."""
+    rows = []
+    for resource in resources:
+        if resource.get("resourceType") != kind or not isinstance(resource.get("id"), str):
+            continue
+        meta = resource.get("meta")
+        rows.append(
+            {
+                "resource_type": kind,
+                "id": resource["id"],
+                "patient_id": patient_of(resource),
+                "codes": codes_of(resource),
+                "date": date_of(resource),
+                "last_updated": meta.get("lastUpdated") if isinstance(meta, dict) else None,
+                "resource": orjson.dumps(resource).decode(),
+            }
+        )
+    return rows
+
+
+async def test_parquet_writes_one_file_per_type_with_the_fixed_columns(tmp_path: Path) -> None:
+    resources = record()
+    sink = ParquetSink(tmp_path)
+    await sink.write_batch(resources, batch_key="job1-0-000000000")
+    await sink.write_batch(resources, batch_key="job1-0-000000000")  # a re-run replaces it
+
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert files == [
+        "Condition",
+        "Condition/job1-0-000000000.parquet",
+        "Observation",
+        "Observation/job1-0-000000000.parquet",
+        "Patient",
+        "Patient/job1-0-000000000.parquet",
+    ]
+    for kind in ("Patient", "Observation", "Condition"):
+        table = pq.read_table(tmp_path / kind / "job1-0-000000000.parquet")
+        assert table.schema.equals(SCHEMA)
+        assert table.to_pylist() == expected_rows(resources, kind)  # file order within a type
+
+
+async def test_batches_keep_file_order_and_leave_the_collector_as_found() -> None:
+    blobs = MemoryBlobStore(chunk_size=100)  # lines split across chunks
+    lines = [orjson.dumps(observation(n)) for n in range(25)]
+    async with blobs.open_writer("f.ndjson") as writer:
+        await writer.write(b"\n".join([*lines[:10], b"", b"{not json", *lines[10:]]) + b"\n")
+    assert gc.isenabled()
+
+    cut = [
+        (before, [r["id"] for r in batch])
+        async for before, batch in batches(blobs, "f.ndjson", Batching(10, 10**6), skip=5)
+    ]
+
+    assert cut == [
+        (5, [f"o{n}" for n in range(5, 15)]),
+        (15, [f"o{n}" for n in range(15, 25)]),
+    ]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
