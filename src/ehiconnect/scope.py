@@ -12,9 +12,23 @@ One rule for every kind of object (connections, exports, webhook endpoints and e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from ehiconnect.errors import Forbidden, NotFound
 from ehiconnect.ids import ApiMode
+
+
+class Owned(Protocol):
+    """Any stored object of an organization: a connection, an export task, a webhook endpoint."""
+
+    @property
+    def org_id(self) -> str: ...
+
+    @property
+    def api_mode(self) -> str: ...
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
 
 
 @dataclass(frozen=True)
@@ -38,3 +52,16 @@ class OrgScope:
                 f"use your {api_mode} key",
                 code="api_mode_mismatch",
             )
+
+    def admitted(self, found: OwnedT | None, *, kind: str, object_id: str, hint: str) -> OwnedT:
+        """`found` (what a lookup by `object_id` returned, or None) if this scope may see it;
+        otherwise the 404 or 403 of `admit`."""
+        self.admit(
+            kind=kind,
+            object_id=object_id,
+            org_id=found.org_id if found is not None else None,
+            api_mode=found.api_mode if found is not None else None,
+            hint=hint,
+        )
+        assert found is not None  # admitted
+        return found

@@ -34,3 +34,17 @@ def test_the_callers_object_in_the_other_mode_names_the_key_to_use() -> None:
     assert refused.value.code == "api_mode_mismatch"
     assert "made in live mode" in str(refused.value)
     assert "use your live key" in str(refused.value)
+
+
+class Row:
+    def __init__(self, org_id: str, api_mode: str) -> None:
+        self.org_id, self.api_mode = org_id, api_mode
+
+
+def test_a_lookup_result_in_scope_is_handed_back_and_a_missing_one_is_404() -> None:
+    row = Row("org-a", "test")
+    assert SCOPE.admitted(row, kind="export", object_id="t1", hint=HINT) is row
+    with pytest.raises(NotFound):
+        SCOPE.admitted(None, kind="export", object_id="t1", hint=HINT)
+    with pytest.raises(Forbidden):
+        SCOPE.admitted(Row("org-a", "live"), kind="export", object_id="t1", hint=HINT)

@@ -26,15 +26,9 @@ async def get_connection(
         if _is_uuid(org_connection_id)
         else None  # never a connection id: no need to ask the database
     )
-    scope.admit(
-        kind="connection",
-        object_id=org_connection_id,
-        org_id=connection.org_id if connection else None,
-        api_mode=connection.api_mode if connection else None,
-        hint=WHERE_IDS_COME_FROM,
+    return scope.admitted(
+        connection, kind="connection", object_id=org_connection_id, hint=WHERE_IDS_COME_FROM
     )
-    assert connection is not None  # admitted
-    return connection
 
 
 def _is_uuid(value: str) -> bool:

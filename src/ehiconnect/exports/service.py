@@ -94,12 +94,4 @@ async def get_task(
         if _TASK_ID.fullmatch(task_id)  # anything else (a NUL byte, say) is no task of ours
         else None
     )
-    scope.admit(
-        kind="export task",
-        object_id=task_id,
-        org_id=task.org_id if task else None,
-        api_mode=task.api_mode if task else None,
-        hint=WHERE_IDS_COME_FROM,
-    )
-    assert task is not None  # admitted
-    return task
+    return scope.admitted(task, kind="export task", object_id=task_id, hint=WHERE_IDS_COME_FROM)

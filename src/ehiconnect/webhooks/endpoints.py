@@ -164,15 +164,9 @@ async def add_endpoint(
 async def get_endpoint(session: AsyncSession, scope: OrgScope, endpoint_id: str) -> WebhookEndpoint:
     """The endpoint, if `scope` admits it (`OrgScope.admit`: 404 or 403 otherwise)."""
     endpoint = await session.get(WebhookEndpoint, endpoint_id)
-    scope.admit(
-        kind="webhook endpoint",
-        object_id=endpoint_id,
-        org_id=endpoint.org_id if endpoint else None,
-        api_mode=endpoint.api_mode if endpoint else None,
-        hint=WHERE_ENDPOINT_IDS_COME_FROM,
+    return scope.admitted(
+        endpoint, kind="webhook endpoint", object_id=endpoint_id, hint=WHERE_ENDPOINT_IDS_COME_FROM
     )
-    assert endpoint is not None  # admitted
-    return endpoint
 
 
 async def owner_scope(session: AsyncSession, endpoint_id: str) -> OrgScope:

@@ -51,15 +51,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 async def get_event(session: AsyncSession, scope: OrgScope, event_id: str) -> WebhookEvent:
     """The event, if `scope` admits it (`OrgScope.admit`: 404 or 403 otherwise)."""
     event = await session.get(WebhookEvent, event_id)
-    scope.admit(
-        kind="webhook event",
-        object_id=event_id,
-        org_id=event.org_id if event else None,
-        api_mode=event.api_mode if event else None,
-        hint=WHERE_EVENT_IDS_COME_FROM,
+    return scope.admitted(
+        event, kind="webhook event", object_id=event_id, hint=WHERE_EVENT_IDS_COME_FROM
     )
-    assert event is not None  # admitted
-    return event
 
 
 async def event_scope(session: AsyncSession, event_id: str) -> OrgScope:
