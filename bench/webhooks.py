@@ -38,8 +38,23 @@ worktree with this bench (emitting one by one), back to back (sniffio installed 
                                        for the workers: the first events waited for them)
 
 The goal (1,000/s sustained with p99 < 1 s) is met for a backlog drain on a quiet machine, not
-for a live flow: the workers are CPU-bound (~1.6 ms per delivery, about 0.6 ms of it httpx's
-per-request work).
+for a live flow: the workers are CPU-bound.
+
+Second round for #17 (the guarded transport without an httpx client around it, requests built
+with Host and Content-Length in place, attempts inserted from arrays), against the code before it
+from a worktree, back to back, each pair run in both orders; load 4.1-7.0 (other engineers'
+tests and benchmarks), so the rates and p99s moved with the load and the order, not the code:
+
+    flat out 10,000          before 529/s, 722/s; 1.58, 1.69 ms worker CPU per delivery
+                             after  522/s, 701/s; 1.38, 1.31 ms
+    --rate 500, 6,000        before p99 after commit 629 ms (ran first), 1,751 ms (ran second);
+                             1.89, 2.09 ms
+                             after  p99 1,684 ms (ran second), 833 ms (ran first); 1.75, 1.86 ms
+
+Worker CPU per delivery fell 13-22% flat out, 7-11% at 500/s (smaller passes: the claim and the
+record cost more per delivery). What is left (py-spy): httpcore and anyio about 40% (the HTTP/1.1
+state machine, a cancel scope per socket read and write, the pool's readability check), the
+claim and record ~12%, asyncio's task per send; signing ~1%.
 """
 
 from __future__ import annotations
