@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker import ledger_store as store
@@ -45,6 +44,13 @@ log = logging.getLogger(__name__)
 # way sends its batch again, which the sinks absorb; the job's move to `ingested`, an ordinary
 # commit, flushes them all.
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
+# Written as SQL once: building the ORM upsert for every batch cost more than running it.
+_SAVE_CHECKPOINT = text(
+    "INSERT INTO tracker_ingest_progress (job_id, sink, file_key, lines_done, finished, batching) "
+    "VALUES (:job_id, :sink, :file_key, :lines_done, :finished, :batching) "
+    "ON CONFLICT (job_id, sink, file_key) DO UPDATE SET lines_done = EXCLUDED.lines_done, "
+    "finished = EXCLUDED.finished, batching = EXCLUDED.batching"
+)
 
 
 def enabled_sinks(tracker: TrackerRuntime) -> list[Sink]:
@@ -243,14 +249,14 @@ async def _save_checkpoint(
     finished: bool,
     batching: str,
 ) -> None:
-    values = {"lines_done": done, "finished": finished, "batching": batching}
-    statement = insert(TrackerIngestProgress).values(
-        job_id=job_id, sink=sink, file_key=key, **values
-    )
+    values = {
+        "job_id": job_id,
+        "sink": sink,
+        "file_key": key,
+        "lines_done": done,
+        "finished": finished,
+        "batching": batching,
+    }
     async with tracker.database.transaction() as session:
         await session.execute(_NO_FLUSH_WAIT)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["job_id", "sink", "file_key"], set_=values
-            )
-        )
+        await session.execute(_SAVE_CHECKPOINT, values)
