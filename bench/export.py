@@ -53,6 +53,7 @@ from ehiconnect.sandbox.config import SandboxConfig
 from ehiconnect.sandbox.generator import expected_attachments
 from ehiconnect.sandbox.patient_browser import PatientBrowser
 from ehiconnect.sandbox.pkce import s256_challenge
+from ehiconnect.settings import ExportSettings
 from ehiconnect.testing.servers import free_port
 
 CHUNK = 1 << 20
@@ -151,7 +152,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack() -> Iterator[Stack]:
+def running_stack(max_concurrency: int | None = None) -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="ehiconnect-bench-export-"))
     sandbox_port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EHICONNECT_")}
@@ -163,6 +164,8 @@ def running_stack() -> Iterator[Stack]:
             "EHICONNECT_LOG_LEVEL": "WARNING",
         }
     )
+    if max_concurrency is not None:
+        env["EHICONNECT_EXPORTS__MAX_CONCURRENCY"] = str(max_concurrency)
     stack = Stack(
         root=root,
         env=env,
@@ -607,7 +610,9 @@ def latency_run(stack: Stack, slug: str, username: str, latency_ms: int) -> dict
         set_latency(stack, slug, 0)
     worker_crawl = export["worker_crawl_s"]
     critical_s = round(sequential["critical_path_requests"] * latency_ms / 1000, 2)
-    concurrency = int(stack.env.get("EHICONNECT_EXPORTS__MAX_CONCURRENCY", "6"))
+    concurrency = int(
+        stack.env.get("EHICONNECT_EXPORTS__MAX_CONCURRENCY", str(ExportSettings().max_concurrency))
+    )
     return {
         "persona": f"{slug}/{username}",
         "latency_ms": latency_ms,
@@ -779,6 +784,12 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50, help="0 skips the latency runs")
     parser.add_argument("--skip-huge", action="store_true", help="skip the throughput run")
     parser.add_argument("--skip-cedar", action="store_true", help="latency run on harbor only")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="exports.max_concurrency for the worker (default: the setting's default)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -794,7 +805,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
-    with running_stack() as stack:
+    with running_stack(args.max_concurrency) as stack:
         if not args.skip_huge:
             result["throughput"] = throughput_run(stack, args.persona)
         if args.latency_ms:

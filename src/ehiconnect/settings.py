@@ -243,7 +243,11 @@ class ExportSettings(BaseModel):
     presigned_url_seconds: int = Field(default=300, description="S3 redirect URLs expire")
     deadline_minutes: float = Field(default=120.0, description="An export running longer fails")
     page_size: int = 200
-    max_concurrency: int = Field(default=6, description="Requests at once to one health system")
+    max_concurrency: int = Field(
+        default=16,
+        description="Requests at once to one health system (the crawl starts there and halves it "
+        "whenever the server answers 429 or 503)",
+    )
     min_concurrency: int = 1
     max_attempts: int = Field(default=6, description="Tries of one request before it is an error")
     backoff_base_seconds: float = 0.5

@@ -23,6 +23,7 @@ so it runs the same on in-memory ports in unit tests as on HTTP and PostgreSQL i
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -55,6 +56,11 @@ STAGING_LIMIT = 4 << 20
 """Attachments up to this many bytes are staged as soon as they are found (held in memory while
 they download, so at most this times the request limit); a larger one is recorded and downloaded
 once, by packaging, straight into the export file (`exports.package`)."""
+
+STAGING_BUDGET = 6 * STAGING_LIMIT
+"""Bytes of small attachments held in memory at once by the downloads in flight, whatever the
+request limit (each reserves its declared length, or `STAGING_LIMIT`, before its body is read):
+the worker's memory stays flat when a health system allows many requests at once."""
 
 
 @dataclass
@@ -182,6 +188,7 @@ class _Crawler:
         self.longest: Chain = ()
         self._failure: BaseException | None = None
         self._changed = asyncio.Event()
+        self.memory = _MemoryBudget(STAGING_BUDGET)
 
     # ------------------------------------------------------------------ scheduling
 
@@ -310,36 +317,47 @@ class _Crawler:
     async def _pages(
         self, step: str, first_url: str, resource_type: str | None, label: str
     ) -> None:
+        """A search's pages in order. The next page is asked for as soon as its link is known,
+        while this one is being staged, and what a page names is started before its rows are
+        written: neither waits for the database. Pages are still staged one after the other,
+        each with the link to the next, so a resumed crawl continues where this one stopped."""
         ctx = self.ctx
         saved = self.steps.get(step)
         if saved is not None and saved.done:
             return
         url: str | None = saved.cursor if saved is not None and saved.cursor else first_url
         chain: Chain = _PATIENT_CHAIN
-        while url is not None:
-            try:
-                bundle = await ctx.source.get_json(url)
-            except FetchError as exc:
-                await _give_up(ctx, step, exc, resource_type)
-                return
-            chain = (*chain, label)
-            self.note(chain)
-            resources = [
-                entry["resource"]
-                for entry in bundle.get("entry", [])
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
-            ]
-            # OperationOutcomes in a searchset report problems, they are not the patient's data.
-            data = [r for r in resources if r.get("resourceType") != "OperationOutcome"]
-            following = _next_link(bundle)
-            added = await ctx.staging.stage_page(step, data, next_url=following)
-            for resource in data:
-                if resource.get("resourceType") and resource.get("id"):
-                    self.staged.add((resource["resourceType"], str(resource["id"])))
-            for resource in data:
-                self.found(resource, 0, chain)
-            await ctx.on_progress(resources_added=added)
-            url = following
+        fetching: asyncio.Task[dict[str, Any]] | None = None
+        try:
+            while url is not None:
+                if fetching is None:
+                    fetching = asyncio.create_task(ctx.source.get_json(url))
+                try:
+                    bundle = await fetching
+                except FetchError as exc:
+                    await _give_up(ctx, step, exc, resource_type)
+                    return
+                chain = (*chain, label)
+                self.note(chain)
+                data = _page_resources(bundle)
+                following = _next_link(bundle)
+                fetching = (
+                    asyncio.create_task(ctx.source.get_json(following))
+                    if following is not None
+                    else None
+                )
+                for resource in data:
+                    if resource.get("resourceType") and resource.get("id"):
+                        self.staged.add((resource["resourceType"], str(resource["id"])))
+                for resource in data:
+                    self.found(resource, 0, chain)
+                added = await ctx.staging.stage_page(step, data, next_url=following)
+                await ctx.on_progress(resources_added=added)
+                url = following
+        finally:
+            if fetching is not None:  # a page asked for ahead that this search no longer takes
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
 
     async def _read(self, key: tuple[str, str], depth: int, chain: Chain) -> None:
         ctx = self.ctx
@@ -362,7 +380,16 @@ class _Crawler:
     ) -> None:
         ctx = self.ctx
         self.note((*chain, "attachment"))
-        sink = _MemorySink(ctx.staging_limit or STAGING_LIMIT)
+        sink = _MemorySink(ctx.staging_limit or STAGING_LIMIT, self.memory)
+        try:
+            await self._stage_download(binary_id, url, content_type, sink)
+        finally:
+            self.memory.release(sink.reserved)
+
+    async def _stage_download(
+        self, binary_id: str, url: str, content_type: str | None, sink: _MemorySink
+    ) -> None:
+        ctx = self.ctx
         try:
             result = await ctx.source.download(url, sink)
         except TooLarge:
@@ -388,11 +415,46 @@ class _Crawler:
         await ctx.on_progress(attachment_bytes=size)
 
 
-class _MemorySink:
-    """An attachment's chunks, up to `limit` bytes (TooLarge past it, or when declared larger)."""
+class _MemoryBudget:
+    """Bytes that downloads in flight may hold in memory, granted first come, first served; each
+    reservation is at most the whole budget, so the first in line always gets it in the end."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, total: int) -> None:
+        self.free = total
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def reserve(self, size: int) -> None:
+        if not self._waiting and self.free >= size:
+            self.free -= size
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((size, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(size)  # granted just as it was cancelled: pass it on
+            raise
+
+    def release(self, size: int) -> None:
+        self.free += size
+        while self._waiting and self.free >= self._waiting[0][0]:
+            wanted, granted = self._waiting.popleft()
+            if granted.done():  # its download was cancelled while it waited
+                continue
+            self.free -= wanted
+            granted.set_result(None)
+
+
+class _MemorySink:
+    """An attachment's chunks, up to `limit` bytes (TooLarge past it, or when declared larger),
+    within the crawl's memory budget: the declared length (else `limit`) is reserved before the
+    first chunk and released by the caller (`reserved`) once the chunks are staged."""
+
+    def __init__(self, limit: int, budget: _MemoryBudget) -> None:
         self.limit = limit
+        self.budget = budget
+        self.reserved = 0
         self.chunks: list[bytes] = []
         self.size = 0
         self.served_type = ""
@@ -402,6 +464,10 @@ class _MemorySink:
         self.served_type, self.declared_size = content_type, declared_size
         if declared_size is not None and declared_size > self.limit:
             raise TooLarge
+        if not self.reserved:  # kept over a restart
+            wanted = self.limit if declared_size is None else declared_size
+            await self.budget.reserve(wanted)
+            self.reserved = wanted
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -417,6 +483,17 @@ class _MemorySink:
     def take(self) -> list[bytes]:
         chunks, self.chunks = self.chunks, []
         return chunks
+
+
+def _page_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The patient's resources on a search page: OperationOutcomes in a searchset report
+    problems, they are not the patient's data."""
+    resources = [
+        entry["resource"]
+        for entry in bundle.get("entry", [])
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+    ]
+    return [r for r in resources if r.get("resourceType") != "OperationOutcome"]
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:

@@ -4,8 +4,9 @@ The file is built in one local file (`BlobStore.staging_path`: for local storage
 a rename; for S3 it is uploaded once at the end) by a pipeline that keeps the event loop free and
 memory flat: one chunk is read ahead (a staged blob, or a download in a worker thread), the chunk
 in hand is base64-encoded in a worker thread (`pybase64` releases the GIL), and the one before is
-hashed (sha256 releases it too) and written in a third, so the work spreads over the cores; each
-stage holds one chunk of 1 MiB, whatever the export's size. The file goes to disk as it is
+hashed (sha256 releases it too) in a third thread while a fourth writes it, so the work spreads
+over the cores and the file goes at the pace of its slowest step, the hash; each stage holds one
+chunk of 1 MiB, whatever the export's size. The file goes to disk as it is
 written, 64 MiB at a time (`writeback.py`), rather than all at the final fsync.
 
 The Patient comes first, then the organizations, locations, clinicians and medications others
@@ -80,15 +81,17 @@ class _Checkpoint:
 
 
 class _FileAssembler:
-    """Appends to the local file in worker threads, one write in flight at a time (order kept),
-    hashing as it writes; `mark`/`rollback` cut a failed line back out of file and hash."""
+    """Appends to the local file in worker threads, hashing as it writes: each chunk is hashed in
+    one thread while it is written in another (sha256 is the slowest step and both release the
+    GIL), one chunk in flight at a time so file and hash keep their order; `mark`/`rollback` cut
+    a failed line back out of file and hash."""
 
     def __init__(self, file: BinaryIO, offset: int, digest: Any) -> None:
         self._file = file
         self.offset = offset
         self._hash = digest
         self._buffer = bytearray()
-        self._in_flight: asyncio.Future[None] | None = None
+        self._in_flight: tuple[asyncio.Future[None], ...] = ()
         self._writeback = StreamedWriteback(offset)
         self._writeback_checked = offset
 
@@ -111,10 +114,12 @@ class _FileAssembler:
         await self.settle()
         self.offset += len(data)
         end = self.offset
-        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data, end))
+        self._in_flight = (
+            asyncio.ensure_future(asyncio.to_thread(self._hash.update, data)),
+            asyncio.ensure_future(asyncio.to_thread(self._write, data, end)),
+        )
 
-    def _hash_and_write(self, data: bytes, end: int) -> None:
-        self._hash.update(data)
+    def _write(self, data: bytes, end: int) -> None:
         self._file.write(data)
         if end - self._writeback_checked >= CHUNK_SIZE * 16:
             self._writeback_checked = end
@@ -122,9 +127,13 @@ class _FileAssembler:
             self._writeback.written(self._file.fileno(), end)
 
     async def settle(self) -> None:
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            await in_flight
+        """Wait for the chunk in flight; its error, if any, is raised here (after both of its
+        threads are done, so neither still uses the file or the hash)."""
+        in_flight, self._in_flight = self._in_flight, ()
+        if in_flight:
+            for outcome in await asyncio.gather(*in_flight, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def flush(self) -> None:
         await self._drain()

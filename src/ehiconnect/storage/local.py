@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -72,6 +73,20 @@ class LocalBlobWriter(WriterResult):
         await self.drain()
         await self.settle()
 
+    async def finish(self, commit: Callable[[BinaryIO], None]) -> None:
+        """Write what is left and run `commit` on the file, in one worker thread: a small blob
+        (an attachment staged by the crawl) costs two thread hops, its creation and this."""
+        await self.settle()
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+
+        def last_write_and_commit() -> None:
+            if rest:
+                self._hash_and_write(rest)
+            commit(self._file)
+
+        await asyncio.to_thread(last_write_and_commit)
+
     async def settle(self) -> None:
         """Wait for the chunk in flight (its error, if any, is raised here)."""
         in_flight, self._in_flight = self._in_flight, None
@@ -104,14 +119,12 @@ class LocalBlobStore:
     @asynccontextmanager
     async def open_writer(self, key: str) -> AsyncIterator[LocalBlobWriter]:
         target = self.path_for(key)
-        await asyncio.to_thread(target.parent.mkdir, mode=0o700, parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-        file = await asyncio.to_thread(_create_private, temp)
+        file = await asyncio.to_thread(_create_private_in_place, temp)
         writer = LocalBlobWriter(file, self._chunk_size)
         try:
             yield writer
-            await writer.flush()
-            await asyncio.to_thread(_commit, file, temp, target)
+            await writer.finish(functools.partial(_commit, temp=temp, target=target))
         except BaseException:
             with contextlib.suppress(Exception):
                 await writer.settle()  # the thread must be done with the file before it closes
@@ -191,13 +204,14 @@ class LocalBlobStore:
         return StoredObject(key=key, size=size, sha256=digest)
 
 
-def _create_private(path: Path) -> BinaryIO:
-    """A new file readable by its owner only: exports hold PHI."""
+def _create_private_in_place(path: Path) -> BinaryIO:
+    """A new file readable by its owner only (exports hold PHI), its directory made if need be."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     return os.fdopen(fd, "wb")
 
 
-def _commit(file: BinaryIO, temp: Path, target: Path) -> None:
+def _commit(file: BinaryIO, *, temp: Path, target: Path) -> None:
     file.flush()
     os.fsync(file.fileno())
     file.close()

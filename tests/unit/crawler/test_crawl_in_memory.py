@@ -8,7 +8,9 @@ to an Observation that a later search page brings anyway.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -291,3 +293,140 @@ async def test_without_the_patient_there_is_nothing_to_export() -> None:
     assert raised.value.failure_reason == ExportFailureReason.RESOURCE_PATIENT_FAILURE
     assert staging.resources == {}
     assert source.requests == [f"{BASE}metadata", f"{BASE}Patient/p1"]
+
+
+class _StagingThatWaits(MemoryStaging):
+    """Holds the first Observation page until the crawl has asked for the next one."""
+
+    def __init__(self, source: MemoryFhirSource) -> None:
+        super().__init__()
+        self.source = source
+        self.asked_ahead: list[bool] = []
+
+    async def stage_page(
+        self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
+    ) -> int:
+        if next_url == OBSERVATIONS_2:
+            for _ in range(100):
+                if OBSERVATIONS_2 in self.source.requests:
+                    break
+                await asyncio.sleep(0)
+            self.asked_ahead.append(OBSERVATIONS_2 in self.source.requests)
+        return await super().stage_page(step, resources, next_url=next_url)
+
+
+async def test_the_next_page_is_asked_for_while_the_page_before_it_is_staged() -> None:
+    source = health_system()
+    staging = _StagingThatWaits(source)
+
+    await run(source, staging, Progress())
+
+    assert staging.asked_ahead == [True]
+    assert set(staging.resources) == EVERY_RESOURCE
+    assert max(Counter(source.requests).values()) == 1
+
+
+class _StagingThatFails(MemoryStaging):
+    async def stage_page(
+        self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
+    ) -> int:
+        if next_url == OBSERVATIONS_3:
+            raise RuntimeError("the database went away")
+        return await super().stage_page(step, resources, next_url=next_url)
+
+
+async def test_pages_are_staged_in_order_when_staging_one_fails() -> None:
+    source, staging = health_system(), _StagingThatFails()
+
+    with pytest.raises(RuntimeError, match="the database went away"):
+        await run(source, staging, Progress())
+
+    # Page 2 was not staged, so neither is page 3, asked for ahead: a resumed crawl reads page 2.
+    assert staging.steps[f"search:{OBSERVATIONS}"] == Checkpoint(cursor=OBSERVATIONS_2, done=False)
+    assert ("Observation", "obs3") not in staging.resources
+    assert ("Observation", "obs4") not in staging.resources
+
+
+class _HeldBytes:
+    """Bytes of attachments downloads hold between their first chunk and being staged."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def add(self, size: int) -> None:
+        self.now += size
+        self.peak = max(self.peak, self.now)
+
+
+class _CountingSource(MemoryFhirSource):
+    def __init__(self, held: _HeldBytes, **kwargs: Any) -> None:
+        super().__init__(BASE, **kwargs)
+        self.held = held
+
+    async def download(self, url: str, sink: Any) -> Any:
+        held = self.held
+
+        class Counted:
+            async def begin(self, content_type: str, declared_size: int | None) -> None:
+                await sink.begin(content_type, declared_size)
+                held.add(declared_size or 0)
+
+            async def write(self, chunk: bytes) -> None:
+                await sink.write(chunk)
+
+            async def restart(self) -> None:
+                await sink.restart()
+
+        return await super().download(url, Counted())
+
+
+class _SlowAttachmentStaging(MemoryStaging):
+    def __init__(self, held: _HeldBytes) -> None:
+        super().__init__()
+        self.held = held
+
+    async def stage_attachment(
+        self, binary_id: str, *, source_url: str, content_type: str, chunks: Sequence[bytes]
+    ) -> int:
+        for _ in range(3):
+            await asyncio.sleep(0)  # a blob and a row take a while
+        size = await super().stage_attachment(
+            binary_id, source_url=source_url, content_type=content_type, chunks=chunks
+        )
+        self.held.add(-size)
+        return size
+
+
+async def test_downloads_in_flight_hold_no_more_than_the_memory_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ehiconnect.crawler import engine
+
+    monkeypatch.setattr(engine, "STAGING_BUDGET", 2 * STAGING_LIMIT)
+    held = _HeldBytes()
+    notes = {f"Binary/n{n}": MemoryAttachment("text/plain", NOTE) for n in range(10)}
+    document = {
+        "resourceType": "DocumentReference",
+        "id": "doc1",
+        "content": [{"attachment": {"url": url}} for url in notes],
+    }
+    capabilities = health_system().resources[f"{BASE}metadata"]
+    source = _CountingSource(
+        held,
+        resources={
+            "metadata": capabilities,
+            "Patient/p1": {"resourceType": "Patient", "id": "p1"},
+            OBSERVATIONS: bundle(),
+            CONDITIONS: bundle(),
+            DOCUMENTS: bundle(document),
+        },
+        attachments=notes,
+    )
+    staging = _SlowAttachmentStaging(held)
+
+    await run(source, staging, Progress())
+
+    assert {a.body for a in staging.attachments.values()} == {NOTE}
+    assert len(staging.attachments) == 10
+    assert held.peak == 2 * len(NOTE)  # two at a time, as the budget allows
