@@ -6,7 +6,8 @@
   last line has been read, holding only the lines that wait for a later one.
 
 Both skip the first `skip` resources of their order (an ingest resumed from its checkpoint) and
-yield `(resources before this batch, batch)`, so the caller can checkpoint after each batch.
+yield, with each batch, the count of resources before it, so the caller can checkpoint after each
+batch. A sink's `prepare` runs on the next batch while the sink writes this one.
 Positions count parsed resources; malformed lines are skipped the same way in every pass.
 """
 
@@ -16,8 +17,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 from ehiconnect.fhir.ndjson import NdjsonReader
 from ehiconnect.storage.port import BlobStore
@@ -27,15 +28,21 @@ from ehiconnect.tracker.sinks.ordering import ReferenceIndex
 log = logging.getLogger(__name__)
 
 Resources = list[dict[str, Any]]
+T = TypeVar("T")
 
 
 async def batches(
-    blobs: BlobStore, key: str, batching: Batching, skip: int
-) -> AsyncIterator[tuple[int, Resources]]:
-    """The batches in order; the next one is read and parsed while the caller writes this one
-    (the sink's write mostly waits on its database or server), so at most two are held."""
+    blobs: BlobStore,
+    key: str,
+    batching: Batching,
+    skip: int,
+    prepare: Callable[[Resources], T],
+) -> AsyncIterator[tuple[int, int, T]]:
+    """`(resources before, resources in, prepare(batch))` for each batch in order. The next batch
+    is read, parsed and prepared while the caller writes this one (a sink's write mostly waits on
+    its database or server), so at most two are held."""
     cut = _references_first if batching.references_first else _file_order
-    source = cut(blobs, key, batching, skip)
+    source = _prepared(cut(blobs, key, batching, skip), prepare)
     upcoming = asyncio.ensure_future(anext(source))
     try:
         while True:
@@ -50,6 +57,16 @@ async def batches(
             upcoming.cancel()
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
             await upcoming
+        await source.aclose()
+
+
+async def _prepared(
+    source: AsyncGenerator[tuple[int, Resources], None], prepare: Callable[[Resources], T]
+) -> AsyncGenerator[tuple[int, int, T], None]:
+    try:
+        async for before, batch in source:
+            yield before, len(batch), prepare(batch)
+    finally:
         await source.aclose()
 
 

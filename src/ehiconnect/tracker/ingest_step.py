@@ -11,6 +11,7 @@ and nothing doubled.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -20,13 +21,19 @@ from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.binary_lift import LiftError
 from ehiconnect.tracker.export_steps import retry_or_fail, schedule
-from ehiconnect.tracker.ingest_batches import batches
+from ehiconnect.tracker.ingest_batches import Resources, batches
 from ehiconnect.tracker.ledger import JobState, Step
 from ehiconnect.tracker.lift_step import LiftedFile, lift_file
 from ehiconnect.tracker.models import TrackerIngestProgress, TrackerJob
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
-from ehiconnect.tracker.sinks.base import Batching, Sink, SinkError, TemporarySinkError
+from ehiconnect.tracker.sinks.base import (
+    Batching,
+    PreparingSink,
+    Sink,
+    SinkError,
+    TemporarySinkError,
+)
 from ehiconnect.tracker.sinks.fhir_auth import (
     AwsSigV4,
     ClientCredentials,
@@ -215,14 +222,27 @@ async def ingest_file(
     done, finished = await _checkpoint(tracker, job_id, sink.name, key, batching.signature)
     if finished:
         return 0
+    prepare, write = _steps_of(sink)
     written = 0
-    async for before, batch in batches(tracker.blobs, key, batching, done):
-        await sink.write_batch(batch, batch_key=f"{job_id}-{number}-{before:09d}")
-        written += len(batch)
-        done = before + len(batch)
+    async for before, count, prepared in batches(tracker.blobs, key, batching, done, prepare):
+        await write(prepared, batch_key=f"{job_id}-{number}-{before:09d}")
+        written += count
+        done = before + count
         await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
     await _save_checkpoint(tracker, job_id, sink.name, key, done, True, batching.signature)
     return written
+
+
+def _steps_of(sink: Sink) -> tuple[Callable[[Resources], Any], Callable[..., Awaitable[None]]]:
+    """(prepare, write) of a batch: a preparing sink's CPU work runs ahead (`PreparingSink`);
+    another sink gets its batch as parsed."""
+    if isinstance(sink, PreparingSink):
+        return sink.prepare, sink.write_prepared
+    return _as_parsed, sink.write_batch
+
+
+def _as_parsed(batch: Resources) -> Resources:
+    return batch
 
 
 async def _checkpoint(

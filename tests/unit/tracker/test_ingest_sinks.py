@@ -1,4 +1,5 @@
-"""Ingest's batch cutting and the Parquet sink's files, without a database."""
+"""Ingest's batch cutting, the Parquet sink's files and the FHIR store's prepared rows, without a
+database."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ehiconnect.storage.memory import MemoryBlobStore
 from ehiconnect.tracker.ingest_batches import batches
-from ehiconnect.tracker.sinks.base import Batching
-from ehiconnect.tracker.sinks.fields import codes_of, date_of, patient_of
+from ehiconnect.tracker.sinks.base import Batching, PreparingSink
+from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
+from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
 from ehiconnect.tracker.sinks.parquet import SCHEMA, ParquetSink
 
 
@@ -89,14 +91,46 @@ async def test_batches_keep_file_order_and_leave_the_collector_as_found() -> Non
         await writer.write(b"\n".join([*lines[:10], b"", b"{not json", *lines[10:]]) + b"\n")
     assert gc.isenabled()
 
+    def ids(batch: list[dict[str, Any]]) -> list[str]:
+        return [r["id"] for r in batch]
+
     cut = [
-        (before, [r["id"] for r in batch])
-        async for before, batch in batches(blobs, "f.ndjson", Batching(10, 10**6), skip=5)
+        item async for item in batches(blobs, "f.ndjson", Batching(10, 10**6), skip=5, prepare=ids)
     ]
 
     assert cut == [
-        (5, [f"o{n}" for n in range(5, 15)]),
-        (15, [f"o{n}" for n in range(15, 25)]),
+        (5, 10, [f"o{n}" for n in range(5, 15)]),
+        (15, 10, [f"o{n}" for n in range(15, 25)]),
     ]
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_fhir_store_prepares_each_resource_once_by_type_and_id() -> None:
+    sink = FhirStoreSink(database=None, clock=None)  # type: ignore[arg-type]  # prepare is pure
+    assert isinstance(sink, PreparingSink)
+    amended = observation(1, status="amended")
+    nul = {"resourceType": "Patient", "id": "p\u00002", "name": [{"text": "a\u0000b"}]}
+
+    prepared = sink.prepare([*record(), amended, nul])
+
+    assert list(prepared) == [
+        ("Patient", "p1"),
+        ("Observation", "o1"),
+        ("Condition", "c1"),
+        ("Observation", "o2"),
+        ("../escape", "x"),
+        ("Observation", "o3"),
+        ("Patient", "p\ufffd2"),
+    ]
+    row = prepared[("Observation", "o1")]  # the batch's last copy
+    assert row.sha == content_sha256(amended)
+    assert orjson.loads(row.json) == {
+        "resource_type": "Observation",
+        "resource_id": "o1",
+        "content_sha256": content_sha256(amended),
+        "patient_id": "p1",
+        "codes": codes_of(amended),
+        "effective_date": date_of(amended),
+        "body": amended,
+    }

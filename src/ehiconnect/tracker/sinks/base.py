@@ -8,7 +8,7 @@ names the batch stably across such re-runs (job, file, first line).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class SinkError(Exception):
@@ -53,3 +53,14 @@ class Sink(Protocol):
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparingSink(Sink, Protocol):
+    """A sink whose CPU work on a batch can run ahead of its writing: ingest calls `prepare` on
+    the next batch while `write_prepared` still waits on the destination with this one, so the
+    two overlap. `write_batch(resources)` must equal `write_prepared(prepare(resources))`."""
+
+    def prepare(self, resources: list[dict[str, Any]]) -> Any: ...
+
+    async def write_prepared(self, prepared: Any, *, batch_key: str) -> None: ...

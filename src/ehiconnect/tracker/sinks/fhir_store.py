@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import func, select, text
@@ -61,10 +61,14 @@ _WRITE = text(
 )
 
 
-def _iso(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot store a {type(value).__name__} in the FHIR store")
+class PreparedRow(NamedTuple):
+    """A resource's row as the write sends it: its content digest and its JSON."""
+
+    sha: str
+    json: bytes
+
+
+PreparedRows = dict[tuple[str, str], PreparedRow]  # by (type, id): a batch's last copy wins
 
 
 class FhirStoreSink:
@@ -76,36 +80,43 @@ class FhirStoreSink:
         self._clock = clock
 
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
-        now = self._clock.now()
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        await self.write_prepared(self.prepare(resources), batch_key=batch_key)
+
+    def prepare(self, resources: list[dict[str, Any]]) -> PreparedRows:
+        """The batch's rows, each with its search fields, digest and JSON (pure CPU work: ingest
+        runs it for the next batch while PostgreSQL writes this one)."""
+        rows: dict[tuple[str, str], PreparedRow] = {}
         for resource in resources:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not (isinstance(kind, str) and isinstance(rid, str)):
                 continue  # the platform never sends these; a foreign file might
             kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
-            rows[(kind, rid)] = {
+            sha = content_sha256(resource)
+            row = {
                 "resource_type": kind,
                 "resource_id": rid,
-                "content_sha256": content_sha256(resource),
+                "content_sha256": sha,
                 "patient_id": patient_of(resource),
                 "codes": codes_of(resource),
                 "effective_date": date_of(resource),
                 "body": resource,
             }
+            rows[(kind, rid)] = PreparedRow(sha, orjson.dumps(row))
+        return rows
+
+    async def write_prepared(self, rows: PreparedRows, *, batch_key: str) -> None:
         if not rows:
             return
+        now = self._clock.now()
         async with self._database.transaction() as session:
             await session.execute(_NO_FLUSH_WAIT)
-            keys = [
-                {"t": r["resource_type"], "i": r["resource_id"], "s": r["content_sha256"]}
-                for r in rows.values()
-            ]
+            keys = [{"t": kind, "i": rid, "s": row.sha} for (kind, rid), row in rows.items()]
             known = await session.execute(_UNCHANGED, {"keys": orjson.dumps(keys).decode()})
             unchanged = {(kind, rid) for kind, rid in known}
-            values = [row for key, row in rows.items() if key not in unchanged]
+            values = [row.json for key, row in rows.items() if key not in unchanged]
             if not values:
                 return  # a re-run: everything is stored already
-            payload = replace_nul_escapes(orjson.dumps(values, default=_iso))[0].decode()
+            payload = replace_nul_escapes(b"[" + b",".join(values) + b"]")[0].decode()
             await session.execute(_WRITE, {"rows": payload, "now": now})
 
     async def close(self) -> None:
