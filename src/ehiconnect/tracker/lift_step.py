@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +26,15 @@ from ehiconnect.tracker.binary_lift import (
     BinaryLifter,
     Event,
     LiftData,
+    LiftEnd,
     LiftStart,
     Line,
 )
+from ehiconnect.tracker.payload_writer import PayloadWriter, open_payload
 
 STORED_DATA_URL = "https://ehiconnect.dev/fhir/StructureDefinition/stored-data"
 _FLUSH_BYTES = 1024 * 1024
+_GROUP_BYTES = 4 * 1024 * 1024  # file bytes decoded per thread hop (the store reads 1 MiB chunks)
 
 
 @dataclass
@@ -73,64 +77,111 @@ def _with_pointer(resource: dict[str, Any], key: str, size: int, sha256: str) ->
 
 
 async def lift_file(blobs: BlobStore, key: str, threshold: int) -> LiftedFile:
-    """Lift the large payloads of stored file `key`; the file itself when there are none."""
+    """Lift the large payloads of stored file `key`; the file itself when there are none.
+
+    Three stages overlap on the machine's cores: a group of chunks is decoded in a worker
+    thread while the payload decoded from the group before is hashed and written (two more
+    threads, `payload_writer`) and the next group is read ahead by the store.
+    """
     base = key.removesuffix(".ndjson")
     lifted = LiftedFile(ingest_key=f"{base}.ingest.ndjson")
     lifter = BinaryLifter(threshold)
-    buffer = bytearray()
-    async with contextlib.AsyncExitStack() as outer:
-        out = await outer.enter_async_context(blobs.open_writer(lifted.ingest_key))
-        payload: contextlib.AsyncExitStack | None = None
-        writer: BlobWriter | None = None
-        payload_key = ""
-
-        async def handle(event: Event) -> None:
-            nonlocal payload, writer, payload_key
-            if isinstance(event, Line):
-                buffer.extend(event.data)
-                buffer.extend(b"\n")
-                if len(buffer) >= _FLUSH_BYTES:
-                    await out.write(bytes(buffer))
-                    buffer.clear()
-            elif isinstance(event, LiftStart):
-                payload_key = f"{base}.binary/{event.number}.bin"
-                payload = contextlib.AsyncExitStack()
-                writer = await payload.enter_async_context(blobs.open_writer(payload_key))
-            elif isinstance(event, LiftData):
-                assert writer is not None
-                await writer.write(event.data)
-            else:
-                assert payload is not None
-                assert writer is not None
-                await payload.aclose()  # commits the payload object
-                stored = writer.stored
-                lifted.payload_keys.append(payload_key)
-                line = _with_pointer(event.resource, payload_key, stored.size, stored.sha256)
-                buffer.extend(orjson.dumps(line))
-                buffer.extend(b"\n")
-                payload, writer = None, None
-
+    async with blobs.open_writer(lifted.ingest_key) as out:
+        copier = _Copier(blobs, base, out, lifted)
         try:
-            # Each chunk is decoded in a worker thread while the events of the one before are
-            # written (the store hashes and writes in a thread of its own): one `feed` at a
-            # time, so the lifter sees the chunks in order.
             previous: list[Event] = []
-            async for chunk in blobs.open_reader(key):
-                decoding = asyncio.ensure_future(asyncio.to_thread(lifter.feed, chunk))
-                try:
-                    for event in previous:
-                        await handle(event)
-                finally:
-                    previous = await decoding
-            for event in [*previous, *lifter.finish()]:
-                await handle(event)
-            if buffer:
-                await out.write(bytes(buffer))
+            async with contextlib.aclosing(_groups(blobs.open_reader(key))) as groups:
+                async for group in groups:
+                    decoding = asyncio.ensure_future(asyncio.to_thread(_feed_all, lifter, group))
+                    try:
+                        await copier.handle(previous)
+                    finally:
+                        previous = await decoding
+            await copier.handle([*previous, *lifter.finish()])
+            await copier.flush()
         except BaseException as exc:
-            if payload is not None:  # discard the partial payload object, do not commit it
-                await payload.__aexit__(type(exc), exc, exc.__traceback__)
+            await copier.discard(exc)  # a partial payload is never committed
             raise
     if not lifted.payload_keys:
         await blobs.delete(lifted.ingest_key)
         return LiftedFile(ingest_key=key)
     return lifted
+
+
+class _Copier:
+    """Takes the lifter's events in order: lines into the ingest file, payloads into objects."""
+
+    def __init__(self, blobs: BlobStore, base: str, out: BlobWriter, lifted: LiftedFile) -> None:
+        self._blobs = blobs
+        self._base = base
+        self._out = out
+        self._lifted = lifted
+        self._buffer = bytearray()
+        self._payload: PayloadWriter | None = None
+        self._payload_key = ""
+
+    async def handle(self, events: list[Event]) -> None:
+        pieces: list[bytes] = []  # consecutive payload bytes, handed over as one block
+        for event in events:
+            if isinstance(event, LiftData):
+                pieces.append(event.data)
+                continue
+            if pieces:
+                await self._write_payload(pieces)
+                pieces = []
+            if isinstance(event, Line):
+                self._buffer += event.data
+                self._buffer += b"\n"
+                if len(self._buffer) >= _FLUSH_BYTES:
+                    await self.flush()
+            elif isinstance(event, LiftStart):
+                self._payload_key = f"{self._base}.binary/{event.number}.bin"
+                self._payload = await open_payload(self._blobs, self._payload_key)
+            else:
+                await self._end_payload(event)
+        if pieces:
+            await self._write_payload(pieces)
+
+    async def flush(self) -> None:
+        if self._buffer:
+            await self._out.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    async def discard(self, error: BaseException) -> None:
+        payload, self._payload = self._payload, None
+        if payload is not None:
+            await payload.discard(error)
+
+    async def _write_payload(self, pieces: list[bytes]) -> None:
+        assert self._payload is not None
+        await self._payload.write(pieces)
+
+    async def _end_payload(self, event: LiftEnd) -> None:
+        assert self._payload is not None
+        stored = await self._payload.commit()
+        self._payload = None
+        self._lifted.payload_keys.append(self._payload_key)
+        line = _with_pointer(event.resource, self._payload_key, stored.size, stored.sha256)
+        self._buffer += orjson.dumps(line)
+        self._buffer += b"\n"
+
+
+async def _groups(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:
+    """The store's chunks in groups of about `_GROUP_BYTES`: one thread hop decodes a group."""
+    group: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        group.append(chunk)
+        held += len(chunk)
+        if held >= _GROUP_BYTES:
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
+def _feed_all(lifter: BinaryLifter, group: list[bytes]) -> list[Event]:
+    events: list[Event] = []
+    for chunk in group:
+        events += lifter.feed(chunk)
+    return events

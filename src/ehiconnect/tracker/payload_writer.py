@@ -1,0 +1,195 @@
+"""Write a lifted payload into the store, its sha256 and its write on two threads at once.
+
+The store's writer (`BlobStore.open_writer`) hashes and then writes each chunk in one worker
+thread; for a 3 GB attachment that serial pair is the lift's slowest stage (sha256 ~1.7 GB/s,
+then the copy into the page cache). A store that keeps files on local disk offers
+`staging_path(key)`: there the payload is built in place, each block of decoded bytes hashed in
+one worker thread while another writes it (both release the GIL), and `commit_file(key, path,
+sha256=...)` renames the finished file over the key, trusting the digest computed here (the
+bytes it moves are the ones hashed). A store without local staging (S3, memory) takes the
+payload through its writer.
+
+`write` returns once the block before is hashed and written and this one is handed over: at most
+one block in flight, so memory stays flat. The staging file has the same name every time, so a
+lift killed mid-payload leaves one file that the next run truncates and writes again; an
+exclusive lock on it keeps two runs of the same job from writing it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ehiconnect.storage.port import BlobStore, BlobWriter, StorageError, StoredObject
+
+_SYNC_BYTES = 256 * 1024 * 1024  # written bytes between two flushes behind the writes
+
+
+class LiftBusy(StorageError):
+    """Another run is writing the same lifted payload right now."""
+
+
+class PayloadWriter(Protocol):
+    async def write(self, pieces: Sequence[bytes], /) -> None: ...
+
+    async def commit(self) -> StoredObject:
+        """Make the payload the object; its key, size and sha256."""
+        ...
+
+    async def discard(self, error: BaseException) -> None:
+        """Leave nothing behind (the lift failed with `error`)."""
+        ...
+
+
+async def open_payload(blobs: BlobStore, key: str) -> PayloadWriter:
+    """A writer for the payload object `key`: built in place when the store stages locally."""
+    path = blobs.staging_path(key)
+    if path is None:
+        return await _StreamedPayload.open(blobs, key)
+    return await _StagedPayload.open(blobs, key, path)
+
+
+class _StreamedPayload:
+    """Through the store's own writer, which commits when its block exits cleanly."""
+
+    def __init__(self, scope: contextlib.AsyncExitStack, writer: BlobWriter) -> None:
+        self._scope = scope
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, blobs: BlobStore, key: str) -> _StreamedPayload:
+        scope = contextlib.AsyncExitStack()
+        writer = await scope.enter_async_context(blobs.open_writer(key))
+        return cls(scope, writer)
+
+    async def write(self, pieces: Sequence[bytes], /) -> None:
+        for piece in pieces:
+            await self._writer.write(piece)
+
+    async def commit(self) -> StoredObject:
+        await self._scope.aclose()
+        return self._writer.stored
+
+    async def discard(self, error: BaseException) -> None:
+        await self._scope.__aexit__(type(error), error, error.__traceback__)
+
+
+class _StagedPayload:
+    """In the store's staging file: hashed on one thread while written on another."""
+
+    def __init__(self, blobs: BlobStore, key: str, path: Path, fd: int) -> None:
+        self._blobs = blobs
+        self._key = key
+        self._path = path
+        self._fd = fd
+        self._digest = hashlib.sha256()
+        self._in_flight: list[asyncio.Future[None]] = []
+        self._written = self._synced = 0
+        self._syncing: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def open(cls, blobs: BlobStore, key: str, path: Path) -> _StagedPayload:
+        fd = await asyncio.to_thread(_open_locked_empty, path, key)
+        return cls(blobs, key, path, fd)
+
+    async def write(self, pieces: Sequence[bytes], /) -> None:
+        await self._settle()
+        self._in_flight = [
+            asyncio.ensure_future(asyncio.to_thread(self._hash, pieces)),
+            asyncio.ensure_future(asyncio.to_thread(_write_all, self._fd, pieces)),
+        ]
+        self._written += sum(len(piece) for piece in pieces)
+        await self._sync_behind()
+
+    async def _sync_behind(self) -> None:
+        """Every `_SYNC_BYTES`, start flushing what is written to disk, in a thread of its own,
+        so that the final fsync (in `commit_file`) does not wait for the whole payload."""
+        if self._written - self._synced < _SYNC_BYTES:
+            return
+        if self._syncing is not None:
+            if not self._syncing.done():
+                return
+            await self._syncing  # (its error, if any)
+        self._synced = self._written
+        self._syncing = asyncio.ensure_future(asyncio.to_thread(_fdatasync, self._fd))
+
+    async def commit(self) -> StoredObject:
+        try:
+            await self._settle(final=True)
+            # The lock is held until the rename: no other run can truncate the file under it.
+            return await self._blobs.commit_file(
+                self._key, self._path, sha256=self._digest.hexdigest()
+            )
+        finally:
+            os.close(self._fd)
+
+    async def discard(self, error: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            await self._settle(final=True)  # the threads must be done with the file before it goes
+        await asyncio.to_thread(_remove, self._fd, self._path)
+
+    def _hash(self, pieces: Sequence[bytes]) -> None:
+        for piece in pieces:
+            self._digest.update(piece)
+
+    async def _settle(self, *, final: bool = False) -> None:
+        """Wait for both threads of the block in flight (and, when `final`, for the flush
+        behind); then raise the first error, if any."""
+        in_flight, self._in_flight = self._in_flight, []
+        if final and self._syncing is not None:
+            in_flight.append(self._syncing)
+            self._syncing = None
+        outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+
+def _open_locked_empty(path: Path, key: str) -> int:
+    """The staging file, owner-only (it holds PHI), locked and emptied of any earlier run."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    if not _try_lock(fd):
+        os.close(fd)
+        raise LiftBusy(
+            f"another run is lifting {key!r} right now (the same job running twice?); "
+            "this one stops and leaves the payload to it"
+        )
+    os.ftruncate(fd, 0)
+    return fd
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive advisory lock on the open file, False when another process holds one."""
+    if sys.platform == "win32":  # no flock: as for downloads, nothing guards a double run there
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _fdatasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)  # (macOS and Windows have only fsync)
+
+
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    for piece in pieces:
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _remove(fd: int, path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    path.unlink(missing_ok=True)
