@@ -120,19 +120,27 @@ class _StagedPayload:
         self._syncing = asyncio.ensure_future(asyncio.to_thread(_fdatasync, self._fd))
 
     async def commit(self) -> StoredObject:
-        try:
-            await self._settle(final=True)
-            # The lock is held until the rename: no other run can truncate the file under it.
-            return await self._blobs.commit_file(
-                self._key, self._path, sha256=self._digest.hexdigest()
-            )
-        finally:
-            os.close(self._fd)
+        """The object; on an error the file stays open and locked for `discard`."""
+        await self._settle(final=True)
+        # The lock is held until the rename: no other run can truncate the file under it.
+        stored = await self._blobs.commit_file(
+            self._key, self._path, sha256=self._digest.hexdigest()
+        )
+        self._close()
+        return stored
 
     async def discard(self, error: BaseException) -> None:
         with contextlib.suppress(Exception):
             await self._settle(final=True)  # the threads must be done with the file before it goes
-        await asyncio.to_thread(_remove, self._fd, self._path)
+        await asyncio.to_thread(self._path.unlink, missing_ok=True)  # (still locked: ours)
+        self._close()
+
+    def _close(self) -> None:
+        """Close the file once (a second close could hit a descriptor reused since)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _hash(self, pieces: Sequence[bytes]) -> None:
         for piece in pieces:
@@ -187,9 +195,3 @@ def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
         view = memoryview(piece)
         while view:
             view = view[os.write(fd, view) :]
-
-
-def _remove(fd: int, path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    path.unlink(missing_ok=True)

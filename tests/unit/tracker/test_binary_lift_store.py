@@ -136,3 +136,20 @@ async def test_a_second_run_of_the_same_payload_stops_while_the_first_writes(
     again = await open_payload(store, key)  # the lock went with the first run
     await again.discard(asyncio.CancelledError())
     assert await read(store, key) == b"abcdef"  # a discarded rerun leaves the object as it was
+
+
+async def test_a_failed_commit_leaves_no_staging_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path / "store")
+    await put(store, KEY, small(1) + binary_line("a", os.urandom(100_000)))
+
+    async def disk_full(key: str, path: Path, *, sha256: str | None = None) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "commit_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        await lift_file(store, KEY, THRESHOLD)
+
+    assert await store.stat("downloads/job/0.binary/2.bin") is None
+    assert hidden_files(tmp_path / "store") == []
