@@ -46,7 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/lift.py
+	$(BIN)/python bench/lift.py --repeat 2
 	$(BIN)/python bench/fleet.py --quick
 	$(BIN)/python bench/console.py
 
