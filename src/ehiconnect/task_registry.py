@@ -13,12 +13,12 @@ dotted name: that is how tests and plug-ins add tasks without touching this file
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import procrastinate
 
 from ehiconnect.db.pools import ProcessRole, job_pool_options
+from ehiconnect.dotted import load_function
 from ehiconnect.settings import Settings
 
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
@@ -65,8 +65,7 @@ def build_job_app(
 
 
 def _load(target: str) -> Callable[[], procrastinate.Blueprint]:
-    module_name, _, attribute = target.partition(":")
-    factory = getattr(importlib.import_module(module_name), attribute, None)
-    if not callable(factory):
-        raise TypeError(f"{target} should be a function returning a procrastinate.Blueprint")
-    return factory  # type: ignore[no-any-return]
+    factory: Callable[[], procrastinate.Blueprint] = load_function(
+        target, setting="jobs.extra_task_modules"
+    )
+    return factory

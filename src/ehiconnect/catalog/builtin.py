@@ -10,7 +10,6 @@ operator's file cannot overwrite or retire them.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,35 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehiconnect.catalog.data import CatalogData
 from ehiconnect.catalog.importer import ImportReport, import_catalog
 from ehiconnect.db.locks import advisory_xact_lock
+from ehiconnect.dotted import DottedNameError, load_function
 
 BuiltinSource = Callable[[str], CatalogData]
 """Given the base URL the test-mode systems answer at, the catalog entries to list."""
 
 
-class BuiltinSourceError(Exception):
+class BuiltinSourceError(DottedNameError):
     """A `catalog.builtin_sources` entry names nothing usable; the message says which and why."""
 
 
 def load_builtin_source(target: str) -> BuiltinSource:
     """The function a `"module:function"` entry names."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise BuiltinSourceError(
-            f"catalog.builtin_sources entry {target!r} should read 'package.module:function'"
-        )
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as missing:
-        raise BuiltinSourceError(
-            f"catalog.builtin_sources names {target}, but {missing.name} cannot be imported; "
-            "install it or remove the entry"
-        ) from None
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise BuiltinSourceError(
-            f"catalog.builtin_sources names {target}, which is not a function of {module_name}"
-        )
-    source: BuiltinSource = function
+        source: BuiltinSource = load_function(target, setting="catalog.builtin_sources")
+    except DottedNameError as unusable:
+        raise BuiltinSourceError(str(unusable)) from None
     return source
 
 
