@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -23,18 +23,13 @@ from ehiconnect.consolekit.models import ROLE_OPERATOR
 from ehiconnect.errors import ApiError
 from ehiconnect.runtime import database_url
 from ehiconnect.settings import Settings
-from ehiconnect.tracker import (
-    CONSOLE_REALM,
-    QUEUE,
-    TrackerRuntime,
-    TrackerSettings,
-    build_tracker_app,
-    failures_report,
-    metrics_exposed,
-    open_tracker,
-    status_report,
-    upgrade_tracker_database,
-)
+
+# Only the tracker's settings here: each command imports the rest itself, so that `ehiconnect
+# worker`, which loads every command group, does not load the tracker's modules (~80 MiB).
+from ehiconnect.tracker import TrackerSettings
+
+if TYPE_CHECKING:
+    from ehiconnect.tracker import TrackerRuntime
 
 tracker_app = typer.Typer(help="The tracker: your backend's side of consent and collection.")
 console_app = typer.Typer(help="Accounts of the tracker's console (/console on tracker serve).")
@@ -60,6 +55,8 @@ def serve(
     ] = None,
 ) -> None:
     """Receive widget events and webhooks, and (with --worker) run the tracker's jobs."""
+    from ehiconnect.tracker import build_tracker_app, open_tracker, upgrade_tracker_database
+
     settings = load_settings()
     section = TrackerSettings.load()
     if metrics_port is not None:
@@ -82,6 +79,8 @@ def serve(
 async def _serve(
     server: uvicorn.Server, section: TrackerSettings, url: str, settings: Settings, worker: bool
 ) -> None:
+    from ehiconnect.tracker import metrics_exposed, open_tracker
+
     if not worker and section.metrics_port is None:
         await server.serve()
         return
@@ -105,6 +104,8 @@ async def _serve(
 @tracker_app.command("migrate")
 def migrate() -> None:
     """Apply the tracker's pending migrations (every tracker process also does this on start)."""
+    from ehiconnect.tracker import upgrade_tracker_database
+
     revision = upgrade_tracker_database(database_url(load_settings()))
     console.print(f"tracker tables at revision {revision}")
 
@@ -117,6 +118,8 @@ def tracker_worker(
 ) -> None:
     """Run the tracker's jobs only, beside `tracker serve --no-worker` (the platform's
     `ehiconnect worker` does not run them)."""
+    from ehiconnect.tracker import open_tracker
+
     settings = load_settings()
     section = TrackerSettings.load()
     url = database_url(settings)
@@ -132,6 +135,8 @@ def tracker_worker(
 async def _work(
     tracker: TrackerRuntime, concurrency: int, *, install_signal_handlers: bool = True
 ) -> None:
+    from ehiconnect.tracker import QUEUE
+
     await tracker.jobs.run_worker_async(
         queues=[QUEUE],
         concurrency=concurrency,
@@ -142,6 +147,8 @@ async def _work(
 
 
 def _with_session(settings: Settings, query: Any) -> dict[str, Any]:
+    from ehiconnect.tracker import upgrade_tracker_database
+
     url = database_url(settings)
     upgrade_tracker_database(url)
 
@@ -167,6 +174,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Jobs by state, flagged webhooks, and the most recent jobs."""
+    from ehiconnect.tracker import status_report
+
     data = _with_session(load_settings(), status_report)
     if as_json:
         print_json(data)
@@ -200,6 +209,8 @@ def failures(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Failed jobs grouped by reason, health system and step."""
+    from ehiconnect.tracker import failures_report
+
     data = _with_session(load_settings(), failures_report)
     if as_json:
         print_json(data)
@@ -240,6 +251,8 @@ def console_add_user(
     ] = False,
 ) -> None:
     """Create an account of the tracker's console (its own accounts, not the platform's)."""
+    from ehiconnect.tracker import CONSOLE_REALM
+
     if password_stdin:
         password = sys.stdin.readline(MAX_STDIN_PASSWORD + 2).rstrip("\r\n")
     else:
@@ -267,6 +280,7 @@ def console_add_user(
 @console_app.command("unlock")
 def console_unlock(email: Annotated[str, typer.Argument(help="The account's email")]) -> None:
     """Lift a lockout after too many wrong passwords."""
+    from ehiconnect.tracker import CONSOLE_REALM
 
     async def work(session: Any) -> dict[str, Any]:
         await accounts.unlock(session, SystemClock(), realm=CONSOLE_REALM, email=email)
@@ -281,6 +295,7 @@ def console_users(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """List the tracker console's accounts."""
+    from ehiconnect.tracker import CONSOLE_REALM
 
     async def work(session: Any) -> dict[str, Any]:
         return {

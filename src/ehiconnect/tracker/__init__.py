@@ -23,33 +23,43 @@ Modules, outside in:
 - `settings.TrackerSettings` (policies as data), `runtime.TrackerRuntime` (opened by
   `process.open_tracker`), `models` (its tables, on `TrackerBase`), `migrate` and `migrations/`
   (its history)
+
+The names are loaded when first asked for (PEP 562): importing `ehiconnect.tracker.settings`, as
+the `ehiconnect` command line does for every command, must not load the tracker's console, sinks
+and pyarrow (~80 MiB of resident memory) into the platform's worker, which never uses them.
 """
 
-from ehiconnect.tracker.client import PlatformClient
-from ehiconnect.tracker.console import REALM as CONSOLE_REALM
-from ehiconnect.tracker.export_steps import request_export
-from ehiconnect.tracker.ledger import JobState, Step
-from ehiconnect.tracker.metrics import exposed as metrics_exposed
-from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS, upgrade_tracker_database
-from ehiconnect.tracker.models import (
-    TrackerBase,
-    TrackerConsent,
-    TrackerFhirResource,
-    TrackerIngestProgress,
-    TrackerJob,
-    TrackerJobEvent,
-)
-from ehiconnect.tracker.process import open_tracker
-from ehiconnect.tracker.receiver import build_tracker_app
-from ehiconnect.tracker.report import failures as failures_report
-from ehiconnect.tracker.report import status as status_report
-from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
-from ehiconnect.tracker.settings import (
-    FhirServerSinkSettings,
-    NotifySettings,
-    RetryPolicy,
-    TrackerSettings,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ehiconnect.tracker.client import PlatformClient
+    from ehiconnect.tracker.console import REALM as CONSOLE_REALM
+    from ehiconnect.tracker.export_steps import request_export
+    from ehiconnect.tracker.ledger import JobState, Step
+    from ehiconnect.tracker.metrics import exposed as metrics_exposed
+    from ehiconnect.tracker.migrate import TRACKER_MIGRATIONS, upgrade_tracker_database
+    from ehiconnect.tracker.models import (
+        TrackerBase,
+        TrackerConsent,
+        TrackerFhirResource,
+        TrackerIngestProgress,
+        TrackerJob,
+        TrackerJobEvent,
+    )
+    from ehiconnect.tracker.process import open_tracker
+    from ehiconnect.tracker.receiver import build_tracker_app
+    from ehiconnect.tracker.report import failures as failures_report
+    from ehiconnect.tracker.report import status as status_report
+    from ehiconnect.tracker.runtime import QUEUE, TrackerRuntime
+    from ehiconnect.tracker.settings import (
+        FhirServerSinkSettings,
+        NotifySettings,
+        RetryPolicy,
+        TrackerSettings,
+    )
 
 __all__ = [
     "CONSOLE_REALM",
@@ -77,3 +87,44 @@ __all__ = [
     "status_report",
     "upgrade_tracker_database",
 ]
+
+# Each public name: the module defining it, and its name there when it differs.
+_LAZY: dict[str, tuple[str, str]] = {
+    "PlatformClient": ("client", "PlatformClient"),
+    "CONSOLE_REALM": ("console", "REALM"),
+    "request_export": ("export_steps", "request_export"),
+    "JobState": ("ledger", "JobState"),
+    "Step": ("ledger", "Step"),
+    "metrics_exposed": ("metrics", "exposed"),
+    "TRACKER_MIGRATIONS": ("migrate", "TRACKER_MIGRATIONS"),
+    "upgrade_tracker_database": ("migrate", "upgrade_tracker_database"),
+    "TrackerBase": ("models", "TrackerBase"),
+    "TrackerConsent": ("models", "TrackerConsent"),
+    "TrackerFhirResource": ("models", "TrackerFhirResource"),
+    "TrackerIngestProgress": ("models", "TrackerIngestProgress"),
+    "TrackerJob": ("models", "TrackerJob"),
+    "TrackerJobEvent": ("models", "TrackerJobEvent"),
+    "open_tracker": ("process", "open_tracker"),
+    "build_tracker_app": ("receiver", "build_tracker_app"),
+    "failures_report": ("report", "failures"),
+    "status_report": ("report", "status"),
+    "QUEUE": ("runtime", "QUEUE"),
+    "TrackerRuntime": ("runtime", "TrackerRuntime"),
+    "FhirServerSinkSettings": ("settings", "FhirServerSinkSettings"),
+    "NotifySettings": ("settings", "NotifySettings"),
+    "RetryPolicy": ("settings", "RetryPolicy"),
+    "TrackerSettings": ("settings", "TrackerSettings"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """A public name, imported from its module on first use (then kept here)."""
+    try:
+        module, attribute = _LAZY[name]
+    except (
+        KeyError
+    ):  # (a submodule not imported yet: `from ehiconnect.tracker import x` imports it)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value

@@ -1,0 +1,51 @@
+"""The platform's worker process does not load the tracker: `ehiconnect worker` goes through the
+command line, which registers every command group, and the tracker's console, sinks and pyarrow
+would add ~80 MiB to every worker's memory for code it never runs. The tracker's public names
+still resolve, each from its module, when asked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import ehiconnect.tracker
+
+NEVER_IN_THE_WORKER = (
+    "pyarrow",
+    "ehiconnect.tracker.console",
+    "ehiconnect.tracker.process",
+    "ehiconnect.tracker.receiver",
+    "ehiconnect.tracker.sinks",
+)
+
+
+def test_the_command_line_and_worker_leave_the_tracker_out() -> None:
+    probe = (
+        "import sys, ehiconnect.cli.main, ehiconnect.jobs.worker, ehiconnect.task_registry\n"
+        f"print(','.join(m for m in {NEVER_IN_THE_WORKER!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == ""
+
+
+def test_every_public_name_of_the_tracker_resolves() -> None:
+    for name in ehiconnect.tracker.__all__:
+        value = getattr(ehiconnect.tracker, name)
+        assert value is not None, name
+    from ehiconnect.tracker.report import failures
+    from ehiconnect.tracker.runtime import TrackerRuntime
+
+    assert ehiconnect.tracker.TrackerRuntime is TrackerRuntime
+    assert ehiconnect.tracker.failures_report is failures
+
+
+def test_an_unknown_name_is_an_attribute_error_and_submodules_still_import() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ehiconnect.tracker.no_such_name  # noqa: B018
+    from ehiconnect.tracker import ledger_store
+
+    assert ledger_store.__name__ == "ehiconnect.tracker.ledger_store"
