@@ -13,7 +13,8 @@ Very large lines (an inline `Binary` of hundreds of MB) are written from an iter
 The reader (`NdjsonReader`) takes chunks of bytes in any sizes, splits lines without joining more
 than one line's pieces, and parses each with orjson. A malformed line raises `NdjsonDecodeError`
 naming its line number, or, with `skip_malformed=True`, is recorded and skipped. Error messages
-never quote the line: it may hold PHI.
+never quote the line: it may hold PHI. A consumer that parses lines its own way (the tracker's
+Parquet sink) takes them from the same splitter (`LineSplitter`).
 """
 
 from __future__ import annotations
@@ -285,8 +286,12 @@ class MalformedLine:
     reason: str
 
 
-class _LineSplitter:
-    """Cuts a stream of byte chunks into lines; pieces of one line are joined once, at its end."""
+class LineSplitter:
+    """Cuts a stream of byte chunks into lines; pieces of one line are joined once, at its end.
+
+    For a reader that parses lines itself: `feed` yields each line a chunk completes (without its
+    newline, blank ones too), `finish` the last line when the stream does not end in a newline.
+    """
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []
@@ -329,7 +334,7 @@ class NdjsonReader:
     last_line_size: int = 0  # bytes of the line just parsed (without its newline)
 
     def iter(self, chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-        splitter = _LineSplitter()
+        splitter = LineSplitter()
         for chunk in chunks:
             for line in splitter.feed(chunk):
                 parsed = self._parse(line)
@@ -341,7 +346,7 @@ class NdjsonReader:
                 yield parsed
 
     async def aiter(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[dict[str, Any]]:
-        splitter = _LineSplitter()
+        splitter = LineSplitter()
         async for chunk in chunks:
             for line in splitter.feed(chunk):
                 parsed = self._parse(line)

@@ -1,6 +1,7 @@
 """Cut a stored NDJSON file into the batches a sink asked for (`Batching`).
 
 - File order: lines are read once and cut every `max_count` resources or `max_bytes` of JSON.
+- Lines (Parquet, which parses them itself): the same cut over the unparsed non-blank lines.
 - References first (FHIR servers): one pass indexes the file's identities and references, a
   second pass streams it again and sends each planned batch (`sinks.ordering`) as soon as its
   last line has been read, holding only the lines that wait for a later one.
@@ -20,7 +21,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from ehiconnect.fhir.ndjson import NdjsonReader
+from ehiconnect.fhir.ndjson import LineSplitter, NdjsonReader
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker.sinks.base import Batching
 from ehiconnect.tracker.sinks.ordering import ReferenceIndex
@@ -36,12 +37,14 @@ async def batches(
     key: str,
     batching: Batching,
     skip: int,
-    prepare: Callable[[Resources], T],
+    prepare: Callable[[Any], T],
 ) -> AsyncIterator[tuple[int, int, T]]:
     """`(resources before, resources in, prepare(batch))` for each batch in order. The next batch
     is read, parsed and prepared while the caller writes this one (a sink's write mostly waits on
     its database or server), so at most two are held."""
     cut = _references_first if batching.references_first else _file_order
+    if batching.lines:  # lines: Parquet parses them itself
+        cut = _file_lines
     source = _prepared(cut(blobs, key, batching, skip), prepare)
     upcoming = asyncio.ensure_future(anext(source))
     try:
@@ -61,7 +64,7 @@ async def batches(
 
 
 async def _prepared(
-    source: AsyncGenerator[tuple[int, Resources], None], prepare: Callable[[Resources], T]
+    source: AsyncGenerator[tuple[int, list[Any]], None], prepare: Callable[[Any], T]
 ) -> AsyncGenerator[tuple[int, int, T], None]:
     try:
         async for before, batch in source:
@@ -96,6 +99,41 @@ async def _file_order(
             with collector.resumed():
                 yield before, batch
     _warn_malformed(reader, key)
+
+
+async def _file_lines(
+    blobs: BlobStore, key: str, batching: Batching, skip: int
+) -> AsyncGenerator[tuple[int, list[Any]], None]:
+    """`_file_order` for a sink that parses lines itself (lines: Parquet): the non-blank lines,
+    unparsed, so a position counts lines (a malformed one is the sink's to skip)."""
+    batch: list[bytes] = []
+    size = 0
+    before = skip
+    position = 0
+    async for run in _line_runs(blobs.open_reader(key)):
+        for line in run:
+            if not line or line.isspace():
+                continue
+            position += 1
+            if position <= skip:
+                continue
+            full = len(batch) >= batching.max_count or size + len(line) > batching.max_bytes
+            if batch and full:
+                yield before, batch
+                before += len(batch)
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line)
+    if batch:
+        yield before, batch
+
+
+async def _line_runs(chunks: AsyncIterator[bytes]) -> AsyncGenerator[Iterator[bytes], None]:
+    """The lines each chunk completes (one hop per chunk, not per line), then the last one."""
+    lines = LineSplitter()
+    async for chunk in chunks:
+        yield lines.feed(chunk)
+    yield lines.finish()
 
 
 class _CollectorPause:

@@ -10,6 +10,7 @@ and nothing doubled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +30,7 @@ from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.settings import FhirServerSinkSettings
 from ehiconnect.tracker.sinks.base import (
     Batching,
+    LineSink,
     PreparingSink,
     Sink,
     SinkError,
@@ -219,6 +221,8 @@ async def ingest_file(
     batching = sink.batching or Batching(
         tracker.settings.ingest_batch_size, tracker.settings.ingest_batch_bytes
     )
+    if batching.lines and not isinstance(sink, LineSink):  # e.g. a wrapper: it gets resources
+        batching = dataclasses.replace(batching, lines=False)
     done, finished = await _checkpoint(tracker, job_id, sink.name, key, batching.signature)
     if finished:
         return 0
@@ -233,9 +237,11 @@ async def ingest_file(
     return written
 
 
-def _steps_of(sink: Sink) -> tuple[Callable[[Resources], Any], Callable[..., Awaitable[None]]]:
-    """(prepare, write) of a batch: a preparing sink's CPU work runs ahead (`PreparingSink`);
-    another sink gets its batch as parsed."""
+def _steps_of(sink: Sink) -> tuple[Callable[[Any], Any], Callable[..., Awaitable[None]]]:
+    """(prepare, write) of a batch: a preparing sink's CPU work runs ahead (`PreparingSink`, or
+    `LineSink`, which parses the lines itself); another sink gets its batch as parsed."""
+    if isinstance(sink, LineSink):
+        return sink.prepare_lines, sink.write_prepared
     if isinstance(sink, PreparingSink):
         return sink.prepare, sink.write_prepared
     return _as_parsed, sink.write_batch

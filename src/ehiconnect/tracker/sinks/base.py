@@ -26,20 +26,27 @@ class Batching:
     `references_first`: a resource must reach the sink in the same batch as the resources it
     references, or after them (FHIR servers that check references); batches are then planned
     from the whole file (`sinks.ordering`) instead of cut in file order.
+    `lines`: the sink parses the file itself (`LineSink`): batches are its non-blank lines, in
+    file order, unparsed; a checkpoint then counts lines, a malformed one included.
     """
 
     max_count: int
     max_bytes: int
     references_first: bool = False
+    lines: bool = False
 
     def __post_init__(self) -> None:
         if self.max_count < 1 or self.max_bytes < 1:
             raise ValueError("a batch must be allowed at least one resource and one byte")
+        if self.lines and self.references_first:
+            raise ValueError("a batch of lines is cut in file order, not references first")
 
     @property
     def signature(self) -> str:
         """Names the cut: a checkpoint counts resources in batches cut this way only."""
         order = "references-first" if self.references_first else "file-order"
+        if self.lines:
+            order = "file-lines"
         return f"{order}:{self.max_count}:{self.max_bytes}"
 
 
@@ -62,5 +69,17 @@ class PreparingSink(Sink, Protocol):
     two overlap. `write_batch(resources)` must equal `write_prepared(prepare(resources))`."""
 
     def prepare(self, resources: list[dict[str, Any]]) -> Any: ...
+
+    async def write_prepared(self, prepared: Any, *, batch_key: str) -> None: ...
+
+
+@runtime_checkable
+class LineSink(Sink, Protocol):
+    """A sink that parses NDJSON itself (its `batching.lines` is set): ingest calls
+    `prepare_lines` on the next batch of lines (bytes without the newline, blank lines left out)
+    while `write_prepared` writes this one. `write_batch(resources)` must equal
+    `write_prepared(prepare_lines([orjson.dumps(r) for r in resources]))`."""
+
+    def prepare_lines(self, lines: list[bytes]) -> Any: ...
 
     async def write_prepared(self, prepared: Any, *, batch_key: str) -> None: ...

@@ -13,6 +13,7 @@ table; DuckDB's JSON functions reach any other field.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -26,22 +27,15 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ehiconnect.tracker.sinks.base import Batching
-from ehiconnect.tracker.sinks.fields import codes_of, date_of, patient_of
+from ehiconnect.tracker.sinks.parquet_rows import SCHEMA, Rows, rows_of
+
+__all__ = ["SCHEMA", "ParquetSink"]
+
+log = logging.getLogger(__name__)
 
 ROWS_PER_BATCH = 10_000
-BYTES_PER_BATCH = 16 * 1024 * 1024  # of NDJSON: bounds the parsed batch held in memory
+BYTES_PER_BATCH = 16 * 1024 * 1024  # of NDJSON: bounds the batch held in memory
 
-SCHEMA = pa.schema(
-    [
-        ("resource_type", pa.string()),
-        ("id", pa.string()),
-        ("patient_id", pa.string()),
-        ("codes", pa.list_(pa.string())),
-        ("date", pa.string()),
-        ("last_updated", pa.string()),
-        ("resource", pa.string()),
-    ]
-)
 # The resource's JSON is neither dictionary-encoded nor given min/max statistics: its values are
 # all distinct and never range-filtered, so both cost time (a tenth of the files' writing) for
 # nothing. The values and the schema are the same.
@@ -51,6 +45,9 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class ParquetSink:
+    """A `LineSink`: ingest hands it each batch as NDJSON lines, which it reads itself
+    (`parquet_rows`), the next batch while this one is written."""
+
     name = "parquet"
 
     def __init__(
@@ -61,18 +58,29 @@ class ParquetSink:
         bytes_per_batch: int = BYTES_PER_BATCH,
     ) -> None:
         self.directory = directory
-        self.batching = Batching(rows_per_batch, bytes_per_batch)
+        self.batching = Batching(rows_per_batch, bytes_per_batch, lines=True)
         self._folders: set[Path] = set()  # made already: a mkdir per type and batch cost a tenth
 
     async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
+        """Resources already parsed: written as the lines orjson makes of them."""
+        lines = [orjson.dumps(resource) for resource in resources]
+        await self.write_prepared(self.prepare_lines(lines), batch_key=batch_key)
+
+    def prepare_lines(self, lines: list[bytes]) -> Rows:
+        return rows_of(lines)
+
+    async def write_prepared(self, prepared: Rows, *, batch_key: str) -> None:
         if not _SAFE.match(batch_key):
             raise ValueError(f"batch key {batch_key!r} is not a safe file name")
-        await asyncio.to_thread(self._write, resources, batch_key)
+        if prepared.malformed:
+            log.warning(
+                "malformed NDJSON lines skipped",
+                extra={"batch": batch_key, "count": prepared.malformed},
+            )
+        await asyncio.to_thread(self._write, prepared.table, batch_key)
 
-    def _write(self, resources: list[dict[str, Any]], batch_key: str) -> None:
-        parts = [
-            (kind, table) for kind, table in _by_type(_table_of(resources)) if _SAFE.match(kind)
-        ]
+    def _write(self, table: pa.Table, batch_key: str) -> None:
+        parts = [(kind, part) for kind, part in _by_type(table) if _SAFE.match(kind)]
         for kind, _ in parts:
             folder = self.directory / kind
             if folder not in self._folders:
@@ -125,41 +133,3 @@ def _by_type(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     for kind, count in sorted((c["values"], c["counts"]) for c in counts):
         yield kind, table.slice(start, count)
         start += count
-
-
-def _table_of(resources: list[dict[str, Any]]) -> pa.Table:
-    """The batch as one Arrow table, built a column at a time (lists appended in one pass, each
-    turned into an Arrow array at once); the writer then splits it by resource type, keeping the
-    file's order within each type."""
-    kinds: list[str] = []
-    ids: list[str] = []
-    patients: list[str | None] = []
-    codes: list[list[str]] = []
-    dates: list[str | None] = []
-    updated: list[object] = []
-    bodies: list[bytes] = []
-    for resource in resources:
-        kind, rid = resource.get("resourceType"), resource.get("id")
-        if not (isinstance(kind, str) and isinstance(rid, str)):
-            continue
-        kinds.append(kind)
-        ids.append(rid)
-        patients.append(patient_of(resource))
-        codes.append(codes_of(resource))
-        dates.append(date_of(resource))
-        meta = resource.get("meta")
-        updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
-        bodies.append(orjson.dumps(resource))
-    return pa.Table.from_arrays(
-        [
-            pa.array(kinds, pa.string()),
-            pa.array(ids, pa.string()),
-            pa.array(patients, pa.string()),
-            pa.array(codes, pa.list_(pa.string())),
-            pa.array(dates, pa.string()),
-            pa.array(updated, pa.string()),
-            # orjson writes UTF-8: the bytes are the strings as they are, unchecked again
-            pa.array(bodies, pa.binary()).view(pa.string()),
-        ],
-        schema=SCHEMA,
-    )
