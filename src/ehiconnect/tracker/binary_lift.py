@@ -264,7 +264,7 @@ class BinaryLifter:
             self._prefix = head[:start]
             self._pieces, self._buffered = [], 0
             self._payload = _Base64Stream(self._line)
-            self._payload_text(head[start:], events)  # (the head does not close the payload)
+            self._payload_text(memoryview(head)[start:], events)  # (it does not close there)
             return position + take
         self._pieces.append(chunk[position:end])
         self._buffered += end - position
@@ -295,11 +295,14 @@ class BinaryLifter:
         self._tail, self._tail_size = [], 0
         return quote + 1
 
-    def _payload_text(self, text: bytes, events: list[Event]) -> None:
+    def _payload_text(self, text: memoryview, events: list[Event]) -> None:
+        """The payload's first bytes, from the line's head (no newline, no closing quote):
+        decoded in place when plain, so the head is not copied again."""
         assert self._payload is not None
-        decoded = self._payload.feed(text)
-        if decoded:
-            events.append(LiftData(self._line, decoded))
+        decoded = self._payload.decode_plain(text)
+        if decoded is None:
+            decoded = [self._payload.feed(bytes(text))]
+        events.extend(LiftData(self._line, piece) for piece in decoded if piece)
 
     def _feed_tail(self, chunk: bytes, position: int, events: list[Event]) -> int:
         assert self._tail is not None

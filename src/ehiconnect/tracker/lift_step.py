@@ -30,7 +30,7 @@ from ehiconnect.tracker.binary_lift import (
     LiftStart,
     Line,
 )
-from ehiconnect.tracker.payload_writer import PayloadWriter, open_payload
+from ehiconnect.tracker.payload_writer import PayloadWriter, Stages, open_payload, run_in
 
 STORED_DATA_URL = "https://ehiconnect.dev/fhir/StructureDefinition/stored-data"
 _FLUSH_BYTES = 1024 * 1024
@@ -86,33 +86,57 @@ async def lift_file(blobs: BlobStore, key: str, threshold: int) -> LiftedFile:
     base = key.removesuffix(".ndjson")
     lifted = LiftedFile(ingest_key=f"{base}.ingest.ndjson")
     lifter = BinaryLifter(threshold)
-    async with blobs.open_writer(lifted.ingest_key) as out:
-        copier = _Copier(blobs, base, out, lifted)
-        try:
-            previous: list[Event] = []
-            async with contextlib.aclosing(_groups(blobs.open_reader(key))) as groups:
-                async for group in groups:
-                    decoding = asyncio.ensure_future(asyncio.to_thread(_feed_all, lifter, group))
-                    try:
-                        await copier.handle(previous)
-                    finally:
-                        previous = await decoding
-            await copier.handle([*previous, *lifter.finish()])
-            await copier.flush()
-        except BaseException as exc:
-            await copier.discard(exc)  # a partial payload is never committed
-            raise
+    stages = Stages()
+    try:
+        await _lift(blobs, key, lifter, stages, lifted)
+    finally:
+        stages.close()
     if not lifted.payload_keys:
         await blobs.delete(lifted.ingest_key)
         return LiftedFile(ingest_key=key)
     return lifted
 
 
+async def _lift(
+    blobs: BlobStore, key: str, lifter: BinaryLifter, stages: Stages, lifted: LiftedFile
+) -> None:
+    base = key.removesuffix(".ndjson")
+    async with blobs.open_writer(lifted.ingest_key) as out:
+        copier = _Copier(blobs, base, out, lifted, stages)
+        try:
+            previous: list[Event] = []
+            async with contextlib.aclosing(_groups(blobs.open_reader(key))) as groups:
+                reading = asyncio.ensure_future(_next_group(groups))
+                try:
+                    while group := await reading:
+                        # The next group is read while this one is decoded and the one before
+                        # is written: each stage on its own thread.
+                        reading = asyncio.ensure_future(_next_group(groups))
+                        decoding = run_in(stages.decode, _feed_all, lifter, group)
+                        try:
+                            await copier.handle(previous)
+                        finally:
+                            previous = await decoding
+                finally:
+                    if not reading.done():
+                        reading.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reading
+            await copier.handle([*previous, *lifter.finish()])
+            await copier.flush()
+        except BaseException as exc:
+            await copier.discard(exc)  # a partial payload is never committed
+            raise
+
+
 class _Copier:
     """Takes the lifter's events in order: lines into the ingest file, payloads into objects."""
 
-    def __init__(self, blobs: BlobStore, base: str, out: BlobWriter, lifted: LiftedFile) -> None:
+    def __init__(
+        self, blobs: BlobStore, base: str, out: BlobWriter, lifted: LiftedFile, stages: Stages
+    ) -> None:
         self._blobs = blobs
+        self._stages = stages
         self._base = base
         self._out = out
         self._lifted = lifted
@@ -136,7 +160,7 @@ class _Copier:
                     await self.flush()
             elif isinstance(event, LiftStart):
                 self._payload_key = f"{self._base}.binary/{event.number}.bin"
-                self._payload = await open_payload(self._blobs, self._payload_key)
+                self._payload = await open_payload(self._blobs, self._payload_key, self._stages)
             else:
                 await self._end_payload(event)
         if pieces:
@@ -178,6 +202,11 @@ async def _groups(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], N
             group, held = [], 0
     if group:
         yield group
+
+
+async def _next_group(groups: AsyncGenerator[list[bytes], None]) -> list[bytes]:
+    """The next group, or an empty list at the end of the file."""
+    return await anext(groups, [])
 
 
 def _feed_all(lifter: BinaryLifter, group: list[bytes]) -> list[Event]:

@@ -22,12 +22,14 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ehiconnect.storage.port import BlobStore, BlobWriter, StorageError, StoredObject
 
+_T = TypeVar("_T")
 _SYNC_BYTES = 256 * 1024 * 1024  # written bytes between two flushes behind the writes
 
 
@@ -47,12 +49,37 @@ class PayloadWriter(Protocol):
         ...
 
 
-async def open_payload(blobs: BlobStore, key: str) -> PayloadWriter:
-    """A writer for the payload object `key`: built in place when the store stages locally."""
+class Stages:
+    """The lift's own worker threads, one per stage (decode, hash, write), for one lift.
+
+    Each stage runs its blocks in order on one thread of its own, instead of any thread of the
+    event loop's shared pool: a pool thread that has handled every kind of block keeps freed
+    megabyte buffers in its own malloc arena, so a lift touching the loop's six threads grew
+    the process by ~80 MiB where three threads hold ~35 MiB. `close()` ends them.
+    """
+
+    def __init__(self) -> None:
+        self.decode = ThreadPoolExecutor(1, thread_name_prefix="lift-decode")
+        self.hash = ThreadPoolExecutor(1, thread_name_prefix="lift-hash")
+        self.write = ThreadPoolExecutor(1, thread_name_prefix="lift-write")
+
+    def close(self) -> None:
+        for pool in (self.decode, self.hash, self.write):
+            pool.shutdown()  # (their blocks are settled by then: the threads only exit)
+
+
+def run_in(pool: Executor, function: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+    """`function(*args)` on `pool`, as a future of the running loop."""
+    return asyncio.get_running_loop().run_in_executor(pool, function, *args)
+
+
+async def open_payload(blobs: BlobStore, key: str, stages: Stages | None = None) -> PayloadWriter:
+    """A writer for the payload object `key`: built in place when the store stages locally,
+    hashing and writing on `stages` (threads of its own when not given)."""
     path = blobs.staging_path(key)
     if path is None:
         return await _StreamedPayload.open(blobs, key)
-    return await _StagedPayload.open(blobs, key, path)
+    return await _StagedPayload.open(blobs, key, path, stages)
 
 
 class _StreamedPayload:
@@ -83,7 +110,11 @@ class _StreamedPayload:
 class _StagedPayload:
     """In the store's staging file: hashed on one thread while written on another."""
 
-    def __init__(self, blobs: BlobStore, key: str, path: Path, fd: int) -> None:
+    def __init__(
+        self, blobs: BlobStore, key: str, path: Path, fd: int, stages: Stages | None
+    ) -> None:
+        self._own_stages = stages is None
+        self._stages = stages or Stages()
         self._blobs = blobs
         self._key = key
         self._path = path
@@ -94,15 +125,17 @@ class _StagedPayload:
         self._syncing: asyncio.Future[None] | None = None
 
     @classmethod
-    async def open(cls, blobs: BlobStore, key: str, path: Path) -> _StagedPayload:
+    async def open(
+        cls, blobs: BlobStore, key: str, path: Path, stages: Stages | None
+    ) -> _StagedPayload:
         fd = await asyncio.to_thread(_open_locked_empty, path, key)
-        return cls(blobs, key, path, fd)
+        return cls(blobs, key, path, fd, stages)
 
     async def write(self, pieces: Sequence[bytes], /) -> None:
         await self._settle()
         self._in_flight = [
-            asyncio.ensure_future(asyncio.to_thread(self._hash, pieces)),
-            asyncio.ensure_future(asyncio.to_thread(_write_all, self._fd, pieces)),
+            run_in(self._stages.hash, self._hash, pieces),
+            run_in(self._stages.write, _write_all, self._fd, pieces),
         ]
         self._written += sum(len(piece) for piece in pieces)
         await self._sync_behind()
@@ -137,6 +170,8 @@ class _StagedPayload:
 
     def _close(self) -> None:
         """Close the file once (a second close could hit a descriptor reused since)."""
+        if self._own_stages:
+            self._stages.close()
         fd, self._fd = self._fd, -1
         if fd >= 0:
             with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import orjson
@@ -153,3 +154,26 @@ async def test_a_failed_commit_leaves_no_staging_file(
 
     assert await store.stat("downloads/job/0.binary/2.bin") is None
     assert hidden_files(tmp_path / "store") == []
+
+
+def lift_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("lift-")]
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+async def test_a_lift_ends_its_stage_threads_whether_it_succeeds_or_fails(
+    tmp_path: Path, damaged: bool
+) -> None:
+    line = binary_line("a", os.urandom(300_000))
+    if damaged:
+        line = line.replace(b'"}', b'!!"}', 1)
+    store = LocalBlobStore(tmp_path / "store", chunk_size=4096)
+    await put(store, KEY, small(1) + line + small(3))
+
+    if damaged:
+        with pytest.raises(LiftError):
+            await lift_file(store, KEY, THRESHOLD)
+    else:
+        await lift_file(store, KEY, THRESHOLD)
+
+    assert lift_threads() == []  # each lift's decode, hash and write threads went with it
