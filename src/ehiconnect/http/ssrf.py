@@ -28,7 +28,10 @@ import dataclasses
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from functools import cache
+from typing import TypeVar
 
 import httpx
 
@@ -202,6 +205,37 @@ def _metadata_reason(address: IPAddress) -> str | None:
     if address in METADATA_ADDRESSES:
         return f"{address} is a cloud metadata address"
     return None
+
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+
+@cache
+def default_tls_context() -> ssl.SSLContext:
+    """The system's CA bundle and hostname checking, built once per process (it costs ms)."""
+    return ssl.create_default_context()
+
+
+async def connect_pinned(
+    protocol_factory: Callable[[], _P],
+    url: httpx.URL,
+    address: IPAddress,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[asyncio.Transport, _P]:
+    """An asyncio connection to `address`, which `resolve_target(url, ...)` returned, for a
+    client lighter than httpx (the webhook sender's): TCP to the checked address and the URL's
+    port; for https, TLS verified against the URL's host name (SNI), never the address, with
+    `ssl_context` or the system's CAs. OSError (ssl.SSLError included) when it cannot connect."""
+    loop = asyncio.get_running_loop()
+    tls = url.scheme == "https"
+    return await loop.create_connection(
+        protocol_factory,
+        host=str(address),
+        port=_port_of(url),
+        ssl=(ssl_context or default_tls_context()) if tls else None,
+        server_hostname=url.host if tls else None,
+    )
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):

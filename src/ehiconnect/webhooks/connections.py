@@ -30,12 +30,29 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import cache, lru_cache
+from typing import Protocol
 
 import httpx
 
 from ehiconnect.http.ssrf import CappedResponse, GuardedTransport, Resolver
 
 ReceiverKey = tuple[str, str, int | None, bool]
+
+
+class Poster(Protocol):
+    """What the sender posts through: these kept-alive httpx lanes, or `wire.WireConnections`."""
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        allow_private: bool,
+        max_bytes: int,
+    ) -> CappedResponse: ...
+
+    async def aclose(self) -> None: ...
 
 
 @cache

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from ehiconnect.http import ssrf
 from ehiconnect.testing.servers import free_port
+from ehiconnect.webhooks.wire import WireConnections
 from tests.integration.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -137,3 +138,63 @@ async def test_a_certificate_for_another_name_is_still_refused(
         with pytest.raises(httpx.ConnectError, match=r"(?i)certificate|hostname"):
             await client.post(f"https://{other}:{port}/hooks", content=b"{}")
     assert receiver.received == []
+
+
+async def test_the_senders_h11_client_verifies_the_certificate_for_the_host_name(
+    tls_receiver: tuple[Receiver, int, Path],
+) -> None:
+    # The webhook sender's own client (webhooks/wire.py, #17) connects to the checked address
+    # too, and verifies the certificate against the name, not the address.
+    receiver, port, ca = tls_receiver
+    connections = _wire(ssl.create_default_context(cafile=str(ca)), resolve_to_loopback)
+    try:
+        for _ in range(2):
+            answer = await connections.post(
+                f"https://{HOST}:{port}/hooks", b"{}", {}, allow_private=True, max_bytes=100
+            )
+            assert answer.status_code == 200
+    finally:
+        await connections.aclose()
+    first, second = receiver.received
+    assert first.headers["host"] == f"{HOST}:{port}"
+    assert first.client == second.client  # kept alive over TLS too
+
+
+async def test_the_senders_h11_client_refuses_a_certificate_for_another_name(
+    tls_receiver: tuple[Receiver, int, Path],
+) -> None:
+    receiver, port, ca = tls_receiver
+    other = "other.example.test"
+
+    async def resolve(host: str, _port: int) -> list[str]:
+        return ["127.0.0.1"] if host == other else []
+
+    connections = _wire(ssl.create_default_context(cafile=str(ca)), resolve)
+    try:
+        with pytest.raises(httpx.ConnectError, match=r"(?i)certificate|hostname"):
+            await connections.post(
+                f"https://{other}:{port}/hooks", b"{}", {}, allow_private=True, max_bytes=100
+            )
+        # And without the test CA, the system's CAs do not vouch for the receiver at all.
+        untrusting = _wire(None, resolve_to_loopback)
+        try:
+            with pytest.raises(httpx.ConnectError, match=r"(?i)certificate"):
+                await untrusting.post(
+                    f"https://{HOST}:{port}/hooks", b"{}", {}, allow_private=True, max_bytes=100
+                )
+        finally:
+            await untrusting.aclose()
+    finally:
+        await connections.aclose()
+    assert receiver.received == []
+
+
+def _wire(context: ssl.SSLContext | None, resolver: ssrf.Resolver) -> WireConnections:
+    return WireConnections(
+        timeout_seconds=5,
+        resolver=resolver,
+        headers={},
+        idle_per_receiver=2,
+        keepalive_seconds=4,
+        ssl_context=context,
+    )
