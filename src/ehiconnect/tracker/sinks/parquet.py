@@ -81,20 +81,20 @@ class ParquetSink:
 
     def _write(self, table: pa.Table, batch_key: str) -> None:
         parts = [(kind, part) for kind, part in _by_type(table) if _SAFE.match(kind)]
-        for kind, _ in parts:
-            folder = self.directory / kind
-            if folder not in self._folders:
-                folder.mkdir(parents=True, exist_ok=True)
-                self._folders.add(folder)
-        # Encoding and compressing a file runs outside the GIL: two types' files at once.
+        # Encoding and compressing a file runs outside the GIL: two types' files at once, the
+        # largest first so that neither writer is left with a big one at the end.
+        parts.sort(key=lambda item: item[1].num_rows, reverse=True)
         with ThreadPoolExecutor(max_workers=FILE_WRITERS) as writers:
             for written in [
-                writers.submit(self._write_file, kind, table, batch_key) for kind, table in parts
+                writers.submit(self._write_file, kind, part, batch_key) for kind, part in parts
             ]:
                 written.result()
 
     def _write_file(self, kind: str, table: pa.Table, batch_key: str) -> None:
         folder = self.directory / kind
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
         temporary = folder / f".{batch_key}.parquet.tmp"
         pq.write_table(
             table,

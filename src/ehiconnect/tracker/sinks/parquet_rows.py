@@ -48,31 +48,32 @@ class Rows:
     malformed: int
 
 
-class _Coding(msgspec.Struct):
+# gc=False: decoded JSON holds no reference cycles, so the collector need not track these.
+class _Coding(msgspec.Struct, gc=False):
     system: Any = None
     code: Any = None
 
 
-class _Concept(msgspec.Struct):
+class _Concept(msgspec.Struct, gc=False):
     coding: list[_Coding] | None = None
 
 
-class _Reference(msgspec.Struct):
+class _Reference(msgspec.Struct, gc=False):
     reference: Any = None
 
 
-class _Period(msgspec.Struct):
+class _Period(msgspec.Struct, gc=False):
     start: Any = None
 
 
-class _Meta(msgspec.Struct):
+class _Meta(msgspec.Struct, gc=False):
     lastUpdated: Any = None
 
 
 _Concepts = _Concept | list[_Concept] | None
 
 
-class _Head(msgspec.Struct):
+class _Head(msgspec.Struct, gc=False):
     """The fields `sinks.fields` reads, in its order of preference (keep the two in step)."""
 
     resourceType: Any = None
@@ -185,12 +186,12 @@ def _patient(head: _Head) -> str | None:
         if ref is not None:
             text = ref.reference
             if isinstance(text, str) and "Patient/" in text:
-                return text.rsplit("Patient/", 1)[1].split("/", 1)[0]
+                return text.rpartition("Patient/")[2].partition("/")[0]
     return None
 
 
 def _codes(head: _Head) -> list[str]:
-    found: set[str] = set()
+    found: list[str] | None = None
     for concept in (head.code, head.vaccineCode, head.medicationCodeableConcept, head.type):
         if concept is None:
             continue
@@ -199,9 +200,16 @@ def _codes(head: _Head) -> list[str]:
                 code = coding.code
                 if isinstance(code, str):
                     system = coding.system
-                    found.add(f"{system if isinstance(system, str) else ''}|{code}")
-                    found.add(code)
-    return sorted(found)
+                    pair = f"{system if isinstance(system, str) else ''}|{code}"
+                    if found is None:
+                        found = [pair, code]
+                    else:
+                        found += (pair, code)
+    if found is None:
+        return []
+    if len(found) == 2:  # one coding, the usual case: `system|code` never equals `code`
+        return found if found[0] < found[1] else [found[1], found[0]]
+    return sorted(set(found))
 
 
 def _date(head: _Head) -> str | None:
