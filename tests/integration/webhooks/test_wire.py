@@ -14,7 +14,7 @@ import pytest
 
 from ehiconnect.http.ssrf import CappedResponse, Resolver, TargetRefused, system_resolver
 from ehiconnect.testing.servers import free_port
-from ehiconnect.webhooks.wire import WireConnections
+from ehiconnect.webhooks.wire import WireConnections, request_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +250,20 @@ async def test_a_kept_connection_goes_only_to_an_address_the_name_resolves_to_no
     assert len(set(server.peers())) == 2
     host = server.requests[2].head.split(b"\r\n")[1]
     assert host == f"host: hooks.example.test:{server.port}".encode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        (b"webhook-id", b"msg\r\nx-evil: 1"),
+        (b"webhook-id", b"msg\nx"),
+        (b"x\r", b"1"),
+        (b"a", b"\0"),
+    ],
+)
+def test_a_header_that_would_break_its_line_is_refused(header: tuple[bytes, bytes]) -> None:
+    with pytest.raises(httpx.LocalProtocolError):
+        request_bytes(b"/hooks", [(b"host", b"a.test"), header], b"")
+    assert request_bytes(b"/h", [(b"host", b"a.test")], b"{}") == (
+        b"POST /h HTTP/1.1\r\nhost: a.test\r\n\r\n{}"
+    )
