@@ -28,9 +28,9 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from ehiconnect.crawler.plan import CrawlPlan, plan_crawl
+from ehiconnect.crawler.plan import CrawlPlan, patient_read_url, plan_crawl
 from ehiconnect.crawler.ports import (
     Checkpoint,
     CrawlProgress,
@@ -48,6 +48,7 @@ from ehiconnect.fhir.references import iter_attachments, iter_references, resolv
 from ehiconnect.vocabulary import ExportFailureReason, ExportPhase
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 HYDRATION_DEPTH = 3
 """References are followed at most this many links away from a searched resource."""
@@ -92,37 +93,45 @@ async def crawl(ctx: CrawlContext) -> CrawlReport:
     Raises `FatalError` when there is nothing worth exporting (no CapabilityStatement, no
     Patient); whatever `ctx.source` or `ctx.on_progress` raise besides `FetchError` ends the
     crawl too, with the work in flight cancelled and everything staged kept for a resumed run.
+
+    Nothing waits for what it does not need: the Patient read (its URL is known beforehand) and
+    the checkpoints go out with the CapabilityStatement, the searches start as soon as it is
+    read, while the Patient is still on its way, and progress is written beside the work.
     """
     started = time.monotonic()
-    await ctx.on_progress(phase=ExportPhase.DISCOVER)
+    patient_url = patient_read_url(ctx.patient_id, ctx.granted_scope)
+    crawler = _Crawler(ctx)
     try:
-        capabilities = parse_capability_statement(await ctx.source.get_json("metadata"))
-    except (FetchError, CapabilityError) as exc:
-        raise FatalError(
-            f"the health system's CapabilityStatement could not be read ({exc})",
-            failure_reason=ExportFailureReason.RESOURCE_INVALID_CONTENT,
-        ) from None
-    plan = plan_crawl(
-        capabilities,
-        ctx.granted_scope,
-        ctx.quirks,
-        patient_id=ctx.patient_id,
-        page_size=ctx.page_size,
-    )
-    steps = await ctx.staging.checkpoints()
-    attachments = await ctx.staging.recorded_attachments()
-    crawler = _Crawler(ctx, plan, steps, attachments)
-    await ctx.on_progress(phase=ExportPhase.PATIENT)
-    patient = await _fetch_patient(ctx, plan)
-    await ctx.on_progress(phase=ExportPhase.RESOURCES)
-    try:
+        crawler.spawn(ctx.on_progress(phase=ExportPhase.DISCOVER))
+        metadata = crawler.ahead(ctx.source.get_json("metadata"))
+        patient = crawler.ahead(ctx.source.get_json(patient_url))
+        resume = crawler.ahead(_resume_point(ctx.staging))
+        try:
+            capabilities = parse_capability_statement(await metadata)
+        except (FetchError, CapabilityError) as exc:
+            raise FatalError(
+                f"the health system's CapabilityStatement could not be read ({exc})",
+                failure_reason=ExportFailureReason.RESOURCE_INVALID_CONTENT,
+            ) from None
+        crawler.plan = plan_crawl(
+            capabilities,
+            ctx.granted_scope,
+            ctx.quirks,
+            patient_id=ctx.patient_id,
+            page_size=ctx.page_size,
+        )
+        crawler.steps, crawler.attachments = await resume
+        if patient.done():  # a Patient read that already failed starts no search
+            await _patient_or_fail(patient)
+        crawler.spawn(ctx.on_progress(phase=ExportPhase.PATIENT))
+        crawler.spawn(crawler.stage_patient(patient))
         # Work is started as it is discovered: every search at once, then each reference and
         # attachment as soon as a page or read names it (the session's limit bounds them all).
-        await crawler.rescan()
-        crawler.found(patient, 0, _PATIENT_CHAIN)
+        crawler.spawn(ctx.on_progress(phase=ExportPhase.RESOURCES))
         crawler.start_searches()
+        await crawler.rescan()
         await crawler.wait(lambda: crawler.searches_left == 0)
-        await ctx.on_progress(phase=ExportPhase.HYDRATE)
+        crawler.spawn(ctx.on_progress(phase=ExportPhase.HYDRATE))
         crawler.release_deferred()
         await crawler.wait(lambda: not crawler.tasks)
     finally:
@@ -137,12 +146,18 @@ async def crawl(ctx: CrawlContext) -> CrawlReport:
     return report
 
 
-_PATIENT_CHAIN = ("metadata", "Patient read")
+_SEARCH_CHAIN = ("metadata",)
+_PATIENT_CHAIN = ("Patient read",)
 
 
-async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> dict[str, Any]:
+async def _resume_point(staging: CrawlStaging) -> tuple[dict[str, Checkpoint], dict[str, bool]]:
+    """What an earlier run checkpointed: its steps, and the attachments it recorded."""
+    return await staging.checkpoints(), await staging.recorded_attachments()
+
+
+async def _patient_or_fail(read: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
     try:
-        patient = await ctx.source.get_json(plan.patient_read_url)
+        patient = await read
     except FetchError as exc:
         raise FatalError(
             f"the patient's own record could not be read ({exc.detail})",
@@ -153,8 +168,6 @@ async def _fetch_patient(ctx: CrawlContext, plan: CrawlPlan) -> dict[str, Any]:
             "the health system answered the patient read with something else",
             failure_reason=ExportFailureReason.RESOURCE_INVALID_CONTENT,
         )
-    added = await ctx.staging.stage_resources([patient])
-    await ctx.on_progress(resources_added=added)
     return patient
 
 
@@ -165,18 +178,13 @@ class _Crawler:
     """The crawl's work graph: each unit (a search, a read, a download) runs as its own task and
     starts the units it discovers. The first unexpected error cancels the rest and is raised."""
 
-    def __init__(
-        self,
-        ctx: CrawlContext,
-        plan: CrawlPlan,
-        steps: dict[str, Checkpoint],
-        attachments: dict[str, bool],
-    ) -> None:
+    plan: CrawlPlan  # once the CapabilityStatement is read
+    steps: dict[str, Checkpoint]  # checkpoints of an earlier run, read beside it
+    attachments: dict[str, bool]  # recorded by this or an earlier run: binary id → staged
+
+    def __init__(self, ctx: CrawlContext) -> None:
         self.ctx = ctx
-        self.plan = plan
         self.base = ctx.source.base_url
-        self.steps = steps
-        self.attachments = attachments  # recorded by this or an earlier run: binary id → staged
         self.staged: set[tuple[str, str]] = set()
         self.wanted: set[tuple[str, str]] = set()  # reads started or waiting for the searches
         self.deferred: dict[tuple[str, str], tuple[int, Chain]] = {}
@@ -185,6 +193,7 @@ class _Crawler:
         self.searching = True
         self.rescanning = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self._ahead: list[asyncio.Task[Any]] = []
         self.longest: Chain = ()
         self._failure: BaseException | None = None
         self._changed = asyncio.Event()
@@ -196,6 +205,12 @@ class _Crawler:
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self._finished)
+
+    def ahead(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Start `work` now, for a result awaited later (cancelled with the crawl)."""
+        task = asyncio.create_task(work)
+        self._ahead.append(task)
+        return task
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -214,7 +229,7 @@ class _Crawler:
             raise self._failure
 
     async def cancel(self) -> None:
-        pending = list(self.tasks)
+        pending = [*self.tasks, *self._ahead]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -233,7 +248,7 @@ class _Crawler:
         self.rescanning = True
         async for resource in self.ctx.staging.staged_resources():
             self.staged.add((resource["resourceType"], str(resource["id"])))
-            self.found(resource, 0, _PATIENT_CHAIN)
+            self.found(resource, 0, _SEARCH_CHAIN)
         self.rescanning = False
         held, self.deferred = self.deferred, {}
         for key, (depth, chain) in sorted(held.items()):
@@ -306,6 +321,14 @@ class _Crawler:
 
     # ------------------------------------------------------------------ units of work
 
+    async def stage_patient(self, read: asyncio.Task[dict[str, Any]]) -> None:
+        patient = await _patient_or_fail(read)
+        self.note(_PATIENT_CHAIN)
+        self.staged.add(("Patient", str(patient.get("id"))))
+        self.found(patient, 0, _PATIENT_CHAIN)
+        added = await self.ctx.staging.stage_resources([patient])
+        await self.ctx.on_progress(resources_added=added)
+
     async def _search(
         self, step: str, first_url: str, resource_type: str | None, label: str
     ) -> None:
@@ -326,7 +349,7 @@ class _Crawler:
         if saved is not None and saved.done:
             return
         url: str | None = saved.cursor if saved is not None and saved.cursor else first_url
-        chain: Chain = _PATIENT_CHAIN
+        chain: Chain = _SEARCH_CHAIN
         fetching: asyncio.Task[dict[str, Any]] | None = None
         try:
             while url is not None:
@@ -341,11 +364,10 @@ class _Crawler:
                 self.note(chain)
                 data = _page_resources(bundle)
                 following = _next_link(bundle)
-                fetching = (
-                    asyncio.create_task(ctx.source.get_json(following))
-                    if following is not None
-                    else None
-                )
+                fetching = None
+                if following is not None:
+                    fetching = asyncio.create_task(ctx.source.get_json(following))
+                    await asyncio.sleep(0)  # sent before this page's resources are looked at
                 for resource in data:
                     if resource.get("resourceType") and resource.get("id"):
                         self.staged.add((resource["resourceType"], str(resource["id"])))
@@ -370,9 +392,10 @@ class _Crawler:
         except FetchError as exc:
             await _give_up(ctx, f"read:{url}", exc, resource_type)
             return
-        added = await ctx.staging.stage_resources([resource])
+        # What it names is started before its row is written (nothing waits for the database).
         self.staged.add(key)
         self.found(resource, depth, chain)
+        added = await ctx.staging.stage_resources([resource])
         await ctx.on_progress(resources_added=added)
 
     async def _download(

@@ -37,6 +37,12 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
+# httpx's connection layer loads anyio's asyncio backend when a process first sends: on a
+# worker's first export, in the middle of its crawl (0.05-0.2 s of imports on the event loop
+# here). Loaded with this module instead (a later anyio that moved it loads it on first use).
+with contextlib.suppress(ImportError):
+    import anyio._backends._asyncio  # noqa: F401
+
 from ehiconnect import __version__, metrics
 from ehiconnect.clock import Clock
 from ehiconnect.crawler.attachments import fetch_attachment
@@ -223,6 +229,7 @@ class FhirSession:
         self._renewal = asyncio.Lock()
         self._newest_token: str | None = None  # the last one read or renewed
         self._token_read_at = float("-inf")
+        self._token_read: asyncio.Future[str] | None = None
 
     async def __aenter__(self) -> FhirSession:
         self._http = crawl_client(self.base_url, self._access)
@@ -254,14 +261,24 @@ class FhirSession:
     async def _current_token(self) -> str:
         """The token to send: read again (and refreshed when due) at most every
         `TOKEN_REUSE_SECONDS`; a 401 renews it at once. Each read is a database transaction,
-        taken while the request holds its slot."""
+        taken while the request holds its slot; the requests that find it due while it runs
+        (the first ones of a crawl, sent together) share it instead of each reading again."""
         if (
-            self._newest_token is None
-            or time.monotonic() - self._token_read_at >= TOKEN_REUSE_SECONDS
+            self._newest_token is not None
+            and time.monotonic() - self._token_read_at < TOKEN_REUSE_SECONDS
         ):
-            self._newest_token = await self._token(None)
-            self._token_read_at = time.monotonic()
-        return self._newest_token
+            return self._newest_token
+        if self._token_read is None:  # one read at a time: the requests due meanwhile share it
+            self._token_read = asyncio.ensure_future(self._read_token())
+        return await asyncio.shield(self._token_read)
+
+    async def _read_token(self) -> str:
+        try:
+            token = await self._token(None)
+            self._newest_token, self._token_read_at = token, time.monotonic()
+            return token
+        finally:
+            self._token_read = None
 
     def check_deadline(self) -> None:
         if self.clock.now() >= self.deadline:

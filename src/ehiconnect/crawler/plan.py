@@ -6,9 +6,11 @@
 - what the patient allowed (the granted SMART scopes),
 - how this vendor differs (`VendorQuirks`),
 
-into a `CrawlPlan`: read `Patient/{id}`, then either one `Patient/{id}/$everything` or one search
-per allowed and supported patient-compartment type (fanned out per category where the vendor or
-the scopes require it), and the set of types that may be hydrated by reference. Everything that is
+into a `CrawlPlan`: read `Patient/{id}` (`patient_read_url`: known before the server is asked
+anything, so a crawl reads it beside the CapabilityStatement), and either one
+`Patient/{id}/$everything` or one search per allowed and supported patient-compartment type
+(fanned out per category where the vendor or the scopes require it), and the set of types that
+may be hydrated by reference. Everything that is
 left out is listed in `skipped` with the reason, for the export's report.
 
 URLs are relative to the FHIR base; the crawler follows each search's `next` links.
@@ -79,22 +81,9 @@ def plan_crawl(
     plan asks for `max_count`, the largest page the vendor is known to accept: fewer pages make
     a shorter chain of dependent requests (each `next` link waits for the page before).
     """
-    if not patient_id or "/" in patient_id:
-        # The id itself stays out of the message: it identifies a patient.
-        raise ValueError("patient_id must be a bare FHIR id (no '/', not empty)")
-    scopes = (
-        granted_scopes
-        if isinstance(granted_scopes, GrantedScopes)
-        else parse_scopes(granted_scopes)
-    )
-    if not scopes.can_read(PATIENT_READ_TYPE):
-        raise FatalError(
-            "The granted scopes do not allow reading the Patient resource; the patient must "
-            "connect again and approve access to their demographics",
-            failure_reason="scope_patient_missing",
-        )
+    scopes = _scopes(granted_scopes)
+    patient_path = patient_read_url(patient_id, scopes)
     count = quirks.max_count if page_size is None else max(1, min(page_size, quirks.max_count))
-    patient_path = f"Patient/{quote(patient_id, safe='')}"
     hydrate = frozenset(t for t in HYDRATE_BY_REFERENCE if scopes.can_read(t))
 
     if capabilities.supports_patient_everything and quirks.trust_everything:
@@ -125,6 +114,25 @@ def plan_crawl(
         hydrate_types=hydrate,
         skipped=tuple(skipped),
     )
+
+
+def patient_read_url(patient_id: str, granted_scopes: str | Iterable[str] | GrantedScopes) -> str:
+    """`Patient/{id}`, which needs nothing from the server: a crawl reads it while it reads the
+    CapabilityStatement. Raises `FatalError(scope_patient_missing)` without Patient read."""
+    if not patient_id or "/" in patient_id:
+        # The id itself stays out of the message: it identifies a patient.
+        raise ValueError("patient_id must be a bare FHIR id (no '/', not empty)")
+    if not _scopes(granted_scopes).can_read(PATIENT_READ_TYPE):
+        raise FatalError(
+            "The granted scopes do not allow reading the Patient resource; the patient must "
+            "connect again and approve access to their demographics",
+            failure_reason="scope_patient_missing",
+        )
+    return f"Patient/{quote(patient_id, safe='')}"
+
+
+def _scopes(granted: str | Iterable[str] | GrantedScopes) -> GrantedScopes:
+    return granted if isinstance(granted, GrantedScopes) else parse_scopes(granted)
 
 
 def _why_skip(

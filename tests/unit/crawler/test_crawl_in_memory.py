@@ -211,11 +211,13 @@ async def test_a_crawl_stages_each_resource_once_and_follows_pages_and_reference
     ]
     assert progress.resources == len(EVERY_RESOURCE)
     assert progress.attachment_bytes == len(NOTE)
-    # metadata, Patient read, then the three Observation pages one after the other.
-    assert report.critical_path[:2] == ("metadata", "Patient read")
-    assert len(report.critical_path) == 5
+    # metadata, then the three Observation pages one after the other (or pr1 and org1 after the
+    # Condition page): the Patient read went out beside metadata, and no search waits for it.
+    assert report.critical_path[0] == "metadata"
+    assert "Patient read" not in report.critical_path
+    assert len(report.critical_path) == 4
     assert progress.reports == [
-        {"critical_path_requests": 5, "crawl_seconds": report.seconds},
+        {"critical_path_requests": 4, "crawl_seconds": report.seconds},
     ]
 
 
@@ -293,6 +295,52 @@ async def test_without_the_patient_there_is_nothing_to_export() -> None:
     assert raised.value.failure_reason == ExportFailureReason.RESOURCE_PATIENT_FAILURE
     assert staging.resources == {}
     assert source.requests == [f"{BASE}metadata", f"{BASE}Patient/p1"]
+
+
+class _SlowServer(MemoryFhirSource):
+    """Answers `slow` only once the crawl has asked for `first` (or after 100 loop turns)."""
+
+    def __init__(self, slow: str, first: str) -> None:
+        system = health_system()
+        super().__init__(
+            BASE,
+            resources=system.resources,
+            attachments=system.attachments,
+            failures=system.failures,
+            chunk_size=system.chunk_size,
+        )
+        self.slow, self.first = self.absolute(slow), self.absolute(first)
+        self.first_asked_before: list[bool] = []
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        if self.absolute(url) == self.slow:
+            for _ in range(100):
+                if any(request.startswith(self.first) for request in self.requests):
+                    break
+                await asyncio.sleep(0)
+            self.first_asked_before.append(
+                any(request.startswith(self.first) for request in self.requests)
+            )
+        return await super().get_json(url)
+
+
+async def test_the_patient_is_read_while_the_capability_statement_is_on_its_way() -> None:
+    source, staging = _SlowServer(slow="metadata", first="Patient/p1"), MemoryStaging()
+
+    await run(source, staging, Progress())
+
+    assert source.first_asked_before == [True]
+    assert set(staging.resources) == EVERY_RESOURCE
+
+
+async def test_the_searches_start_while_the_patient_is_on_its_way() -> None:
+    source, staging = _SlowServer(slow="Patient/p1", first=OBSERVATIONS), MemoryStaging()
+
+    await run(source, staging, Progress())
+
+    assert source.first_asked_before == [True]
+    assert set(staging.resources) == EVERY_RESOURCE
+    assert max(Counter(source.requests).values()) == 1
 
 
 class _StagingThatWaits(MemoryStaging):

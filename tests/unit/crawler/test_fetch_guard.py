@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import httpx
 import pytest
 
 from ehiconnect.clock import FrozenClock
-from ehiconnect.crawler.fetch import AdaptiveLimiter, FetchError, FhirSession, OutboundAccess
+from ehiconnect.crawler.fetch import (
+    AdaptiveLimiter,
+    FetchError,
+    FhirSession,
+    OutboundAccess,
+    TokenSource,
+)
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 
 BASE = "https://ehr.example.org/fhir"
@@ -38,14 +45,16 @@ class Server:
         return httpx.Response(200, json={"resourceType": "Bundle"})
 
 
-def session(server: Server, *, allow_private: bool = False) -> FhirSession:
-    async def token(rejected: str | None) -> str:
+def session(
+    server: Server, *, allow_private: bool = False, token: TokenSource | None = None
+) -> FhirSession:
+    async def the_token(rejected: str | None) -> str:
         return TOKEN
 
     clock = FrozenClock()
     return FhirSession(
         BASE,
-        token,
+        token or the_token,
         access=OutboundAccess(
             allow_private=allow_private,
             timeout_seconds=5,
@@ -103,3 +112,20 @@ async def test_the_session_has_no_client_outside_its_block() -> None:
     fhir = session(Server())
     with pytest.raises(RuntimeError, match="async with"):
         await fhir.get_json("Patient/1")
+
+
+async def test_requests_sent_together_share_one_read_of_the_token() -> None:
+    server, reads = Server(), 0
+
+    async def token(rejected: str | None) -> str:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)  # a database transaction
+        return TOKEN
+
+    async with session(server, token=token) as fhir:
+        await asyncio.gather(fhir.get_json("metadata"), fhir.get_json("Patient/1"))
+        assert reads == 1
+        await fhir.get_json("Observation?patient=1")  # within TOKEN_REUSE_SECONDS: no read
+    assert reads == 1
+    assert [auth for _, auth in server.seen] == [f"Bearer {TOKEN}"] * 3
