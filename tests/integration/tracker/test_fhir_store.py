@@ -2,40 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+
 from sqlalchemy import select
 
+from ehiconnect.clock import FrozenClock
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.runtime import TrackerRuntime
-from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink, SearchQuery, search
+from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink, SearchQuery, history, search
 from tests.integration.tracker.helpers import count
 from tests.integration.tracker.records import patient_record
 
 
 async def test_changed_resource_gets_a_new_version_and_history(tracker: TrackerRuntime) -> None:
-    sink = FhirStoreSink(tracker.database, tracker.clock)
+    clock = FrozenClock(dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC))
+    sink = FhirStoreSink(tracker.database, clock)
     resources = patient_record("p1", observations=3)
     await sink.write_batch(resources, batch_key="a")
+    clock.advance(60)
     await sink.write_batch(resources, batch_key="a")  # a re-run adds nothing
+    assert await count(tracker, TrackerFhirVersion) == 0  # a first load keeps one row each
     amended = {**resources[-1], "status": "amended", "meta": {"lastUpdated": "2026-11-29"}}
     await sink.write_batch([amended, amended], batch_key="b")  # twice in one batch, too
+    clock.advance(60)
+    corrected = {**amended, "status": "corrected"}
+    await sink.write_batch([corrected, resources[0]], batch_key="c")
+    await sink.write_batch([corrected], batch_key="c")  # a re-run of a change adds nothing
 
     async with tracker.database.transaction() as session:
         row = await session.get(TrackerFhirResource, ("Observation", amended["id"]))
         unchanged = await session.get(TrackerFhirResource, ("Patient", "p1"))
-        history = list(
-            await session.scalars(
-                select(TrackerFhirVersion.body).where(
-                    TrackerFhirVersion.resource_id == amended["id"]
-                )
+        superseded = list(
+            await session.execute(
+                select(TrackerFhirVersion.body, TrackerFhirVersion.recorded_at)
+                .where(TrackerFhirVersion.resource_id == amended["id"])
+                .order_by(TrackerFhirVersion.recorded_at)
             )
         )
     assert row is not None
-    assert row.version == 2
-    assert row.body["status"] == "amended"
+    assert row.version == 3
+    assert row.body == corrected
+    assert row.updated_at == clock.now()
     assert unchanged is not None
     assert unchanged.version == 1
-    assert sorted(b["status"] for b in history) == ["amended", "final"]
+    # The history keeps each content once, with the time it was stored.
+    stored_at = [(body["status"], at.minute) for body, at in superseded]
+    assert stored_at == [("final", 0), ("amended", 1)]
+    kept = await history(tracker.database, "Observation", amended["id"])
+    assert [b["status"] for b in kept] == ["final", "amended", "corrected"]
+    assert kept[0] == resources[-1]
+    assert await history(tracker.database, "Patient", "p1") == [resources[0]]
+    assert await history(tracker.database, "Patient", "nobody") == []
     assert await count(tracker, TrackerFhirResource) == len(resources)
+
+
+async def test_writers_of_the_same_resources_at_once_store_each_once(
+    tracker: TrackerRuntime,
+) -> None:
+    """Two jobs ingesting the same resources at the same moment (a retried job still running):
+    one writes them, the other finds them stored, whichever order their statements ran in."""
+    resources = patient_record("p1", observations=40)
+    changed = [{**r, "status": "amended"} for r in resources[4:]]
+    sinks = [FhirStoreSink(tracker.database, tracker.clock) for _ in range(4)]
+    await asyncio.gather(*(sink.write_batch(resources, batch_key="a") for sink in sinks))
+    await asyncio.gather(*(sink.write_batch(changed, batch_key="b") for sink in sinks))
+
+    assert await count(tracker, TrackerFhirResource) == len(resources)
+    assert await count(tracker, TrackerFhirResource, TrackerFhirResource.version == 2) == 40
+    assert await count(tracker, TrackerFhirVersion) == 40
+    kept = await history(tracker.database, "Observation", "obs-p1-0")
+    assert [b["status"] for b in kept] == ["final", "amended"]
 
 
 async def test_search_by_patient_code_and_date(tracker: TrackerRuntime) -> None:
@@ -59,3 +96,24 @@ async def test_search_by_patient_code_and_date(tracker: TrackerRuntime) -> None:
     assert total == 6  # odd-numbered observations in July to December
     total, _ = await search(tracker.database, SearchQuery("Observation"))
     assert total == 30
+
+
+async def test_nul_in_search_fields_is_stored_replaced_and_found(tracker: TrackerRuntime) -> None:
+    sink = FhirStoreSink(tracker.database, tracker.clock)
+    resource = {
+        "resourceType": "Observation",
+        "id": "o\u00001",
+        "subject": {"reference": "Patient/p\u00001"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867\u00004"}]},
+        "effectiveDateTime": "2025-01-02\u0000",
+    }
+    await sink.write_batch([resource], batch_key="a")
+    await sink.write_batch([resource], batch_key="a")  # unchanged: its digest is of the export
+
+    total, page = await search(
+        tracker.database, SearchQuery("Observation", patient="p\ufffd1", code="8867\ufffd4")
+    )
+    assert total == 1
+    assert page[0]["id"] == "o\ufffd1"
+    assert page[0]["effectiveDateTime"] == "2025-01-02\ufffd"
+    assert await history(tracker.database, "Observation", "o\ufffd1") == page

@@ -207,3 +207,28 @@ def test_tables_from_before_the_batching_column_get_it(platform_database: str) -
     with psycopg.connect(platform_database) as conn:
         batching = conn.execute("SELECT batching FROM tracker_ingest_progress").fetchall()
     assert batching == [(None,)]
+
+
+def test_the_fhir_store_history_keeps_only_superseded_contents(empty_database: str) -> None:
+    """A store written before tracker_0002 held each current content in its history too."""
+    assert upgrade_tracker_database(empty_database, "tracker_0001") == "tracker_0001"
+    older, newer = "a" * 64, "b" * 64
+    with psycopg.connect(empty_database) as conn:
+        conn.execute(
+            "INSERT INTO tracker_fhir_resources (resource_type, resource_id, version,"
+            " content_sha256, codes, body, updated_at)"
+            " VALUES ('Observation', 'o1', 2, %s, '{}', '{\"status\": \"amended\"}', %s)",
+            (newer, AT),
+        )
+        conn.execute(
+            "INSERT INTO tracker_fhir_versions (resource_type, resource_id, content_sha256,"
+            " body, recorded_at) VALUES ('Observation', 'o1', %s, '{\"status\": \"final\"}', %s),"
+            " ('Observation', 'o1', %s, '{\"status\": \"amended\"}', %s)",
+            (older, AT - dt.timedelta(days=1), newer, AT),
+        )
+    assert upgrade_tracker_database(empty_database) == TRACKER_MIGRATIONS.head()
+    with psycopg.connect(empty_database) as conn:
+        history = conn.execute("SELECT content_sha256, body FROM tracker_fhir_versions").fetchall()
+        current = conn.execute("SELECT version, body FROM tracker_fhir_resources").fetchall()
+    assert history == [(older, {"status": "final"})]
+    assert current == [(2, {"status": "amended"})]

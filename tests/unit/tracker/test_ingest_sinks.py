@@ -125,12 +125,48 @@ def test_the_fhir_store_prepares_each_resource_once_by_type_and_id() -> None:
     ]
     row = prepared[("Observation", "o1")]  # the batch's last copy
     assert row.sha == content_sha256(amended)
-    assert orjson.loads(row.json) == {
-        "resource_type": "Observation",
-        "resource_id": "o1",
-        "content_sha256": content_sha256(amended),
-        "patient_id": "p1",
-        "codes": codes_of(amended),
-        "effective_date": date_of(amended),
-        "body": amended,
+    # The row as binary COPY sends it, less the version and time the write puts in.
+    assert copy_fields(row.head, row.tail) == [
+        "Observation",
+        "o1",
+        content_sha256(amended),
+        "p1",
+        codes_of(amended),
+        date_of(amended),
+        amended,
+    ]
+    assert copy_fields(*prepared[("Condition", "c1")][1:])[3:6] == ["p1", [], None]
+    stored = copy_fields(*prepared[("Patient", "p\ufffd2")][1:])
+    assert stored[0:2] == ["Patient", "p\ufffd2"]
+    assert stored[2] == content_sha256(nul)  # of the resource as exported
+    assert stored[3] == "p\ufffd2"  # its patient: itself
+    assert stored[6] == {
+        "resourceType": "Patient",
+        "id": "p\ufffd2",
+        "name": [{"text": "a\ufffdb"}],
     }
+
+
+def copy_fields(head: bytes, tail: bytes) -> list[Any]:
+    """PostgreSQL's binary COPY fields of a prepared row: type, id, digest, patient, codes (a
+    text array), date, body (jsonb)."""
+    assert head[:2] == (9).to_bytes(2, "big")  # fields in the row
+
+    def fields(data: bytes) -> list[bytes | None]:
+        found: list[bytes | None] = []
+        while data:
+            size = int.from_bytes(data[:4], "big", signed=True)
+            found.append(None if size < 0 else data[4 : 4 + size])
+            data = data[4 + max(size, 0) :]
+        return found
+
+    kind, rid = fields(head[2:])
+    sha, patient, codes, date, body = fields(tail)
+    assert codes is not None
+    assert body is not None
+    assert body[0] == 1  # jsonb's format version
+    dimensions = int.from_bytes(codes[:4], "big")
+    elements = fields(codes[20:]) if dimensions else []
+    text = [kind, rid, sha, patient, *elements, date]
+    decoded = [value.decode() if value is not None else None for value in text]
+    return [*decoded[:4], decoded[4:-1], decoded[-1], orjson.loads(body[1:])]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import orjson
+
 from ehiconnect.tracker.notify import (
     DEFAULT_FAILURE_TEXT,
     MessageTemplate,
@@ -7,7 +9,13 @@ from ehiconnect.tracker.notify import (
     callback_payload,
     render,
 )
-from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
+from ehiconnect.tracker.sinks.fields import (
+    codes_of,
+    content_sha256,
+    date_of,
+    digest_and_json,
+    patient_of,
+)
 
 
 def _notice(**changes: object) -> Notice:
@@ -67,3 +75,25 @@ def test_search_fields() -> None:
     restamped = {**obs, "meta": {"lastUpdated": "2026-01-01"}}
     assert content_sha256(obs) == content_sha256(restamped)
     assert content_sha256(obs) != content_sha256({**obs, "status": "amended"})
+
+
+def test_digest_and_json_is_the_digest_and_the_whole_resource() -> None:
+    """The FHIR store digests and stores from one serialization: the digest is the same as
+    `content_sha256` (what rows already stored were keyed by) and the JSON is the resource."""
+    resources = [
+        {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}},
+        {"meta": {"versionId": "2", "tag": [{"code": "z"}]}, "resourceType": "Patient", "id": "p"},
+        {"meta": None, "id": "b", "resourceType": "Basic"},
+        {"meta": {"lastUpdated": "2026-01-01"}},  # nothing but meta: a foreign file's oddity
+        {
+            "id": "\u00e9\u0000",
+            "resourceType": "Basic",
+            "extension": [{"valueString": "\U0001f600"}],
+        },
+    ]
+    for resource in resources:
+        digest, body = digest_and_json(resource)
+        assert digest == content_sha256(resource)
+        assert orjson.loads(body) == resource
+    reordered = dict(reversed(list(resources[1].items())))
+    assert digest_and_json(reordered)[0] == digest_and_json(resources[1])[0]

@@ -1,9 +1,11 @@
 """The built-in FHIR store: resources as JSONB in PostgreSQL, current version plus history.
 
 A batch is upserted by (resourceType, id): a resource whose content is unchanged is left alone (a
-re-run adds nothing); a changed one gets its version number raised, and every distinct content
-is kept in `tracker_fhir_versions`. Rows are indexed by patient, type, code and date for the small
-read/search surface (`search`, served as GET /fhir/{type}).
+re-run adds nothing); a changed one gets its version number raised, and the content it replaces
+moves to `tracker_fhir_versions`, so every distinct content is kept: the current one in
+`tracker_fhir_resources`, the superseded ones in `tracker_fhir_versions` (`history` reads both).
+Rows are indexed by patient, type, code and date for the small read/search surface (`search`,
+served as GET /fhir/{type}).
 
 PostgreSQL cannot store U+0000 in text or jsonb, and a health system's data may hold one (a stray
 byte in a note): such characters are stored as U+FFFD, the replacement character. The content
@@ -13,62 +15,83 @@ hash is of the resource as exported, so a re-run still finds it unchanged.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+import psycopg
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
-from ehiconnect.tracker.models import TrackerFhirResource
+from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.nul_text import NUL, REPLACEMENT, replace_nul_escapes
-from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
+from ehiconnect.tracker.sinks.base import TemporarySinkError
+from ehiconnect.tracker.sinks.fields import codes_of, date_of, digest_and_json, patient_of
 
 MAX_PAGE = 1000
-# The batch's stored, unchanged resources: the keys and digests travel as one JSON parameter
-# (binding a tuple IN list of a thousand parameters cost more than the query, and binding three
-# text arrays cost more than the query too: psycopg builds each array element by element).
-_UNCHANGED = text(
-    "SELECT k.t, k.i FROM json_to_recordset(CAST(:keys AS json)) AS k(t text, i text, s text) "
-    "JOIN tracker_fhir_resources cur ON cur.resource_type = k.t "
-    "AND cur.resource_id = k.i AND cur.content_sha256 = k.s"
+# The batch's stored rows: the keys travel as one JSON parameter (binding a tuple IN list of a
+# thousand parameters cost more than the query, and binding text arrays cost more than the query
+# too: psycopg builds each array element by element).
+_STORED = text(
+    "SELECT k.t, k.i, cur.content_sha256, cur.version "
+    "FROM json_to_recordset(CAST(:keys AS json)) AS k(t text, i text) "
+    "JOIN tracker_fhir_resources cur ON cur.resource_type = k.t AND cur.resource_id = k.i"
 )
 # A batch's commit does not wait for its WAL flush: a crash can lose only the latest commits, in
 # order, so a batch lost that way has lost its ingest checkpoint too (saved after it) and is
 # written again on resume; the job's move to `ingested`, an ordinary commit, flushes them all.
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
-# Versions and current rows in one statement: the JSON parameter is sent and expanded once (far
-# faster than row binds). Two statements on two connections at once, one per table, measured
-# slower here: each parsed the batch's JSON, and on two busy cores they only took turns.
-_WRITE = text(
-    "WITH r AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
-    "AS r(resource_type text, resource_id text, content_sha256 text, patient_id text, "
-    "codes text[], effective_date text, body jsonb)), "
-    "versions AS (INSERT INTO tracker_fhir_versions "
+# Changed resources: their current rows (still holding the content the lookup saw) move to the
+# history; the new contents are then copied in like new rows. The count tells whether another
+# writer changed one of them since the lookup.
+_SUPERSEDE = text(
+    "WITH k AS (SELECT * FROM json_to_recordset(CAST(:keys AS json)) AS k(t text, i text, s text)),"
+    " gone AS (DELETE FROM tracker_fhir_resources cur USING k WHERE cur.resource_type = k.t "
+    "AND cur.resource_id = k.i AND cur.content_sha256 = k.s "
+    "RETURNING cur.resource_type, cur.resource_id, cur.content_sha256, cur.body, cur.updated_at),"
+    " kept AS (INSERT INTO tracker_fhir_versions "
     "(resource_type, resource_id, content_sha256, body, recorded_at) "
-    "SELECT r.resource_type, r.resource_id, r.content_sha256, r.body, :now FROM r "
-    "ON CONFLICT DO NOTHING) "
-    "INSERT INTO tracker_fhir_resources AS cur (resource_type, resource_id, version, "
-    "content_sha256, patient_id, codes, effective_date, body, updated_at) "
-    "SELECT r.resource_type, r.resource_id, 1, r.content_sha256, r.patient_id, r.codes, "
-    "r.effective_date, r.body, :now FROM r "
-    "ON CONFLICT (resource_type, resource_id) DO UPDATE SET version = cur.version + 1, "
-    "content_sha256 = EXCLUDED.content_sha256, patient_id = EXCLUDED.patient_id, "
-    "codes = EXCLUDED.codes, effective_date = EXCLUDED.effective_date, body = EXCLUDED.body, "
-    "updated_at = EXCLUDED.updated_at "
-    "WHERE cur.content_sha256 IS DISTINCT FROM EXCLUDED.content_sha256"
+    "SELECT * FROM gone ON CONFLICT DO NOTHING) "
+    "SELECT count(*) FROM gone"
 )
+# New rows go in by binary COPY, built in `prepare`: far less work for the server than expanding
+# a JSON parameter (which parsed every resource twice) or than an upsert.
+_COPY = (
+    "COPY tracker_fhir_resources (resource_type, resource_id, version, content_sha256, "
+    "patient_id, codes, effective_date, body, updated_at) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_INT32 = struct.Struct("!i")
+_FIELD_COUNT = struct.pack("!h", 9)
+_NULL = _INT32.pack(-1)
+_TEXT_OID = 25
+_EMPTY_TEXTS = struct.pack("!iiii", 12, 0, 0, _TEXT_OID)
+_JSONB_VERSION = b"\x01"
+_VERSION_1 = struct.pack("!ii", 4, 1)
+_POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# A batch another writer raced (the same resources at once, e.g. a job retried while it still
+# ran) is written again from a fresh lookup; this many times at most.
+_ATTEMPTS = 5
 
 
 class PreparedRow(NamedTuple):
-    """A resource's row as the write sends it: its content digest and its JSON."""
+    """A resource's row as binary COPY fields, split where the write adds its version (after
+    `head`: type, id) and its time (after `tail`: digest, search fields, body)."""
 
     sha: str
-    json: bytes
+    head: bytes
+    tail: bytes
 
 
 PreparedRows = dict[tuple[str, str], PreparedRow]  # by (type, id): a batch's last copy wins
+
+
+class _Raced(Exception):
+    """Another writer changed one of the batch's resources since its lookup."""
 
 
 class FhirStoreSink:
@@ -83,44 +106,119 @@ class FhirStoreSink:
         await self.write_prepared(self.prepare(resources), batch_key=batch_key)
 
     def prepare(self, resources: list[dict[str, Any]]) -> PreparedRows:
-        """The batch's rows, each with its search fields, digest and JSON (pure CPU work: ingest
+        """The batch's rows, each with its digest, search fields and JSON (pure CPU work: ingest
         runs it for the next batch while PostgreSQL writes this one)."""
         rows: dict[tuple[str, str], PreparedRow] = {}
         for resource in resources:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not (isinstance(kind, str) and isinstance(rid, str)):
                 continue  # the platform never sends these; a foreign file might
-            kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
-            sha = content_sha256(resource)
-            row = {
-                "resource_type": kind,
-                "resource_id": rid,
-                "content_sha256": sha,
-                "patient_id": patient_of(resource),
-                "codes": codes_of(resource),
-                "effective_date": date_of(resource),
-                "body": resource,
-            }
-            rows[(kind, rid)] = PreparedRow(sha, orjson.dumps(row))
+            sha, body = digest_and_json(resource)
+            patient, codes, date = patient_of(resource), codes_of(resource), date_of(resource)
+            body, nuls = replace_nul_escapes(body)
+            if nuls:  # then the type, id or a search field may hold one too
+                kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
+                patient = patient.replace(NUL, REPLACEMENT) if patient else patient
+                date = date.replace(NUL, REPLACEMENT) if date else date
+                codes = [code.replace(NUL, REPLACEMENT) for code in codes]
+            head = b"".join((_FIELD_COUNT, _text(kind), _text(rid)))
+            tail = b"".join(
+                (
+                    b"\x00\x00\x00\x40",  # the digest: 64 hex digits
+                    sha.encode(),
+                    _text(patient),
+                    _texts(codes),
+                    _text(date),
+                    _INT32.pack(len(body) + 1),
+                    _JSONB_VERSION,
+                    body,
+                )
+            )
+            rows[(kind, rid)] = PreparedRow(sha, head, tail)
         return rows
 
     async def write_prepared(self, rows: PreparedRows, *, batch_key: str) -> None:
         if not rows:
             return
-        now = self._clock.now()
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                await self._write(rows)
+                return
+            except (_Raced, psycopg.errors.UniqueViolation) as exc:
+                if attempt == _ATTEMPTS:
+                    raise TemporarySinkError(
+                        f"FHIR store batch {batch_key} kept racing another writer of the same "
+                        "resources; it will be retried"
+                    ) from exc
+
+    async def _write(self, rows: PreparedRows) -> None:
+        stamp = struct.pack("!iq", 8, _microseconds(self._clock.now()))
         async with self._database.transaction() as session:
             await session.execute(_NO_FLUSH_WAIT)
-            keys = [{"t": kind, "i": rid, "s": row.sha} for (kind, rid), row in rows.items()]
-            known = await session.execute(_UNCHANGED, {"keys": orjson.dumps(keys).decode()})
-            unchanged = {(kind, rid) for kind, rid in known}
-            values = [row.json for key, row in rows.items() if key not in unchanged]
-            if not values:
+            keys = orjson.dumps([{"t": kind, "i": rid} for kind, rid in rows]).decode()
+            stored = {
+                (kind, rid): (sha, version)
+                for kind, rid, sha, version in await session.execute(_STORED, {"keys": keys})
+            }
+            parts = [_COPY_HEADER]
+            changed = []
+            for key, row in rows.items():
+                if key not in stored:
+                    parts += (row.head, _VERSION_1, row.tail, stamp)
+                    continue
+                sha, version = stored[key]
+                if sha != row.sha:
+                    changed.append({"t": key[0], "i": key[1], "s": sha})
+                    parts += (row.head, struct.pack("!ii", 4, version + 1), row.tail, stamp)
+            if len(parts) == 1:
                 return  # a re-run: everything is stored already
-            payload = replace_nul_escapes(b"[" + b",".join(values) + b"]")[0].decode()
-            await session.execute(_WRITE, {"rows": payload, "now": now})
+            if changed:
+                await _supersede(session, changed)
+            parts.append(_COPY_TRAILER)
+            await _copy(session, b"".join(parts))
 
     async def close(self) -> None:
         return None
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return _INT32.pack(len(data)) + data
+
+
+def _texts(values: list[str]) -> bytes:
+    """A text[] in PostgreSQL's binary array form (one dimension, no NULLs)."""
+    if not values:
+        return _EMPTY_TEXTS
+    parts = [struct.pack("!iiiii", 1, 0, _TEXT_OID, len(values), 1)]
+    for value in values:
+        data = value.encode()
+        parts += (_INT32.pack(len(data)), data)
+    array = b"".join(parts)
+    return _INT32.pack(len(array)) + array
+
+
+def _microseconds(moment: dt.datetime) -> int:
+    """A timestamptz in binary form: microseconds since 2000-01-01 UTC."""
+    delta = moment - _POSTGRES_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+async def _supersede(session: AsyncSession, changed: list[dict[str, str]]) -> None:
+    moved = await session.scalar(_SUPERSEDE, {"keys": orjson.dumps(changed).decode()})
+    if moved != len(changed):
+        raise _Raced
+
+
+async def _copy(session: AsyncSession, data: bytes) -> None:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+        await copy.write(data)
 
 
 @dataclass(frozen=True)
@@ -162,6 +260,21 @@ async def read(database: Database, resource_type: str, resource_id: str) -> dict
     async with database.transaction() as session:
         row = await session.get(TrackerFhirResource, (resource_type, resource_id))
         return row.body if row else None
+
+
+async def history(database: Database, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
+    """Every distinct content kept of a resource, oldest first: those it superseded, then the
+    current one (none if it was never stored)."""
+    versions = TrackerFhirVersion
+    async with database.transaction() as session:
+        superseded = await session.scalars(
+            select(versions.body)
+            .where(versions.resource_type == resource_type, versions.resource_id == resource_id)
+            .order_by(versions.recorded_at)
+        )
+        bodies = list(superseded)
+        current = await session.get(TrackerFhirResource, (resource_type, resource_id))
+    return [*bodies, current.body] if current else bodies
 
 
 def as_searchset(total: int, resources: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:

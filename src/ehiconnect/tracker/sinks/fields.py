@@ -77,3 +77,19 @@ def content_sha256(resource: dict[str, Any]) -> str:
     """A digest of the resource's content, ignoring `meta` (servers restamp it)."""
     content = {k: v for k, v in resource.items() if k != "meta"} if "meta" in resource else resource
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def digest_and_json(resource: dict[str, Any]) -> tuple[str, bytes]:
+    """`content_sha256(resource)` and the resource as JSON, from one serialization: the digested
+    form (keys sorted, `meta` left out) with `meta` appended is the whole resource (key order is
+    not content in JSON)."""
+    if "meta" not in resource:
+        content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(content).hexdigest(), content
+    content = orjson.dumps(
+        {k: v for k, v in resource.items() if k != "meta"}, option=orjson.OPT_SORT_KEYS
+    )
+    meta = orjson.dumps(resource["meta"])
+    separator = b"," if len(content) > 2 else b""  # `{}`: a resource of `meta` alone
+    whole = b"".join((content[:-1], separator, b'"meta":', meta, b"}"))
+    return hashlib.sha256(content).hexdigest(), whole
