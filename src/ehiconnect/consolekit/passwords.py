@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -10,8 +12,14 @@ MAX_PASSWORD_LENGTH = 1024
 """Longer input is refused before hashing: argon2 hashes whatever it gets, however long."""
 
 _hasher = PasswordHasher()
-# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone, only here to spend the same time")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so a wrong email costs as long as a wrong password.
+    Made on first use, not at import: argon2 takes 64 MiB for it, which every process importing
+    this module (the platform's worker too) would otherwise hold for a moment at start."""
+    return _hasher.hash("not a password of anyone, only here to spend the same time")
 
 
 def password_problem(password: str) -> str | None:
@@ -34,7 +42,7 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD_LENGTH:
         return False
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
