@@ -109,21 +109,21 @@ async def _file_lines(
     batch: list[bytes] = []
     size = 0
     before = skip
-    position = 0
+    max_count, max_bytes = batching.max_count, batching.max_bytes
     async for run in _line_runs(blobs.open_reader(key)):
         for line in run:
-            if not line or line.isspace():
+            length = len(line)
+            if not length or line.isspace():
                 continue
-            position += 1
-            if position <= skip:
+            if skip:
+                skip -= 1
                 continue
-            full = len(batch) >= batching.max_count or size + len(line) > batching.max_bytes
-            if batch and full:
+            if batch and (len(batch) >= max_count or size + length > max_bytes):
                 yield before, batch
                 before += len(batch)
                 batch, size = [], 0
             batch.append(line)
-            size += len(line)
+            size += length
     if batch:
         yield before, batch
 
