@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
 PLATFORM_QUEUES = ("default",)
+YOUNG_GC_THRESHOLD = 20_000  # allocations between two young-generation collections
+
+
+def collect_young_less_often() -> None:
+    """Collect the cyclic garbage collector's youngest generation every 20,000 net allocations
+    rather than Python's default 700. A worker sending webhooks keeps its passes' requests alive
+    while they are in flight, and each young collection walked all of them: 11-13% of a
+    worker's CPU at 1,000 deliveries/s, 4% with this (#17). Objects freed by reference counting,
+    nearly all of them, are freed as before."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
 
 
 def limit_malloc_arenas(count: int = 2) -> None:
@@ -45,6 +57,7 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     sent (passes until none is left) and it returns: no dispatcher is started.
     """
     limit_malloc_arenas()
+    collect_young_less_often()
     install_tracing(settings.otel, role="worker")
     async with (
         Runtime.open(settings, role=ProcessRole.WORKER) as runtime,
