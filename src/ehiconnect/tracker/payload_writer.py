@@ -9,8 +9,9 @@ sha256=...)` renames the finished file over the key, trusting the digest compute
 bytes it moves are the ones hashed). A store without local staging (S3, memory) takes the
 payload through its writer.
 
-`write` returns once the block before is hashed and written and this one is handed over: at most
-one block in flight, so memory stays flat. The staging file has the same name every time, so a
+`write` returns once this block is handed over and at most one other is still being hashed or
+written (each stage's thread takes its blocks in order): two blocks in flight, so memory stays
+flat. The staging file has the same name every time, so a
 lift killed mid-payload leaves one file that the next run truncates and writes again; an
 exclusive lock on it keeps two runs of the same job from writing it at once.
 """
@@ -22,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Protocol, TypeVar
 from ehiconnect.storage.port import BlobStore, BlobWriter, StorageError, StoredObject
 
 _T = TypeVar("_T")
+_BLOCKS_IN_FLIGHT = 2  # blocks handed to the hash and write threads and not yet done with
 _SYNC_BYTES = 256 * 1024 * 1024  # written bytes between two flushes behind the writes
 
 
@@ -120,7 +123,7 @@ class _StagedPayload:
         self._path = path
         self._fd = fd
         self._digest = hashlib.sha256()
-        self._in_flight: list[asyncio.Future[None]] = []
+        self._in_flight: deque[tuple[asyncio.Future[None], asyncio.Future[None]]] = deque()
         self._written = self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
 
@@ -132,11 +135,17 @@ class _StagedPayload:
         return cls(blobs, key, path, fd, stages)
 
     async def write(self, pieces: Sequence[bytes], /) -> None:
-        await self._settle()
-        self._in_flight = [
-            run_in(self._stages.hash, self._hash, pieces),
-            run_in(self._stages.write, _write_all, self._fd, pieces),
-        ]
+        # Each stage's thread takes its blocks in order, so a second block may wait in its queue:
+        # the hash thread, the slowest, finds the next block there instead of waiting for the
+        # event loop to hand it over.
+        while len(self._in_flight) >= _BLOCKS_IN_FLIGHT:
+            await _outcome(self._in_flight.popleft())
+        self._in_flight.append(
+            (
+                run_in(self._stages.hash, self._hash, pieces),
+                run_in(self._stages.write, _write_all, self._fd, pieces),
+            )
+        )
         self._written += sum(len(piece) for piece in pieces)
         await self._sync_behind()
 
@@ -182,16 +191,22 @@ class _StagedPayload:
             self._digest.update(piece)
 
     async def _settle(self, *, final: bool = False) -> None:
-        """Wait for both threads of the block in flight (and, when `final`, for the flush
+        """Wait for both threads of every block in flight (and, when `final`, for the flush
         behind); then raise the first error, if any."""
-        in_flight, self._in_flight = self._in_flight, []
+        in_flight = [future for pair in self._in_flight for future in pair]
+        self._in_flight.clear()
         if final and self._syncing is not None:
             in_flight.append(self._syncing)
             self._syncing = None
-        outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await _outcome(in_flight)
+
+
+async def _outcome(futures: Sequence[asyncio.Future[None]]) -> None:
+    """Wait for all of `futures`, then raise the first error, if any."""
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _open_locked_empty(path: Path, key: str) -> int:

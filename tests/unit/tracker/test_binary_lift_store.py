@@ -177,3 +177,31 @@ async def test_a_lift_ends_its_stage_threads_whether_it_succeeds_or_fails(
         await lift_file(store, KEY, THRESHOLD)
 
     assert lift_threads() == []  # each lift's decode, hash and write threads went with it
+
+
+async def test_a_staged_payload_holds_at_most_two_blocks_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    write_all = payload_writer._write_all
+
+    def held_write(fd: int, pieces: list[bytes]) -> None:
+        release.wait(10)  # the disk stalls until the test lets it go
+        write_all(fd, pieces)
+
+    monkeypatch.setattr(payload_writer, "_write_all", held_write)
+    store = LocalBlobStore(tmp_path / "store")
+    key = "downloads/job/0.binary/2.bin"
+    payload = await open_payload(store, key)
+    await payload.write([b"abc"])
+    await payload.write([b"def"])  # a second block waits in the write thread's queue
+
+    third = asyncio.ensure_future(payload.write([b"ghi"]))
+    await asyncio.sleep(0.2)
+    assert not third.done()  # not handed over while two blocks are in flight
+    release.set()
+    await third
+
+    stored = await payload.commit()
+    assert (stored.size, stored.sha256) == (9, hashlib.sha256(b"abcdefghi").hexdigest())
+    assert await read(store, key) == b"abcdefghi"
