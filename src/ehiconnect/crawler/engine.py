@@ -341,9 +341,11 @@ class _Crawler:
         self, step: str, first_url: str, resource_type: str | None, label: str
     ) -> None:
         """A search's pages in order. The next page is asked for as soon as its link is known,
-        while this one is being staged, and what a page names is started before its rows are
-        written: neither waits for the database. Pages are still staged one after the other,
-        each with the link to the next, so a resumed crawl continues where this one stopped."""
+        and what a page names is started before its rows are written; a page is staged while
+        the next one is fetched and looked at: nothing on the chain waits for the database.
+        Pages are still staged one after the other (a page's write starts once the one before
+        is committed), each with the link to the next, so a resumed crawl continues where this
+        one stopped."""
         ctx = self.ctx
         saved = self.steps.get(step)
         if saved is not None and saved.done:
@@ -351,6 +353,7 @@ class _Crawler:
         url: str | None = saved.cursor if saved is not None and saved.cursor else first_url
         chain: Chain = _SEARCH_CHAIN
         fetching: asyncio.Task[dict[str, Any]] | None = None
+        staging: asyncio.Task[None] | None = None  # the page before, being written
         try:
             while url is not None:
                 if fetching is None:
@@ -358,6 +361,9 @@ class _Crawler:
                 try:
                     bundle = await fetching
                 except FetchError as exc:
+                    if staging is not None:  # its checkpoint before this failure's
+                        await staging
+                        staging = None
                     await _give_up(ctx, step, exc, resource_type)
                     return
                 chain = (*chain, label)
@@ -373,13 +379,29 @@ class _Crawler:
                         self.staged.add((resource["resourceType"], str(resource["id"])))
                 for resource in data:
                     self.found(resource, 0, chain)
-                added = await ctx.staging.stage_page(step, data, next_url=following)
-                await ctx.on_progress(resources_added=added)
+                if staging is not None:
+                    await staging
+                staging = asyncio.create_task(self._stage_page(step, data, following))
                 url = following
+            if staging is not None:
+                await staging
+                staging = None
+        except Exception:
+            if staging is not None:  # the page before is kept: its write ends before the search
+                await asyncio.gather(staging, return_exceptions=True)
+                staging = None
+            raise
         finally:
-            if fetching is not None:  # a page asked for ahead that this search no longer takes
-                fetching.cancel()
-                await asyncio.gather(fetching, return_exceptions=True)
+            for ahead in (fetching, staging):  # a page this search no longer takes or writes
+                if ahead is not None:
+                    ahead.cancel()
+                    await asyncio.gather(ahead, return_exceptions=True)
+
+    async def _stage_page(
+        self, step: str, data: list[dict[str, Any]], following: str | None
+    ) -> None:
+        added = await self.ctx.staging.stage_page(step, data, next_url=following)
+        await self.ctx.on_progress(resources_added=added)
 
     async def _read(self, key: tuple[str, str], depth: int, chain: Chain) -> None:
         ctx = self.ctx

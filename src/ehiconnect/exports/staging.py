@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from sqlalchemy import delete, select, text, tuple_
@@ -37,21 +37,27 @@ from ehiconnect.exports.models import (
 from ehiconnect.storage.port import BlobStore
 
 BATCH = 500
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 _INSERT_ITEMS = text(
     """
-    INSERT INTO export_items (task_id, resource_type, resource_id, body)
-    SELECT :task_id, staged.resource_type, staged.resource_id, staged.body
-    FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:bodies AS bytea[]))
-        AS staged (resource_type, resource_id, body)
-    ON CONFLICT DO NOTHING
-    RETURNING resource_id
+    WITH added AS (
+        INSERT INTO export_items (task_id, resource_type, resource_id, body)
+        SELECT :task_id, staged.resource_type, staged.resource_id, staged.body
+        FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:bodies AS bytea[]))
+            AS staged (resource_type, resource_id, body)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM added
     """
 )
 """A page of resources in one statement whose text never changes (three arrays, not a VALUES
-row per resource): the driver parses and prepares it once, not once per page."""
+row per resource): the driver parses and prepares it once, not once per page. It answers how
+many rows were new as one number, not one row each."""
 
 
 async def stage_resources(
@@ -68,10 +74,10 @@ async def stage_resources(
             bodies.append(orjson.dumps(resource))
     if not types:
         return 0
-    result = await session.execute(
+    added = await session.scalar(
         _INSERT_ITEMS, {"task_id": task_id, "types": types, "ids": ids, "bodies": bodies}
     )
-    return len(result.all())
+    return int(added or 0)
 
 
 async def load_steps(session: AsyncSession, task_id: str) -> dict[str, Checkpoint]:
@@ -163,49 +169,65 @@ async def mark_attachments(session: AsyncSession, rows: Sequence[dict[str, Any]]
     )
 
 
-class GroupCommit:
-    """Rows recorded by concurrent callers share one transaction (a "group commit"): the caller
-    that gets the turn writes every row waiting by then, the others find theirs committed when
-    their turn comes. Each caller returns once its own row is committed; when a write fails, its
-    caller gets the error and the rows of the others wait for the next turn, whose caller tries
-    them again (so nobody is told of a failure of a write that was not theirs)."""
+class GroupCommit(Generic[_Item, _Result]):
+    """Writes by concurrent callers share one transaction (a "group commit"): the caller that
+    gets the turn writes every item waiting by then, in the order they came, the others find
+    theirs committed when their turn comes. Each caller returns once its own item is committed
+    (with what the write said of it); when a write fails, its caller gets the error and the items
+    of the others wait for the next turn, whose caller tries them again (so nobody is told of a
+    failure of a write that was not theirs)."""
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[list[_Item]], Awaitable[Sequence[_Result]]]) -> None:
         self._write = write
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[_Item, asyncio.Future[_Result]]] = []
         self._turn = asyncio.Lock()
 
-    async def record(self, row: dict[str, Any]) -> None:
-        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, committed))
+    async def record(self, item: _Item) -> _Result:
+        committed: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, committed))
         async with self._turn:
             if committed.done():
-                return
+                return committed.result()
             batch, self._waiting = self._waiting, []
             try:
-                await self._write([row for row, _ in batch])
+                results = await self._write([item for item, _ in batch])
             except BaseException:
                 self._waiting[:0] = [entry for entry in batch if entry[1] is not committed]
                 raise
-            for _, done in batch:
-                done.set_result(None)
+            for (_, done), result in zip(batch, results, strict=True):
+                done.set_result(result)
+        return committed.result()
+
+
+_Write = Callable[[AsyncSession], Awaitable[int]]
+"""Statements of one of the crawl's writes, run in a transaction; how many resources were new."""
 
 
 class ExportStaging:
     """One task's staging area as the crawl writes it (`crawler.ports.CrawlStaging`): each
-    method one transaction, so a page and its checkpoint, or a failure and its step, are kept
-    together or not at all; attachments recorded at the same moment share one (`GroupCommit`)."""
+    write in one transaction, so a page and its checkpoint, or a failure and its step, are kept
+    together or not at all. The writes made at the same moment share that transaction
+    (`GroupCommit`): pages of several searches and reads in one stream, attachments' rows (one
+    statement for all) in another, so a large page does not hold up the small rows. One
+    checkout, begin and commit of a connection for all of them, instead of one each."""
 
     def __init__(self, database: Database, blobs: BlobStore, task_id: str) -> None:
         self._database = database
         self._blobs = blobs
         self._task_id = task_id
-        # Many attachments finish downloading at once: their rows share transactions.
-        self._attachment_rows = GroupCommit(self._write_attachment_rows)
+        self._writes: GroupCommit[_Write, int] = GroupCommit(self._write_together)
+        self._attachment_rows: GroupCommit[dict[str, Any], None] = GroupCommit(
+            self._write_attachment_rows
+        )
 
-    async def _write_attachment_rows(self, rows: list[dict[str, Any]]) -> None:
+    async def _write_together(self, writes: list[_Write]) -> list[int]:
+        async with self._write() as session:
+            return [await write(session) for write in writes]
+
+    async def _write_attachment_rows(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._write() as session:
             await mark_attachments(session, rows)
+        return [None] * len(rows)
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
@@ -227,23 +249,30 @@ class ExportStaging:
             yield orjson.loads(body)
 
     async def stage_resources(self, resources: Sequence[dict[str, Any]]) -> int:
-        async with self._write() as session:
+        async def write(session: AsyncSession) -> int:
             return await stage_resources(session, self._task_id, resources)
+
+        return await self._writes.record(write)
 
     async def stage_page(
         self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
     ) -> int:
-        async with self._write() as session:
+        async def write(session: AsyncSession) -> int:
             added = await stage_resources(session, self._task_id, resources)
             await save_step(
                 session, self._task_id, step, cursor=next_url, done=next_url is None, added=added
             )
-        return added
+            return added
+
+        return await self._writes.record(write)
 
     async def record_failure(self, step: str, outcome: dict[str, Any]) -> None:
-        async with self._write() as session:
+        async def write(session: AsyncSession) -> int:
             await record_error(session, self._task_id, outcome)
             await save_step(session, self._task_id, step, cursor=None, done=True, added=0)
+            return 0
+
+        await self._writes.record(write)
 
     async def stage_attachment(
         self, binary_id: str, *, source_url: str, content_type: str, chunks: Sequence[bytes]

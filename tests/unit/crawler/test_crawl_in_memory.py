@@ -374,6 +374,38 @@ async def test_the_next_page_is_asked_for_while_the_page_before_it_is_staged() -
     assert max(Counter(source.requests).values()) == 1
 
 
+class _StagingThatWaitsForPage2(MemoryStaging):
+    """Holds the first Observation page until a read that the second page names was sent."""
+
+    def __init__(self, source: MemoryFhirSource) -> None:
+        super().__init__()
+        self.source = source
+        self.page_2_looked_at: list[bool] = []
+
+    async def stage_page(
+        self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
+    ) -> int:
+        if next_url == OBSERVATIONS_2:
+            named = f"{BASE}Practitioner/pr-gone"  # obs3's performer, on page 2
+            for _ in range(100):
+                if named in self.source.requests:
+                    break
+                await asyncio.sleep(0)
+            self.page_2_looked_at.append(named in self.source.requests)
+        return await super().stage_page(step, resources, next_url=next_url)
+
+
+async def test_a_page_is_written_while_the_next_one_is_looked_at() -> None:
+    source = health_system()
+    staging = _StagingThatWaitsForPage2(source)
+
+    await run(source, staging, Progress())
+
+    assert staging.page_2_looked_at == [True]
+    assert set(staging.resources) == EVERY_RESOURCE
+    assert staging.steps[f"search:{OBSERVATIONS}"] == Checkpoint(cursor=None, done=True)
+
+
 class _StagingThatFails(MemoryStaging):
     async def stage_page(
         self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
