@@ -147,6 +147,24 @@ def test_the_fhir_store_prepares_each_resource_once_by_type_and_id() -> None:
     }
 
 
+def test_the_fhir_store_prepares_rows_whose_values_repeat_other_fields() -> None:
+    """A batch's repeated values are encoded once: a value met as a type, then as a patient
+    id or code, is still encoded as what it is each time."""
+    sink = FhirStoreSink(database=None, clock=None)  # type: ignore[arg-type]  # prepare is pure
+    odd = [
+        {"resourceType": "Observation", "id": "o1", "code": {"coding": [{"code": "Patient"}]}},
+        {"resourceType": "Patient", "id": "Observation"},
+        {"resourceType": "Basic", "id": "b1", "subject": {"reference": "Patient/Patient"}},
+    ]
+    prepared = sink.prepare(odd)
+    fields = [copy_fields(*row[1:]) for row in prepared.values()]
+    assert [f[:2] + f[3:5] for f in fields] == [
+        ["Observation", "o1", None, ["Patient", "|Patient"]],
+        ["Patient", "Observation", "Observation", []],
+        ["Basic", "b1", "Patient", []],
+    ]
+
+
 def copy_fields(head: bytes, tail: bytes) -> list[Any]:
     """PostgreSQL's binary COPY fields of a prepared row: type, id, digest, patient, codes (a
     text array), date, body (jsonb)."""

@@ -34,16 +34,17 @@ from ehiconnect.tracker.sinks.fields import codes_of, date_of, digest_and_json, 
 MAX_PAGE = 1000
 # The batch's stored rows: the keys travel as one JSON parameter (binding a tuple IN list of a
 # thousand parameters cost more than the query, and binding text arrays cost more than the query
-# too: psycopg builds each array element by element).
-_STORED = text(
+# too: psycopg builds each array element by element). Sent straight to the driver, pipelined
+# with the transaction's BEGIN and `_NO_FLUSH_WAIT`: one round trip for the three.
+_STORED = (
     "SELECT k.t, k.i, cur.content_sha256, cur.version "
-    "FROM json_to_recordset(CAST(:keys AS json)) AS k(t text, i text) "
+    "FROM json_to_recordset(CAST(%s AS json)) AS k(t text, i text) "
     "JOIN tracker_fhir_resources cur ON cur.resource_type = k.t AND cur.resource_id = k.i"
 )
 # A batch's commit does not wait for its WAL flush: a crash can lose only the latest commits, in
 # order, so a batch lost that way has lost its ingest checkpoint too (saved after it) and is
 # written again on resume; the job's move to `ingested`, an ordinary commit, flushes them all.
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
+_NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 # Changed resources: their current rows (still holding the content the lookup saw) move to the
 # history; the new contents are then copied in like new rows. The count tells whether another
 # writer changed one of them since the lookup.
@@ -71,6 +72,7 @@ _NULL = _INT32.pack(-1)
 _TEXT_OID = 25
 _EMPTY_TEXTS = struct.pack("!iiii", 12, 0, 0, _TEXT_OID)
 _JSONB_VERSION = b"\x01"
+_DIGEST_SIZE = _INT32.pack(64)  # hex digits
 _VERSION_1 = struct.pack("!ii", 4, 1)
 _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 # A batch another writer raced (the same resources at once, e.g. a job retried while it still
@@ -109,32 +111,42 @@ class FhirStoreSink:
         """The batch's rows, each with its digest, search fields and JSON (pure CPU work: ingest
         runs it for the next batch while PostgreSQL writes this one)."""
         rows: dict[tuple[str, str], PreparedRow] = {}
+        # A batch's types, patients and code lists repeat: each is encoded once.
+        types: dict[str, bytes] = {}
+        patients: dict[str | None, bytes] = {}
+        code_lists: dict[tuple[str, ...], bytes] = {}
         for resource in resources:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not (isinstance(kind, str) and isinstance(rid, str)):
                 continue  # the platform never sends these; a foreign file might
             sha, body = digest_and_json(resource)
             patient, codes, date = patient_of(resource), codes_of(resource), date_of(resource)
-            body, nuls = replace_nul_escapes(body)
-            if nuls:  # then the type, id or a search field may hold one too
-                kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
-                patient = patient.replace(NUL, REPLACEMENT) if patient else patient
-                date = date.replace(NUL, REPLACEMENT) if date else date
-                codes = [code.replace(NUL, REPLACEMENT) for code in codes]
-            head = b"".join((_FIELD_COUNT, _text(kind), _text(rid)))
+            if b"\\" in body:  # only an escape can be a NUL (`\u0000`): JSON has no raw one
+                body, nuls = replace_nul_escapes(body)
+                if nuls:  # then the type, id or a search field may hold one too
+                    kind, rid = kind.replace(NUL, REPLACEMENT), rid.replace(NUL, REPLACEMENT)
+                    patient = patient.replace(NUL, REPLACEMENT) if patient else patient
+                    date = date.replace(NUL, REPLACEMENT) if date else date
+                    codes = [code.replace(NUL, REPLACEMENT) for code in codes]
+            if (typed := types.get(kind)) is None:
+                typed = types[kind] = _FIELD_COUNT + _text(kind)
+            if (about := patients.get(patient)) is None:
+                about = patients[patient] = _text(patient)
+            if (coded := code_lists.get(coding := tuple(codes))) is None:
+                coded = code_lists[coding] = _texts(codes)
             tail = b"".join(
                 (
-                    b"\x00\x00\x00\x40",  # the digest: 64 hex digits
+                    _DIGEST_SIZE,
                     sha.encode(),
-                    _text(patient),
-                    _texts(codes),
+                    about,
+                    coded,
                     _text(date),
                     _INT32.pack(len(body) + 1),
                     _JSONB_VERSION,
                     body,
                 )
             )
-            rows[(kind, rid)] = PreparedRow(sha, head, tail)
+            rows[(kind, rid)] = PreparedRow(sha, typed + _text(rid), tail)
         return rows
 
     async def write_prepared(self, rows: PreparedRows, *, batch_key: str) -> None:
@@ -154,12 +166,15 @@ class FhirStoreSink:
     async def _write(self, rows: PreparedRows) -> None:
         stamp = struct.pack("!iq", 8, _microseconds(self._clock.now()))
         async with self._database.transaction() as session:
-            await session.execute(_NO_FLUSH_WAIT)
+            driver = await _driver(session)
             keys = orjson.dumps([{"t": kind, "i": rid} for kind, rid in rows]).decode()
-            stored = {
-                (kind, rid): (sha, version)
-                for kind, rid, sha, version in await session.execute(_STORED, {"keys": keys})
-            }
+            async with driver.pipeline():
+                await driver.execute(_NO_FLUSH_WAIT)
+                found = await driver.execute(_STORED, (keys,))
+                stored = {
+                    (kind, rid): (sha, version)
+                    for kind, rid, sha, version in await found.fetchall()
+                }
             parts = [_COPY_HEADER]
             changed = []
             for key, row in rows.items():
@@ -175,7 +190,8 @@ class FhirStoreSink:
             if changed:
                 await _supersede(session, changed)
             parts.append(_COPY_TRAILER)
-            await _copy(session, b"".join(parts))
+            async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+                await copy.write(b"".join(parts))
 
     async def close(self) -> None:
         return None
@@ -212,13 +228,13 @@ async def _supersede(session: AsyncSession, changed: list[dict[str, str]]) -> No
         raise _Raced
 
 
-async def _copy(session: AsyncSession, data: bytes) -> None:
+async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The session's psycopg connection, in its transaction (for a pipeline and COPY)."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert isinstance(driver, psycopg.AsyncConnection)
-    async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
-        await copy.write(data)
+    return driver
 
 
 @dataclass(frozen=True)

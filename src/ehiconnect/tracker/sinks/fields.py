@@ -86,10 +86,9 @@ def digest_and_json(resource: dict[str, Any]) -> tuple[str, bytes]:
     if "meta" not in resource:
         content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(content).hexdigest(), content
-    content = orjson.dumps(
-        {k: v for k, v in resource.items() if k != "meta"}, option=orjson.OPT_SORT_KEYS
-    )
-    meta = orjson.dumps(resource["meta"])
+    rest = resource.copy()
+    meta = orjson.dumps(rest.pop("meta"))
+    content = orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
     separator = b"," if len(content) > 2 else b""  # `{}`: a resource of `meta` alone
     whole = b"".join((content[:-1], separator, b'"meta":', meta, b"}"))
     return hashlib.sha256(content).hexdigest(), whole
