@@ -7,8 +7,11 @@ a request marked with the `BULK_BODY` extension that way and every other request
 connection pool as usual, so the session's token handling, retries, adaptive limit, tracing and
 the SSRF guard (which wraps this transport and pins the checked address) apply to both alike.
 
-One chunk is read ahead in the thread while the caller uses the one it has. Connections whose
-body was read to the end are kept (a few per host) for the next bulk request. The threads are
+One chunk is read ahead in the thread while the caller uses the one it has; a body whose
+declared length fits in one chunk (most attachments) is read in the thread hop that got its
+headers, not in hops of its own. Connections whose body was read to the end are kept (as many
+per host as there are threads, so a crawl's next round of downloads reuses them rather than
+connecting anew) for the next bulk request. The threads are
 the transport's own: a thread waits for a response's headers as long as the server takes, and
 on asyncio's small default pool that would hold back every other `to_thread` of the process.
 """
@@ -30,8 +33,8 @@ import httpx
 
 BULK_BODY = "ehiconnect.bulk_body"
 CHUNK_SIZE = 1 << 20
-IDLE_PER_HOST = 4
 THREADS = 16  # above any per-source request limit; idle threads cost nothing
+IDLE_PER_HOST = THREADS
 T = TypeVar("T")
 
 _Origin = tuple[str, str, int, str | None]
@@ -122,10 +125,13 @@ class _BulkPool:
                     continue
                 raise _mapped(exc, request) from None
             break
+        body = _ThreadedBody(self, origin, connection, response, self._chunk_size, request)
+        if response.length is not None and response.length <= self._chunk_size:
+            body.read_ahead_here()  # small: in this hop, not one more there and back
         return httpcore.Response(
             status=response.status,
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()],
-            content=_ThreadedBody(self, origin, connection, response, self._chunk_size, request),
+            content=body,
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": response.reason.encode("latin-1", "replace"),
@@ -171,10 +177,30 @@ class _ThreadedBody:
         self._chunk_size = chunk_size
         self._request = request
         self._ahead: asyncio.Future[bytes] | None = None
+        self._first: bytes | Exception | None = None  # read with the headers (small bodies)
         self._finished = False
         self._closed = False
 
+    def read_ahead_here(self) -> None:
+        """In the worker thread that got the headers: read the first chunk (a small body's
+        whole) now; a failure is raised where the caller's iteration would have met it."""
+        try:
+            self._first = self._read()
+        except Exception as exc:  # handed to the caller's iteration
+            self._first = exc
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            if isinstance(first, Exception):
+                raise first
+            if not first or self._response.isclosed():  # the whole body (or none) is here
+                self._finished = True
+                if first:
+                    yield first
+                return
+            self._ahead = _in_thread(self._transport.executor, self._read)
+            yield first
         while not self._finished:
             if self._ahead is None:
                 self._ahead = _in_thread(self._transport.executor, self._read)

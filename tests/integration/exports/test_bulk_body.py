@@ -16,14 +16,16 @@ from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession, OutboundAcces
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 
 BODY = os.urandom(3 * (1 << 20) + 7)
+SMALL = BODY[:100_000]  # within one chunk: read with its headers, in the same thread hop
 
 
 class RawServer:
-    """Answers each connection's requests with BODY (keep-alive), or, with `short`, declares
-    BODY's length, sends half of it and closes: a body torn off mid-way."""
+    """Answers each connection's requests with `body` (keep-alive), or, with `short`, declares
+    its length, sends half of it and closes: a body torn off mid-way."""
 
-    def __init__(self, *, short: bool) -> None:
+    def __init__(self, *, short: bool, body: bytes) -> None:
         self.short = short
+        self.body = body
         self.requests: list[bytes] = []
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -52,17 +54,18 @@ class RawServer:
                 self.requests.append(head)
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
-                    + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+                    + f"Content-Length: {len(self.body)}\r\n\r\n".encode()
                 )
                 if self.short:
-                    conn.sendall(BODY[: len(BODY) // 2])
+                    conn.sendall(self.body[: len(self.body) // 2])
                     return
-                conn.sendall(BODY)
+                conn.sendall(self.body)
 
 
 @pytest.fixture
 def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
-    server = RawServer(short=request.param)
+    short, body = request.param
+    server = RawServer(short=short, body=body)
     yield server
     server.sock.close()
 
@@ -83,7 +86,7 @@ def _session(port: int) -> FhirSession:
     )
 
 
-@pytest.mark.parametrize("raw_server", [False], indirect=True)
+@pytest.mark.parametrize("raw_server", [(False, BODY), (False, SMALL)], indirect=True)
 async def test_an_attachment_arrives_whole_with_the_token_over_one_kept_connection(
     raw_server: RawServer,
 ) -> None:
@@ -92,13 +95,13 @@ async def test_an_attachment_arrives_whole_with_the_token_over_one_kept_connecti
             async with session.stream("Binary/1") as response:
                 assert response.headers["content-type"] == "application/pdf"
                 body = b"".join([chunk async for chunk in response.aiter_bytes()])
-            assert body == BODY
+            assert body == raw_server.body
     assert len(raw_server.requests) == 2
     assert all(b"authorization: bearer patient-token" in r.lower() for r in raw_server.requests)
     assert raw_server.connections == 1  # kept alive between the two
 
 
-@pytest.mark.parametrize("raw_server", [True], indirect=True)
+@pytest.mark.parametrize("raw_server", [(True, BODY), (True, SMALL)], indirect=True)
 async def test_a_body_torn_off_before_its_length_is_an_error_not_a_short_attachment(
     raw_server: RawServer,
 ) -> None:
@@ -111,4 +114,4 @@ async def test_a_body_torn_off_before_its_length_is_an_error_not_a_short_attachm
     async with _session(raw_server.port) as session, session.stream("Binary/1") as response:
         with pytest.raises(httpx.RemoteProtocolError, match="short of its Content-Length"):
             await read(response)
-    assert sum(received) == len(BODY) // 2
+    assert sum(received) == len(raw_server.body) // 2
