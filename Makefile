@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sandbox_attachments.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/webhooks.py --rate 1200
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/lift.py --repeat 2
 	$(BIN)/python bench/fleet.py --quick
