@@ -17,8 +17,9 @@ a disk flush each (one per page, one per small attachment).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -42,42 +43,43 @@ _Result = TypeVar("_Result")
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
-_INSERT_ITEMS = text(
+_INSERT_ITEMS_OF_WRITES = text(
     """
-    WITH added AS (
+    WITH staged AS (
+        SELECT * FROM unnest(
+            CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:bodies AS bytea[]),
+            CAST(:writes AS integer[])
+        ) AS staged (resource_type, resource_id, body, write)
+    ), added AS (
         INSERT INTO export_items (task_id, resource_type, resource_id, body)
-        SELECT :task_id, staged.resource_type, staged.resource_id, staged.body
-        FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:bodies AS bytea[]))
-            AS staged (resource_type, resource_id, body)
+        SELECT :task_id, resource_type, resource_id, body FROM staged
         ON CONFLICT DO NOTHING
-        RETURNING 1
+        RETURNING resource_type, resource_id
     )
-    SELECT count(*) FROM added
+    SELECT first.write, count(*)
+    FROM added JOIN (
+        SELECT DISTINCT ON (resource_type, resource_id) resource_type, resource_id, write
+        FROM staged ORDER BY resource_type, resource_id, write
+    ) AS first USING (resource_type, resource_id)
+    GROUP BY first.write
     """
 )
-"""A page of resources in one statement whose text never changes (three arrays, not a VALUES
-row per resource): the driver parses and prepares it once, not once per page. It answers how
-many rows were new as one number, not one row each."""
+"""The resources of several writes in one statement whose text never changes (arrays, not a
+VALUES row per resource: the driver parses and prepares it once); how many were new, by write
+(its index; a resource in two writes counts for the first)."""
 
-
-async def stage_resources(
-    session: AsyncSession, task_id: str, resources: Iterable[dict[str, Any]]
-) -> int:
-    """Insert resources not staged yet; how many were new. Entries without type/id are skipped."""
-    types: list[str] = []
-    ids: list[str] = []
-    bodies: list[bytes] = []
-    for resource in resources:
-        if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
-            types.append(resource["resourceType"])
-            ids.append(str(resource["id"]))
-            bodies.append(orjson.dumps(resource))
-    if not types:
-        return 0
-    added = await session.scalar(
-        _INSERT_ITEMS, {"task_id": task_id, "types": types, "ids": ids, "bodies": bodies}
-    )
-    return int(added or 0)
+_SAVE_STEPS = text(
+    """
+    INSERT INTO export_steps (task_id, step, cursor, done, count)
+    SELECT :task_id, saved.step, saved.cursor, saved.done, saved.added
+    FROM unnest(
+        CAST(:steps AS text[]), CAST(:cursors AS text[]), CAST(:dones AS boolean[]),
+        CAST(:counts AS integer[])
+    ) AS saved (step, cursor, done, added)
+    ON CONFLICT (task_id, step) DO UPDATE SET
+        cursor = excluded.cursor, done = excluded.done, count = export_steps.count + excluded.count
+    """
+)
 
 
 async def load_steps(session: AsyncSession, task_id: str) -> dict[str, Checkpoint]:
@@ -199,8 +201,71 @@ class GroupCommit(Generic[_Item, _Result]):
         return committed.result()
 
 
-_Write = Callable[[AsyncSession], Awaitable[int]]
-"""Statements of one of the crawl's writes, run in a transaction; how many resources were new."""
+@dataclass(frozen=True)
+class _Write:
+    """One of the crawl's writes: resources to stage, the step to checkpoint with them (its
+    cursor and whether it is done) and an error to report, any of them."""
+
+    resources: Sequence[dict[str, Any]] = ()
+    step: tuple[str, str | None, bool] | None = None
+    error: dict[str, Any] | None = None
+
+
+async def write_together(
+    session: AsyncSession, task_id: str, writes: Sequence[_Write]
+) -> list[int]:
+    """Several writes in one transaction, in at most three statements whatever their number
+    (resources, steps, errors); how many resources each one added. A step named by several
+    writes ends as the last one left it (a search's pages are written in order)."""
+    types: list[str] = []
+    ids: list[str] = []
+    bodies: list[bytes] = []
+    indexes: list[int] = []
+    for index, write in enumerate(writes):
+        for resource in write.resources:
+            if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
+                types.append(resource["resourceType"])
+                ids.append(str(resource["id"]))
+                bodies.append(orjson.dumps(resource))
+                indexes.append(index)
+    added = [0] * len(writes)
+    if types:
+        counts = await session.execute(
+            _INSERT_ITEMS_OF_WRITES,
+            {"task_id": task_id, "types": types, "ids": ids, "bodies": bodies, "writes": indexes},
+        )
+        for index, count in counts.all():
+            added[index] = int(count)
+    steps: dict[str, tuple[str | None, bool, int]] = {}
+    for index, write in enumerate(writes):
+        if write.step is not None:
+            name, cursor, done = write.step
+            earlier = steps.get(name)
+            steps[name] = (cursor, done, added[index] + (earlier[2] if earlier else 0))
+    if steps:
+        await session.execute(
+            _SAVE_STEPS,
+            {
+                "task_id": task_id,
+                "steps": list(steps),
+                "cursors": [cursor for cursor, _, _ in steps.values()],
+                "dones": [done for _, done, _ in steps.values()],
+                "counts": [count for _, _, count in steps.values()],
+            },
+        )
+    errors = {str(w.error["id"]): w.error for w in writes if w.error is not None}
+    if errors:
+        await session.execute(
+            insert(ExportError)
+            .values(
+                [
+                    {"task_id": task_id, "error_id": error_id, "outcome": outcome}
+                    for error_id, outcome in errors.items()
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    return added
 
 
 class ExportStaging:
@@ -222,7 +287,7 @@ class ExportStaging:
 
     async def _write_together(self, writes: list[_Write]) -> list[int]:
         async with self._write() as session:
-            return [await write(session) for write in writes]
+            return await write_together(session, self._task_id, writes)
 
     async def _write_attachment_rows(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._write() as session:
@@ -249,30 +314,17 @@ class ExportStaging:
             yield orjson.loads(body)
 
     async def stage_resources(self, resources: Sequence[dict[str, Any]]) -> int:
-        async def write(session: AsyncSession) -> int:
-            return await stage_resources(session, self._task_id, resources)
-
-        return await self._writes.record(write)
+        return await self._writes.record(_Write(resources=resources))
 
     async def stage_page(
         self, step: str, resources: Sequence[dict[str, Any]], *, next_url: str | None
     ) -> int:
-        async def write(session: AsyncSession) -> int:
-            added = await stage_resources(session, self._task_id, resources)
-            await save_step(
-                session, self._task_id, step, cursor=next_url, done=next_url is None, added=added
-            )
-            return added
-
-        return await self._writes.record(write)
+        return await self._writes.record(
+            _Write(resources=resources, step=(step, next_url, next_url is None))
+        )
 
     async def record_failure(self, step: str, outcome: dict[str, Any]) -> None:
-        async def write(session: AsyncSession) -> int:
-            await record_error(session, self._task_id, outcome)
-            await save_step(session, self._task_id, step, cursor=None, done=True, added=0)
-            return 0
-
-        await self._writes.record(write)
+        await self._writes.record(_Write(step=(step, None, True), error=outcome))
 
     async def stage_attachment(
         self, binary_id: str, *, source_url: str, content_type: str, chunks: Sequence[bytes]
