@@ -15,7 +15,10 @@ Each sink goes through the real ingest path (`ingest_file`: streaming read, batc
 checkpoints in PostgreSQL). The file is small (a run takes a fraction of a second), so each row
 is run `--repeat` times and the fastest run is kept (the baseline's too; a FHIR store first load
 starts from emptied tables each time): on a shared machine the fastest run is the one least
-disturbed. The median run's seconds are printed beside it, and the load average above.
+disturbed. The median run's seconds are printed beside it, and the load average above; each
+sink row also gives the median CPU seconds of this process and of the embedded PostgreSQL's
+processes (read from /proc; not for a server named by EHICONNECT_DATABASE_URL), steadier than
+the seconds when other work shares the machine.
 
     .venv/bin/python bench/ingest.py [--batch 500] [--repeat 5] [--json]
 
@@ -46,7 +49,11 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' FHIR servers
 
-from ehiconnect.db.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from ehiconnect.db.embedded import (
+    embedded_pgdata,
+    ensure_embedded_postgres,
+    stop_embedded_postgres,
+)
 from ehiconnect.db.migrate import upgrade_database
 from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.testing.servers import serve_in_thread
@@ -124,16 +131,52 @@ def fhir_server() -> Iterator[tuple[str, str]]:
 
 
 async def timed(tracker: TrackerRuntime, sink: Sink) -> dict[str, Any]:
+    """The run's resources and seconds, with the CPU seconds this process and the embedded
+    PostgreSQL spent on it (on a shared machine, steadier than the seconds)."""
+    server = embedded_pgdata(tracker.data_dir / "pg")  # as `database` starts it
+    cpu, server_cpu = process_cpu(), postgres_cpu(server)
     started = time.perf_counter()
     written = await ingest_file(tracker, uuid.uuid4().hex, sink, 0, KEY)
-    return {"resources": written, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    run = {"resources": written, "seconds": seconds, "cpu": process_cpu() - cpu}
+    if server_cpu is not None:
+        run["postgres_cpu"] = (postgres_cpu(server) or 0.0) - server_cpu
+    return run
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def postgres_cpu(pgdata: Path) -> float | None:
+    """CPU seconds of the embedded server's processes so far (Linux), None for another server."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if postmaster in (int(entry.name), int(fields[1])):
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest run, with the median's seconds beside it (costs that come and go, such as the
     cycle collector's passes, show in the median only)."""
     median = statistics.median(float(run["seconds"]) for run in runs)
-    return {**min(runs, key=lambda run: float(run["seconds"])), "runs": len(runs), "median": median}
+    best = {**min(runs, key=lambda run: float(run["seconds"])), "runs": len(runs), "median": median}
+    for cpu in ("cpu", "postgres_cpu"):  # the medians: steadier than any one run's
+        if all(cpu in run for run in runs):
+            best[cpu] = statistics.median(float(run[cpu]) for run in runs)
+    return best
 
 
 async def empty_store(tracker: TrackerRuntime) -> None:
@@ -231,8 +274,15 @@ def main() -> None:
         print(
             f"  {name:<22} {entry['resources']:>6} resources  {entry['seconds']:8.3f} s  "
             f"(median {entry.get('median', entry['seconds']):.3f} s)  "
-            f"{rate:>9,} resources/s  ratio {ratio:.3f} of parse{extra}"
+            f"{rate:>9,} resources/s  ratio {ratio:.3f} of parse{extra}{cpu_of(entry)}"
         )
+
+
+def cpu_of(entry: dict[str, Any]) -> str:
+    if "cpu" not in entry:
+        return ""
+    server = f" + PostgreSQL {entry['postgres_cpu']:.3f} s" if "postgres_cpu" in entry else ""
+    return f"  (CPU: ours {entry['cpu']:.3f} s{server}, medians)"
 
 
 if __name__ == "__main__":
