@@ -48,6 +48,7 @@ from ehiconnect import audit
 from ehiconnect.clock import Clock
 from ehiconnect.consolekit.accounts import LockoutPolicy, SignInResult, sign_in
 from ehiconnect.consolekit.models import ROLE_OPERATOR, ConsoleSession
+from ehiconnect.consolekit.passwords import prepare_unknown_email_check
 from ehiconnect.consolekit.sessions import (
     SessionPolicy,
     SignedIn,
@@ -144,6 +145,7 @@ class ConsoleKit:
 
     def install(self, app: FastAPI, router: APIRouter) -> None:
         """Serve the router and the kit's static files (CSS, the small live-update script)."""
+        prepare_unknown_email_check()  # when the app is built, not during its first sign-in
         app.include_router(router)
         app.mount(self.url("/static"), StaticFiles(directory=KIT_DIR / "static"), name=None)
 
@@ -152,6 +154,7 @@ class ConsoleKit:
         ASGI app, e.g. a Starlette one: `router` has no prefix; links, cookies and redirects
         still carry `prefix`. Bad query input answers 400 with the JSON envelope, an unknown
         path 404, never FastAPI's own shapes."""
+        prepare_unknown_email_check()  # when the app is built, not during its first sign-in
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         kit = self
 

@@ -54,3 +54,20 @@ def test_an_unknown_name_is_an_attribute_error_and_submodules_still_import() -> 
     from ehiconnect.tracker import ledger_store
 
     assert ledger_store.__name__ == "ehiconnect.tracker.ledger_store"
+
+
+def test_a_console_app_makes_the_unknown_email_hash_when_it_is_built() -> None:
+    """The hash the worker no longer makes at import is made when a console app is built, so a
+    console's first sign-in with an unknown email costs no more than any other."""
+    probe = (
+        "from ehiconnect.api.app import create_app\n"
+        "from ehiconnect.settings import Settings\n"
+        "from ehiconnect.consolekit import passwords\n"
+        "before = passwords._dummy_hash.cache_info().currsize\n"
+        "create_app(Settings())\n"
+        "print(before, passwords._dummy_hash.cache_info().currsize)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["0", "1"]
