@@ -41,13 +41,11 @@ test: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # Each prints its figures beside a baseline measured in the same run (a few minutes in all).
+# bench/goals.py runs export, webhooks (live at 1,200/s and flat out), ingest and lift one after
+# another and prints issue #17's table; run one of them alone for its detailed report.
 bench: $(STAMP)
 	$(BIN)/python bench/sandbox_attachments.py
-	$(BIN)/python bench/export.py
-	$(BIN)/python bench/webhooks.py
-	$(BIN)/python bench/webhooks.py --rate 1200
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/lift.py --repeat 2
+	$(BIN)/python bench/goals.py
 	$(BIN)/python bench/fleet.py --quick
 	$(BIN)/python bench/console.py
 
