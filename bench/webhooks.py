@@ -3,11 +3,11 @@
 Emits N events (default 10,000) through the transactional outbox, in transactions of 100 (one
 `emit_many` each: the events in one statement, their deliveries in another; --emitters of them
 in flight at once), while real `ehiconnect worker` processes deliver them to a loopback receiver
-(or, with --backlog, emits them all first and then times how fast the workers drain the backlog). Prints deliveries/s,
-p50/p99 latency from emit to receipt and from the emitting transaction's commit to receipt, and
-the count received (it must equal the count emitted; duplicates, which at-least-once delivery
-allows, are counted apart). Every 100th request's signature is verified with the
-`standardwebhooks` package.
+(or, with --backlog, emits them all first and then times how fast the workers drain the
+backlog). Prints deliveries/s, p50/p99 latency from emit to receipt and from the emitting
+transaction's commit to receipt, and the count received (it must equal the count emitted;
+duplicates, which at-least-once delivery allows, are counted apart). Every 100th request's
+signature is verified with the `standardwebhooks` package.
 
 With --retries the receiver answers 500 to the first attempt of every event, the workers run
 without jitter, and the bench also prints how late each second attempt arrived after its

@@ -57,8 +57,15 @@ def _parsed(url: str) -> tuple[httpx.URL, bytes, bytes]:
     return parsed, parsed.netloc, parsed.raw_path
 
 
-def _bodyless(host: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"host", host), (b"content-length", b"0")]
+_END = h11.EndOfMessage()
+
+
+@lru_cache(maxsize=4096)
+def _expected(target: bytes, host: bytes) -> h11.Request:
+    # What a connection's state machine is told went out (see `expect_answer`). Events are
+    # immutable: each receiver's is built, and validated, once.
+    headers = [(b"host", host), (b"content-length", b"0")]
+    return h11.Request(method=b"POST", target=target, headers=headers)
 
 
 def request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
@@ -151,8 +158,8 @@ class _Connection(asyncio.Protocol):
         bytes are `request_bytes`': h11 validating and formatting every header was a fifth of a
         worker's CPU (#17), and what the answer's framing depends on is the method alone."""
         try:
-            self._h11.send(h11.Request(method=b"POST", target=target, headers=_bodyless(host)))
-            self._h11.send(h11.EndOfMessage())
+            self._h11.send(_expected(target, host))
+            self._h11.send(_END)
         except h11.LocalProtocolError as exc:  # a target h11 would not put on the wire
             self.close()
             raise httpx.LocalProtocolError(str(exc)) from exc
