@@ -2,9 +2,11 @@
 
 Counters add up in memory and go to the database at most every `PROGRESS_INTERVAL` seconds (and
 at each phase change, and when flushed): a crawl makes many requests at once, and one UPDATE of
-the task's row per page, read or download would queue them all on that row's lock. Each write
-also tells whether the task is still pending: once a customer cancelled it, the next write
-raises `Cancelled` and the run stops.
+the task's row per page, read or download would queue them all on that row's lock. A counters'
+write runs behind its caller (the crawl goes on while it commits: under load, a commit waiting
+for the disk took over a second), and commits without waiting for the WAL flush (counters; the
+task's end is an ordinary commit). Each write also tells whether the task is still pending: once
+a customer cancelled it, the call after that write raises `Cancelled` and the run stops.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ehiconnect.exports.models import ExportTask
 from ehiconnect.vocabulary import ExportStatus
 
 PROGRESS_INTERVAL = 0.25  # seconds between writes of an export's progress counters
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class Cancelled(Exception):
@@ -57,6 +60,8 @@ class ProgressRecorder:
         self._bytes = 0
         self._last_write = float("-inf")
         self._writing = asyncio.Lock()
+        self._behind: asyncio.Task[None] | None = None  # a counters' write in flight
+        self._stopped: BaseException | None = None  # what that write met (e.g. Cancelled)
 
     async def __call__(
         self,
@@ -68,14 +73,33 @@ class ProgressRecorder:
     ) -> None:
         self._resources += resources_added
         self._bytes += attachment_bytes
-        due = time.monotonic() - self._last_write >= PROGRESS_INTERVAL
-        if phase is None and crawl_report is None and not due:
+        self._raise_if_stopped()
+        if phase is None and crawl_report is None:
+            due = time.monotonic() - self._last_write >= PROGRESS_INTERVAL
+            if due and self._behind is None:
+                self._last_write = time.monotonic()
+                self._behind = asyncio.ensure_future(self._write_behind())
             return
         await self._write(phase, crawl_report or {})
 
     async def flush(self) -> None:
         """Write what has added up since the last write (e.g. packaging's last bytes)."""
+        if self._behind is not None:
+            await asyncio.shield(self._behind)
+        self._raise_if_stopped()
         await self._write(None, {})
+
+    async def _write_behind(self) -> None:
+        try:
+            await self._write(None, {})
+        except Exception as exc:  # met by the next call
+            self._stopped = exc
+        finally:
+            self._behind = None
+
+    def _raise_if_stopped(self) -> None:
+        if self._stopped is not None:
+            raise self._stopped
 
     async def _write(self, phase: str | None, extra: dict[str, Any]) -> None:
         if phase is not None:
@@ -118,6 +142,7 @@ async def record_progress(
 ) -> bool:
     """Add to the task's progress counters in one atomic UPDATE; False once it is not pending."""
     async with database.transaction() as db:
+        await db.execute(_NO_FLUSH_WAIT)
         still_pending = await db.scalar(
             text(
                 """
