@@ -155,8 +155,12 @@ def postgres_cpu(pgdata: Path) -> float | None:
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:  # no /proc (macOS): not measured
+        return None
     ticks = 0
-    for entry in Path("/proc").iterdir():
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
