@@ -106,11 +106,16 @@ class LocalBlobStore:
     def __init__(self, root: Path, *, chunk_size: int = CHUNK_SIZE) -> None:
         self.root = Path(root)
         self._chunk_size = chunk_size
+        self._resolved_root: Path | None = None
 
     def path_for(self, key: str) -> Path:
         """The file of a key, refusing any key that would resolve outside the root."""
         validate_key(key)
-        root = self.root.resolve()
+        # The root is resolved once (ten or so lstat calls each time otherwise, on every blob a
+        # crawl stages); the key's own path is still resolved every time, symlinks included.
+        root = self._resolved_root
+        if root is None:
+            root = self._resolved_root = self.root.resolve()
         path = (root / key).resolve()
         if not path.is_relative_to(root) or path == root:
             raise InvalidKey(f"storage key {key!r} resolves outside the storage directory")
