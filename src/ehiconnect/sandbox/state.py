@@ -43,6 +43,10 @@ class SandboxState:
         self._faults: dict[str, Faults] = {s.slug: s.faults.model_copy() for s in config.systems}
         self._fault_lock = threading.Lock()
         self._fault_rng = random.Random(config.fault_seed)  # noqa: S311 - fault sampling
+        self.verified_access_tokens: dict[str, str] = {}
+        """Access-token JWTs whose signature verified, and the store key each carries: a crawl
+        sends the same token with every request, and verifying ES256 costs more than serving
+        a small page. Bounded by `remember_verified_token`."""
         self.signing_key = ECKey.generate_key(
             "P-256", parameters={"kid": "sandbox-access-token", "alg": "ES256", "use": "sig"}
         )
@@ -50,6 +54,12 @@ class SandboxState:
         self.id_token_key = RSAKey.generate_key(
             2048, parameters={"kid": "sandbox-id-token", "alg": "RS256", "use": "sig"}
         )
+
+    def remember_verified_token(self, value: str, key: str) -> None:
+        """Keep a verified token's store key (at most 4,096: past that, the cache starts over)."""
+        if len(self.verified_access_tokens) >= 4096:
+            self.verified_access_tokens.clear()
+        self.verified_access_tokens[value] = key
 
     def system(self, slug: str) -> HealthSystem:
         system = self.config.system(slug)

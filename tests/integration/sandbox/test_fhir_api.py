@@ -109,6 +109,29 @@ def test_binary_is_raw_by_default_and_fhir_json_on_request(
     assert base64.b64decode(body["data"]) == raw.content
 
 
+def test_every_attachment_is_the_same_bytes_and_headers_on_every_download(
+    harbor: SmartApp, harbor_tokens: dict[str, Any]
+) -> None:
+    token = harbor_tokens["access_token"]
+    specs = list(expected_attachments("harbor", "tina"))
+    assert {s.kind for s in specs} >= {"note", "pdf", "png"}
+    for spec in specs:
+        first, again = (harbor.get(token, f"Binary/{spec.binary_id}") for _ in range(2))
+        for response in (first, again):
+            assert response.status_code == 200
+            assert response.headers["content-type"] == spec.content_type
+            assert int(response.headers["content-length"]) == spec.size
+            assert response.headers["etag"] == f'"{spec.binary_id}-{spec.size}"'
+            assert hashlib.sha256(response.content).hexdigest() == attachment_sha256(spec)
+        part = harbor.http.get(
+            f"{harbor.fhir_base}/Binary/{spec.binary_id}",
+            headers={"Authorization": f"Bearer {token}", "Range": "bytes=3-9"},
+        )
+        assert part.status_code == 206
+        assert part.headers["content-length"] == "7"
+        assert part.content == first.content[3:10]
+
+
 def test_search_pages_are_stable_and_tokens_cannot_be_moved(
     harbor: SmartApp, harbor_tokens: dict[str, Any]
 ) -> None:

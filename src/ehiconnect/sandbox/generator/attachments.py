@@ -8,6 +8,7 @@ function of the spec: `iter_attachment_bytes(spec)` yields them in pieces of at 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import struct
@@ -133,27 +134,42 @@ def rechunk(pieces: Iterable[bytes], multiple: int) -> Iterator[bytes]:
 
 def _noise(seed: int, length: int, first_index: int = 0) -> Iterator[bytes]:
     """Seeded pseudo-random bytes: one 1 MiB block, each piece stamped with its index."""
-    block = random.Random(seed).randbytes(min(length, PIECE))  # noqa: S311 - test data
+    block = _noise_block(seed, min(length, PIECE))
     index = first_index
     remaining = length - first_index * PIECE
     while remaining > 0:
         size = min(PIECE, remaining)
         stamp = struct.pack(">QQ", seed & 0xFFFFFFFFFFFFFFFF, index)[:size]
-        yield stamp + block[len(stamp) : size]
+        yield b"".join((stamp, memoryview(block)[len(stamp) : size]))
         remaining -= size
         index += 1
 
 
+# The blocks, images and notes below are pure functions of their arguments, made again for
+# every download of the same attachment (a crawl downloads each once, a bench crawls a persona
+# twice, tests many times): they are kept, bounded. A noise block is at most 1 MiB, so the
+# blocks kept hold at most 32 MiB; an image or a note a few kB.
+@functools.lru_cache(maxsize=32)
+def _noise_block(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)  # noqa: S311 - test data
+
+
 def _note(seed: int, size: int, title: str) -> Iterator[bytes]:
-    rng = random.Random(seed)  # noqa: S311
-    out = bytearray(f"{title}\n\n".encode())
-    while len(out) < size:
-        out += rng.choice(_NOTE_LINES).encode() + b"\n"
-    text = bytes(out[:size])
+    text = _note_text(seed, size, title)
     for start in range(0, len(text), PIECE):
         yield text[start : start + PIECE]
 
 
+@functools.lru_cache(maxsize=512)
+def _note_text(seed: int, size: int, title: str) -> bytes:
+    rng = random.Random(seed)  # noqa: S311
+    out = bytearray(f"{title}\n\n".encode())
+    while len(out) < size:
+        out += rng.choice(_NOTE_LINES).encode() + b"\n"
+    return bytes(out[:size])
+
+
+@functools.lru_cache(maxsize=256)
 def _envelope(kind: AttachmentKind, title: str, body_size: int) -> tuple[bytes, bytes]:
     if kind == "dicom":
         return b"\x00" * 128 + b"DICM", b""
@@ -183,6 +199,7 @@ def _envelope(kind: AttachmentKind, title: str, body_size: int) -> tuple[bytes, 
     return bytes(head), bytes(tail)
 
 
+@functools.lru_cache(maxsize=256)
 def _png(seed: int, side: int) -> bytes:
     """A small valid RGB PNG: a seeded colour gradient, `side` pixels square."""
     rng = random.Random(seed)  # noqa: S311

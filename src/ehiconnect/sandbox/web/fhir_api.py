@@ -19,8 +19,9 @@ from ehiconnect.sandbox.capability import (
     SERVED_TYPES,
     capability_statement,
 )
+from ehiconnect.sandbox.config import Faults
 from ehiconnect.sandbox.generator import iter_attachment_bytes
-from ehiconnect.sandbox.generator.attachments import rechunk
+from ehiconnect.sandbox.generator.attachments import PIECE, rechunk
 from ehiconnect.sandbox.generator.context import Resource
 from ehiconnect.sandbox.paging import (
     PageTokenError,
@@ -233,9 +234,17 @@ async def binary(request: Request) -> Response:
         pieces = iter_attachment_bytes(spec, start, stop)
         media_type = spec.content_type
     headers["Content-Length"] = str(total)
+    if total <= PIECE and not drop and not _paced_faults(faults):
+        # Most attachments (notes, images) are one piece: sent whole, without the task a
+        # streamed response starts to watch for the client going away. Same headers and bytes.
+        return Response(b"".join(pieces), status, headers, media_type)
     body = paced(pieces, faults)
     stream = drop_halfway(body, total) if drop else body
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=media_type)
+
+
+def _paced_faults(faults: Faults) -> bool:
+    return bool(faults.binary_first_byte_delay_ms) or faults.binary_bytes_per_s is not None
 
 
 def _json_binary(head: bytes, pieces: Iterator[bytes]) -> Iterator[bytes]:

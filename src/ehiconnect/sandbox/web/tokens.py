@@ -261,13 +261,22 @@ def _id_token(
 
 
 def access_token_key(state: SandboxState, value: str) -> str | None:
-    """The store key inside a sandbox access token, or None if the JWT does not verify."""
+    """The store key inside a sandbox access token, or None if the JWT does not verify.
+
+    A token verified once is not verified again (the key it carries is remembered); whether it
+    is still valid (expiry, revocation) is the store's answer, asked every time."""
+    known = state.verified_access_tokens.get(value)
+    if known is not None:
+        return known
     try:
         decoded = jwt.decode(value, state.signing_key, algorithms=["ES256"])
     except (JoseError, ValueError):
         return None
     jti = decoded.claims.get("jti")
-    return jti if isinstance(jti, str) else None
+    if not isinstance(jti, str):
+        return None
+    state.remember_verified_token(value, jti)
+    return jti
 
 
 @dataclass(frozen=True)
