@@ -44,7 +44,7 @@ from ehiconnect.errors import FatalError
 from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
 from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
-from ehiconnect.fhir.references import iter_attachments, iter_references, resolve_attachment_url
+from ehiconnect.fhir.references import resolve_attachment_url, scan_resource
 from ehiconnect.vocabulary import ExportFailureReason, ExportPhase
 
 log = logging.getLogger(__name__)
@@ -257,22 +257,24 @@ class _Crawler:
 
     def found(self, resource: dict[str, Any], depth: int, chain: Chain) -> None:
         """Start what `resource` refers to that nobody has fetched or started yet."""
-        if depth < HYDRATION_DEPTH:
-            for reference in iter_references(resource, self.base):
-                if not (
-                    reference.is_fetchable
-                    and reference.resource_type in self.plan.hydrate_types
-                    and reference.resource_id
-                ):
-                    continue
-                key = (reference.resource_type, reference.resource_id)
-                if key in self.staged or key in self.wanted:
-                    continue
-                if f"read:{key[0]}/{key[1]}" in self.steps:  # failed in an earlier run
-                    continue
-                self.wanted.add(key)
-                self.want(key, depth + 1, chain)
-        for attachment in iter_attachments(resource):
+        references, attachments = scan_resource(
+            resource, self.base, references=depth < HYDRATION_DEPTH
+        )
+        for reference in references:
+            if not (
+                reference.is_fetchable
+                and reference.resource_type in self.plan.hydrate_types
+                and reference.resource_id
+            ):
+                continue
+            key = (reference.resource_type, reference.resource_id)
+            if key in self.staged or key in self.wanted:
+                continue
+            if f"read:{key[0]}/{key[1]}" in self.steps:  # failed in an earlier run
+                continue
+            self.wanted.add(key)
+            self.want(key, depth + 1, chain)
+        for attachment in attachments:
             if attachment.has_inline_data or not attachment.url:
                 continue
             source = resolve_attachment_url(attachment.url, self.base)

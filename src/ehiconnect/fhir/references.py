@@ -46,6 +46,7 @@ ATTACHMENT_KEYS = frozenset(
     }
 )
 _EXTENSION_KEYS = frozenset({"extension", "modifierExtension"})
+_TREE = (dict, list)
 
 
 class ReferenceKind(StrEnum):
@@ -192,18 +193,58 @@ def iter_references(resource: dict[str, Any], base_url: str) -> Iterator[FhirRef
 def iter_attachments(resource: dict[str, Any]) -> Iterator[FoundAttachment]:
     """Every Attachment element with a `url` or inline `data`, in document order."""
     for path, node in _walk(resource, ()):
-        if not _looks_like_attachment(path, node):
-            continue
-        url = node.get("url")
-        size = node.get("size")
-        content_type = node.get("contentType")
-        yield FoundAttachment(
-            path=path,
-            content_type=content_type if isinstance(content_type, str) else None,
-            url=url if isinstance(url, str) and url else None,
-            has_inline_data=isinstance(node.get("data"), str) and bool(node["data"]),
-            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-        )
+        if _looks_like_attachment(path, node):
+            yield _found_attachment(path, node)
+
+
+def scan_resource(
+    resource: dict[str, Any], base_url: str, *, references: bool = True
+) -> tuple[list[FhirReference], list[FoundAttachment]]:
+    """`iter_references` and `iter_attachments` of `resource` in one walk, each list in order.
+
+    With `references=False` the references are not classified (an empty list): a caller that
+    wants only the attachments pays for the walk alone.
+    """
+    found_references: list[FhirReference] = []
+    found_attachments: list[FoundAttachment] = []
+    stack: list[tuple[Path, Any]] = [((), resource)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            if path:
+                reference = node.get("reference")
+                if references and isinstance(reference, str) and reference:
+                    found_references.append(classify_reference(reference, base_url, path))
+                if (
+                    isinstance(node.get("url"), str) or isinstance(node.get("data"), str)
+                ) and _looks_like_attachment(path, node):
+                    found_attachments.append(_found_attachment(path, node))
+            children = [
+                ((*path, key), value) for key, value in node.items() if isinstance(value, _TREE)
+            ]
+        else:
+            children = [
+                ((*path, index), value)
+                for index, value in enumerate(node)
+                if isinstance(value, _TREE)
+            ]
+        if children:
+            children.reverse()
+            stack.extend(children)
+    return found_references, found_attachments
+
+
+def _found_attachment(path: Path, node: dict[str, Any]) -> FoundAttachment:
+    url = node.get("url")
+    size = node.get("size")
+    content_type = node.get("contentType")
+    return FoundAttachment(
+        path=path,
+        content_type=content_type if isinstance(content_type, str) else None,
+        url=url if isinstance(url, str) and url else None,
+        has_inline_data=isinstance(node.get("data"), str) and bool(node["data"]),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+    )
 
 
 def _looks_like_attachment(path: Path, node: dict[str, Any]) -> bool:

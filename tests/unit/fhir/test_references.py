@@ -15,6 +15,7 @@ from ehiconnect.fhir.references import (
     normalize_base,
     path_to_text,
     resolve_attachment_url,
+    scan_resource,
 )
 
 BASE = "https://ehr.example.org/fhir/R4"
@@ -162,6 +163,35 @@ def test_deeply_nested_resources_do_not_hit_the_recursion_limit() -> None:
         node = {"item": [node]}
     resource = {"resourceType": "QuestionnaireResponse", "id": "q", "item": [node]}
     assert [r.raw for r in iter_references(resource, BASE)] == ["Patient/deep"]
+
+
+def test_scan_resource_finds_what_the_two_walks_find_in_one() -> None:
+    doc = {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "subject": {"reference": "Patient/p1"},
+        "content": [{"attachment": {"contentType": "text/html", "url": "Binary/b2"}}],
+        "extension": [{"url": "http://example.org/some-extension", "valueString": "x"}],
+    }
+    for resource in (_diagnostic_report(), doc):
+        references, attachments = scan_resource(resource, BASE)
+        assert references == list(iter_references(resource, BASE))
+        assert attachments == list(iter_attachments(resource))
+        assert attachments
+
+
+def test_scan_resource_can_skip_the_references() -> None:
+    references, attachments = scan_resource(_diagnostic_report(), BASE, references=False)
+    assert references == []
+    assert [a.path_text for a in attachments] == ["presentedForm[0]", "presentedForm[1]"]
+
+
+def test_scan_resource_does_not_hit_the_recursion_limit() -> None:
+    node: dict[str, Any] = {"reference": "Patient/deep"}
+    for _ in range(5000):
+        node = {"item": [node]}
+    resource = {"resourceType": "QuestionnaireResponse", "id": "q", "item": [node]}
+    assert [r.raw for r in scan_resource(resource, BASE)[0]] == ["Patient/deep"]
 
 
 @pytest.mark.parametrize(
