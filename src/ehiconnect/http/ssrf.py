@@ -19,6 +19,10 @@ data a health system serves cannot point the worker anywhere else unchecked.
 One client can serve callers with different policies: a request carrying the extension
 `reach(allow_private=True)` may go to private addresses (never to metadata ones, when the
 transport refuses them), whatever the transport's default.
+
+A client lighter than httpx (the webhook sender's, `webhooks/wire.py`) checks with
+`resolve_target` and connects with `connect_pinned`: to a checked address, TLS verified against
+the URL's host name.
 """
 
 from __future__ import annotations
