@@ -11,6 +11,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from ehiconnect.clock import Clock, SystemClock
 from ehiconnect.sandbox.config import Faults, HealthSystem, SandboxConfig
+from ehiconnect.sandbox.presentation import PresentedViews
 from ehiconnect.sandbox.store import InMemoryAuthStore
 
 T = TypeVar("T")
@@ -43,6 +44,8 @@ class SandboxState:
         self._faults: dict[str, Faults] = {s.slug: s.faults.model_copy() for s in config.systems}
         self._fault_lock = threading.Lock()
         self._fault_rng = random.Random(config.fault_seed)  # noqa: S311 - fault sampling
+        self.presented = PresentedViews()
+        """Resources as each system shows them, made once (see `PresentedViews`)."""
         self.verified_access_tokens: dict[str, str] = {}
         """Access-token JWTs whose signature verified, and the store key each carries: a crawl
         sends the same token with every request, and verifying ES256 costs more than serving

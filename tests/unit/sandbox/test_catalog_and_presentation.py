@@ -6,7 +6,7 @@ from ehiconnect.sandbox.capability import capability_statement
 from ehiconnect.sandbox.catalog import sandbox_catalog
 from ehiconnect.sandbox.config import Quirks, SandboxConfig
 from ehiconnect.sandbox.generator import generate_record, resolve_persona
-from ehiconnect.sandbox.presentation import present
+from ehiconnect.sandbox.presentation import PresentedViews, present
 
 
 def test_catalog_ids_are_stable_across_base_urls_and_unique() -> None:
@@ -51,6 +51,23 @@ def test_relative_urls_are_served_as_stored() -> None:
     stored = _document()
     shown = present(stored, Quirks(attachment_urls="relative"), "http://b/fhir")
     assert shown["content"][0]["attachment"]["url"].startswith("Binary/")  # type: ignore[index]
+
+
+def test_presented_views_answer_what_present_answers_per_quirks_and_base() -> None:
+    system, persona = resolve_persona("harbor", "tina")
+    record = generate_record(system, persona)
+    doc = next(r for r in record.resources if r["resourceType"] == "DocumentReference")
+    views = PresentedViews(max_views=2)
+    hidden = Quirks(attachment_urls="absolute", include_last_updated=False)
+    relative = Quirks(attachment_urls="relative")
+    for quirks, base in ((hidden, "http://a/fhir"), (hidden, "http://b/fhir"), (relative, "x")):
+        first = views.present(record, doc, quirks, base)
+        assert first == present(doc, quirks, base)
+        assert views.present(record, doc, quirks, base) is first
+    # Only two views are kept: the first is made again, the same as before.
+    again = views.present(record, doc, hidden, "http://a/fhir")
+    assert again == present(doc, hidden, "http://a/fhir")
+    assert again["content"][0]["attachment"]["url"].startswith("http://a/fhir/Binary/")
 
 
 def test_capability_statement_advertises_everything_only_where_supported() -> None:

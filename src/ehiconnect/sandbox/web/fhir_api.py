@@ -31,7 +31,7 @@ from ehiconnect.sandbox.paging import (
     plan_page,
     search_fingerprint,
 )
-from ehiconnect.sandbox.presentation import matches_category, present, search_bundle
+from ehiconnect.sandbox.presentation import matches_category, search_bundle
 from ehiconnect.sandbox.web.common import FHIR_JSON, auth_url, fhir_base, operation_outcome
 from ehiconnect.sandbox.web.faults import drop_halfway, fault_response, paced
 from ehiconnect.sandbox.web.fhir_access import (
@@ -74,7 +74,9 @@ async def read(request: Request) -> Response:
         headers["Last-Modified"] = _http_date(resource["meta"]["lastUpdated"])
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    shown = present(resource, access.system.quirks, fhir_base(request, access.system.slug))
+    shown = access.state.presented.present(
+        access.record, resource, access.system.quirks, fhir_base(request, access.system.slug)
+    )
     return fault_response(
         access.state, access.faults, orjson.dumps(shown), FHIR_JSON, headers, is_page=False
     )
@@ -169,7 +171,11 @@ def _page(
     except ValueError:
         return operation_outcome(400, "invalid", "_count must be a whole number")
     page, next_offset = plan_page(len(resources), offset, size)
-    entries = [present(r, quirks, base) for r in resources[page.offset : page.offset + page.size]]
+    show = access.state.presented.present
+    entries = [
+        show(access.record, r, quirks, base)
+        for r in resources[page.offset : page.offset + page.size]
+    ]
     query = {k: v for k, v in params.items() if k not in _PAGING}
     self_url = f"{base}/{path}?" + urlencode({**query, **_paging(params)})
     next_url = None
