@@ -151,6 +151,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
         body = b"".join(self._chunks)
+        self._chunks = []  # not kept while the connection idles
         return CappedResponse(self._status, body[:max_bytes], self._truncated)
 
     def expect_answer(self, target: bytes, host: bytes) -> None:
