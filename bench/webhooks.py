@@ -74,6 +74,10 @@ it (9d05e17) run from a worktree with its own bench, back to back, after/before 
     flat out, load 3.8-4.3      before 1,009/s, 1.89 ms; 933/s, 1.72 ms (offered ~2,280/s)
                                 after  1,674/s, 0.73 ms; 1,897/s, 0.82 ms (offered 2,376-3,416/s)
 
+    quieter, load 2.2-3.0:
+    --rate 1200                 before 1,147/s, 595 ms, 1.67 ms; after 1,202/s, 180 ms, 0.89 ms
+    flat out                    before 1,386/s, 1.41 ms; after 2,734/s, 0.59 ms (offered 4,668/s)
+
 Workers' CPU per delivery fell by half or more; this process's (emitter and receiver) from
 0.40-0.54 to 0.31-0.45 ms. The goal is reached with little headroom on the shared 2-core VM.
 """
