@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import orjson
@@ -63,13 +64,34 @@ class ProgressRecorder:
         self._behind: asyncio.Task[None] | None = None  # a counters' write in flight
         self._stopped: BaseException | None = None  # what that write met (e.g. Cancelled)
 
-    async def __call__(
+    def __call__(
         self,
         *,
         phase: str | None = None,
         resources_added: int = 0,
         attachment_bytes: int = 0,
         crawl_report: dict[str, Any] | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        """The phase's span is entered here, at the call, in the caller's task (the crawl's):
+        the crawl spawns its phase writes as tasks of their own, and a span made current there
+        would neither be the parent of the phase's requests nor close in the context it was
+        opened in. The rest, counters and the write, is the awaited part."""
+        if phase is not None:
+            self._phases.enter(phase)  # the phase's requests become its span's children
+        return self._record(
+            phase=phase,
+            resources_added=resources_added,
+            attachment_bytes=attachment_bytes,
+            crawl_report=crawl_report,
+        )
+
+    async def _record(
+        self,
+        *,
+        phase: str | None,
+        resources_added: int,
+        attachment_bytes: int,
+        crawl_report: dict[str, Any] | None,
     ) -> None:
         self._resources += resources_added
         self._bytes += attachment_bytes
@@ -102,8 +124,6 @@ class ProgressRecorder:
             raise self._stopped
 
     async def _write(self, phase: str | None, extra: dict[str, Any]) -> None:
-        if phase is not None:
-            self._phases.enter(phase)  # the phase's requests become its span's children
         async with self._writing:
             resources, sent_bytes = self._resources, self._bytes
             self._resources = self._bytes = 0

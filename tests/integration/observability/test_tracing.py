@@ -146,7 +146,9 @@ async def test_one_export_traced_from_request_to_webhook(
         assert span.attributes["server.address"] == "127.0.0.1"
         assert _url_of(span) == platform.sandbox.url
         assert isinstance(_status_of(span), int)
-    [patient_read] = [s for s in fhir if s.parent_span_id == phases["export patient"].span_id]
+    # The Patient read goes out with the CapabilityStatement, in the discover phase (#17).
+    discover = phases["export discover"].span_id
+    [patient_read] = [s for s in fhir if s.parent_span_id == discover and s.name == "GET Patient"]
     assert patient_read.attributes["fhir.resource_type"] == "Patient"
     assert patient_read.name == "GET Patient"
     assert _status_of(patient_read) == 200
