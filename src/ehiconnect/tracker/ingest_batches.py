@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar, cast
 
 from ehiconnect.fhir.ndjson import LineSplitter, NdjsonReader
 from ehiconnect.storage.port import BlobStore
@@ -37,11 +38,12 @@ async def batches(
     key: str,
     batching: Batching,
     skip: int,
-    prepare: Callable[[Any], T],
+    prepare: Callable[[Any], T] | Callable[[Any], Awaitable[T]],
 ) -> AsyncIterator[tuple[int, int, T]]:
     """`(resources before, resources in, prepare(batch))` for each batch in order. The next batch
     is read, parsed and prepared while the caller writes this one (a sink's write mostly waits on
-    its database or server), so at most two are held."""
+    its database or server), so at most two are held. A coroutine function `prepare` is awaited:
+    one that gives way to the event loop as it goes lets the write go on while it runs."""
     cut = _references_first if batching.references_first else _file_order
     if batching.lines:  # lines: Parquet parses them itself
         cut = _file_lines
@@ -64,11 +66,17 @@ async def batches(
 
 
 async def _prepared(
-    source: AsyncGenerator[tuple[int, list[Any]], None], prepare: Callable[[Any], T]
+    source: AsyncGenerator[tuple[int, list[Any]], None],
+    prepare: Callable[[Any], T] | Callable[[Any], Awaitable[T]],
 ) -> AsyncGenerator[tuple[int, int, T], None]:
+    stepwise = inspect.iscoroutinefunction(prepare)
     try:
         async for before, batch in source:
-            yield before, len(batch), prepare(batch)
+            if stepwise:
+                made = await cast(Awaitable[T], prepare(batch))
+            else:
+                made = cast(T, prepare(batch))
+            yield before, len(batch), made
     finally:
         await source.aclose()
 

@@ -34,7 +34,10 @@ from ehiconnect.tracker.sinks.base import (
     PreparingSink,
     Sink,
     SinkError,
+    Statement,
+    SteppingSink,
     TemporarySinkError,
+    TransactionalSink,
 )
 from ehiconnect.tracker.sinks.fhir_auth import (
     AwsSigV4,
@@ -57,6 +60,13 @@ _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
 _SAVE_CHECKPOINT = text(
     "INSERT INTO tracker_ingest_progress (job_id, sink, file_key, lines_done, finished, batching) "
     "VALUES (:job_id, :sink, :file_key, :lines_done, :finished, :batching) "
+    "ON CONFLICT (job_id, sink, file_key) DO UPDATE SET lines_done = EXCLUDED.lines_done, "
+    "finished = EXCLUDED.finished, batching = EXCLUDED.batching"
+)
+# The same, for a sink writing into the tracker's database to run in its batch's transaction.
+_SAVE_CHECKPOINT_IN_BATCH = (
+    "INSERT INTO tracker_ingest_progress (job_id, sink, file_key, lines_done, finished, batching) "
+    "VALUES (%(job_id)s, %(sink)s, %(file_key)s, %(lines_done)s, false, %(batching)s) "
     "ON CONFLICT (job_id, sink, file_key) DO UPDATE SET lines_done = EXCLUDED.lines_done, "
     "finished = EXCLUDED.finished, batching = EXCLUDED.batching"
 )
@@ -227,21 +237,36 @@ async def ingest_file(
     if finished:
         return 0
     prepare, write = _steps_of(sink)
+    # A sink in the tracker's own database saves each checkpoint in its batch's transaction.
+    together = sink if isinstance(sink, TransactionalSink) else None
+    if together is not None and not together.writes_to(tracker.database):
+        together = None
     written = 0
     async for before, count, prepared in batches(tracker.blobs, key, batching, done, prepare):
-        await write(prepared, batch_key=f"{job_id}-{number}-{before:09d}")
+        batch_key = f"{job_id}-{number}-{before:09d}"
+        if together is not None:
+            values: dict[str, Any] = {"job_id": job_id, "sink": sink.name, "file_key": key}
+            values |= {"lines_done": before + count, "batching": batching.signature}
+            also = Statement(_SAVE_CHECKPOINT_IN_BATCH, values)
+            await together.write_prepared(prepared, batch_key=batch_key, also=also)
+        else:
+            await write(prepared, batch_key=batch_key)
         written += count
         done = before + count
-        await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
+        if together is None:
+            await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
     await _save_checkpoint(tracker, job_id, sink.name, key, done, True, batching.signature)
     return written
 
 
 def _steps_of(sink: Sink) -> tuple[Callable[[Any], Any], Callable[..., Awaitable[None]]]:
     """(prepare, write) of a batch: a preparing sink's CPU work runs ahead (`PreparingSink`, or
-    `LineSink`, which parses the lines itself); another sink gets its batch as parsed."""
+    `LineSink`, which parses the lines itself; a `SteppingSink`'s giving way as it goes, so the
+    write before goes on meanwhile); another sink gets its batch as parsed."""
     if isinstance(sink, LineSink):
         return sink.prepare_lines, sink.write_prepared
+    if isinstance(sink, SteppingSink):
+        return sink.prepare_stepwise, sink.write_prepared
     if isinstance(sink, PreparingSink):
         return sink.prepare, sink.write_prepared
     return _as_parsed, sink.write_batch

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import select
 
 from ehiconnect.clock import FrozenClock
-from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
+from ehiconnect.tracker.ingest_step import ingest_file
+from ehiconnect.tracker.models import (
+    TrackerFhirResource,
+    TrackerFhirVersion,
+    TrackerIngestProgress,
+)
 from ehiconnect.tracker.runtime import TrackerRuntime
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink, SearchQuery, history, search
 from tests.integration.tracker.helpers import count
-from tests.integration.tracker.records import patient_record
+from tests.integration.tracker.records import patient_record, to_ndjson
 
 
 async def test_changed_resource_gets_a_new_version_and_history(tracker: TrackerRuntime) -> None:
@@ -117,3 +125,46 @@ async def test_nul_in_search_fields_is_stored_replaced_and_found(tracker: Tracke
     assert page[0]["id"] == "o\ufffd1"
     assert page[0]["effectiveDateTime"] == "2025-01-02\ufffd"
     assert await history(tracker.database, "Observation", "o\ufffd1") == page
+
+
+class _Killed(Exception):
+    """The worker died."""
+
+
+class _DiesInThirdCopy(FhirStoreSink):
+    """Dies after sending its third batch's rows, before that batch's commit."""
+
+    copies = 0
+
+    async def _copy(self, driver: psycopg.AsyncConnection[Any], data: bytes) -> None:
+        await super()._copy(driver, data)
+        self.copies += 1
+        if self.copies == 3:
+            raise _Killed
+
+
+async def test_a_batch_and_its_checkpoint_commit_together(tracker: TrackerRuntime) -> None:
+    resources = patient_record(observations=95)  # 99 resources, batches of 10
+    async with tracker.blobs.open_writer("f.ndjson") as writer:
+        await writer.write(to_ndjson(resources))
+    tracker.settings.ingest_batch_size = 10
+
+    dying = _DiesInThirdCopy(tracker.database, tracker.clock)
+    with pytest.raises(_Killed):
+        await ingest_file(tracker, "job1", dying, 0, "f.ndjson")
+    # The third batch's rows went to PostgreSQL but were never committed, nor its checkpoint.
+    assert await count(tracker, TrackerFhirResource) == 20
+    async with tracker.database.transaction() as session:
+        saved = await session.get(TrackerIngestProgress, ("job1", "fhir_store", "f.ndjson"))
+        assert saved is not None
+        assert (saved.lines_done, saved.finished) == (20, False)
+
+    sink = FhirStoreSink(tracker.database, tracker.clock)
+    assert await ingest_file(tracker, "job1", sink, 0, "f.ndjson") == 99 - 20
+    assert await count(tracker, TrackerFhirResource) == 99
+    assert await count(tracker, TrackerFhirVersion) == 0
+    async with tracker.database.transaction() as session:
+        saved = await session.get(TrackerIngestProgress, ("job1", "fhir_store", "f.ndjson"))
+        assert saved is not None
+        assert (saved.lines_done, saved.finished) == (99, True)
+    assert await ingest_file(tracker, "job1", sink, 0, "f.ndjson") == 0  # finished: nothing more

@@ -3,6 +3,7 @@ database."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ehiconnect.storage.memory import MemoryBlobStore
 from ehiconnect.tracker.ingest_batches import batches
-from ehiconnect.tracker.sinks.base import Batching, PreparingSink
+from ehiconnect.tracker.sinks.base import Batching, PreparingSink, SteppingSink
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
 from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
 from ehiconnect.tracker.sinks.parquet import SCHEMA, ParquetSink
@@ -188,3 +189,28 @@ def copy_fields(head: bytes, tail: bytes) -> list[Any]:
     text = [kind, rid, sha, patient, *elements, date]
     decoded = [value.decode() if value is not None else None for value in text]
     return [*decoded[:4], decoded[4:-1], decoded[-1], orjson.loads(body[1:])]
+
+
+async def test_the_fhir_store_prepares_stepwise_what_it_prepares_at_once() -> None:
+    """The stepwise prepare gives the event loop turns (the write before goes on meanwhile) and
+    answers the same rows, a resource repeated in a later slice included (its last copy wins)."""
+    sink = FhirStoreSink(database=None, clock=None)  # type: ignore[arg-type]  # prepare is pure
+    assert isinstance(sink, SteppingSink)
+    resources = [observation(n % 150, status=f"s{n}") for n in range(200)]
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    stepwise = await sink.prepare_stepwise(resources)
+    other.cancel()
+
+    assert stepwise == sink.prepare(resources)
+    assert len(stepwise) == 150
+    assert stepwise[("Observation", "o0")].sha == content_sha256(resources[150])
+    assert turns >= 3  # a turn after each slice, not one after the whole batch

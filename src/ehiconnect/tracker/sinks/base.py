@@ -7,8 +7,9 @@ names the batch stably across such re-runs (job, file, first line).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, LiteralString, Protocol, runtime_checkable
 
 
 class SinkError(Exception):
@@ -83,3 +84,36 @@ class LineSink(Sink, Protocol):
     def prepare_lines(self, lines: list[bytes]) -> Any: ...
 
     async def write_prepared(self, prepared: Any, *, batch_key: str) -> None: ...
+
+
+@runtime_checkable
+class SteppingSink(PreparingSink, Protocol):
+    """A preparing sink whose `prepare` can give way: `prepare_stepwise` returns what `prepare`
+    returns but lets the event loop run every few resources, so the write of the batch before
+    goes on meanwhile (its round trips answered, its data sent) and the destination works on it
+    while this batch is prepared, instead of waiting for the whole prepare."""
+
+    async def prepare_stepwise(self, resources: list[dict[str, Any]]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Statement:
+    """SQL, with psycopg's `%(name)s` parameters, for a sink to run in a batch's transaction."""
+
+    sql: LiteralString
+    params: Mapping[str, Any]
+
+
+@runtime_checkable
+class TransactionalSink(PreparingSink, Protocol):
+    """A preparing sink that writes into a PostgreSQL database in one transaction per batch.
+    When that is the tracker's own database (`writes_to`), ingest hands `write_prepared` the
+    batch's checkpoint (`also`), which the sink runs in the batch's transaction: the batch and
+    its checkpoint commit together (or neither does), and the checkpoint costs no transaction
+    of its own. A batch retried in a new transaction runs `also` again."""
+
+    def writes_to(self, database: object) -> bool: ...
+
+    async def write_prepared(
+        self, prepared: Any, *, batch_key: str, also: Statement | None = None
+    ) -> None: ...

@@ -14,6 +14,7 @@ hash is of the resource as exported, so a re-run still finds it unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import struct
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.nul_text import NUL, REPLACEMENT, replace_nul_escapes
-from ehiconnect.tracker.sinks.base import TemporarySinkError
+from ehiconnect.tracker.sinks.base import Statement, TemporarySinkError
 from ehiconnect.tracker.sinks.fields import codes_of, date_of, digest_and_json, patient_of
 
 MAX_PAGE = 1000
@@ -78,6 +79,8 @@ _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 # A batch another writer raced (the same resources at once, e.g. a job retried while it still
 # ran) is written again from a fresh lookup; this many times at most.
 _ATTEMPTS = 5
+# Resources prepared between two turns of the event loop (`prepare_stepwise`): ~2-4 ms of CPU.
+_STEP = 64
 
 
 class PreparedRow(NamedTuple):
@@ -96,25 +99,23 @@ class _Raced(Exception):
     """Another writer changed one of the batch's resources since its lookup."""
 
 
-class FhirStoreSink:
-    name = "fhir_store"
-    batching = None  # the tracker's default, in file order
+class _RowEncoder:
+    """Builds a batch's prepared rows; a batch's types, patients and code lists repeat, so each
+    is encoded once."""
 
-    def __init__(self, database: Database, clock: Clock) -> None:
-        self._database = database
-        self._clock = clock
+    def __init__(self) -> None:
+        self.rows: PreparedRows = {}
+        self._types: dict[str, bytes] = {}
+        self._patients: dict[str | None, bytes] = {}
+        self._code_lists: dict[tuple[str, ...], bytes] = {}
 
-    async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
-        await self.write_prepared(self.prepare(resources), batch_key=batch_key)
-
-    def prepare(self, resources: list[dict[str, Any]]) -> PreparedRows:
-        """The batch's rows, each with its digest, search fields and JSON (pure CPU work: ingest
-        runs it for the next batch while PostgreSQL writes this one)."""
-        rows: dict[tuple[str, str], PreparedRow] = {}
-        # A batch's types, patients and code lists repeat: each is encoded once.
-        types: dict[str, bytes] = {}
-        patients: dict[str | None, bytes] = {}
-        code_lists: dict[tuple[str, ...], bytes] = {}
+    def add(self, resources: list[dict[str, Any]]) -> None:
+        rows, types, patients, code_lists = (
+            self.rows,
+            self._types,
+            self._patients,
+            self._code_lists,
+        )
         for resource in resources:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not (isinstance(kind, str) and isinstance(rid, str)):
@@ -147,14 +148,55 @@ class FhirStoreSink:
                 )
             )
             rows[(kind, rid)] = PreparedRow(sha, typed + _text(rid), tail)
-        return rows
 
-    async def write_prepared(self, rows: PreparedRows, *, batch_key: str) -> None:
-        if not rows:
+
+class FhirStoreSink:
+    name = "fhir_store"
+    batching = None  # the tracker's default, in file order
+
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self._database = database
+        self._clock = clock
+        # Clear while a write has yet to send its rows: a stepwise prepare waits for it, so the
+        # write's round trips before its `COPY` are answered at once, not after a slice.
+        self._sent = asyncio.Event()
+        self._sent.set()
+
+    async def write_batch(self, resources: list[dict[str, Any]], *, batch_key: str) -> None:
+        await self.write_prepared(self.prepare(resources), batch_key=batch_key)
+
+    def prepare(self, resources: list[dict[str, Any]]) -> PreparedRows:
+        """The batch's rows, each with its digest, search fields and JSON (pure CPU work: ingest
+        runs it for the next batch while PostgreSQL writes this one)."""
+        rows = _RowEncoder()
+        rows.add(resources)
+        return rows.rows
+
+    async def prepare_stepwise(self, resources: list[dict[str, Any]]) -> PreparedRows:
+        """`prepare`, letting the event loop run every `_STEP` resources: the write of the batch
+        before gets its answers and sends its `COPY` early on, and PostgreSQL works on it while
+        this batch is prepared (not after: prepared at once, a batch held the loop until the
+        previous write's first answer had waited the whole prepare)."""
+        rows = _RowEncoder()
+        for start in range(0, len(resources), _STEP):
+            await self._sent.wait()
+            rows.add(resources[start : start + _STEP])
+            await asyncio.sleep(0)
+        return rows.rows
+
+    def writes_to(self, database: object) -> bool:
+        return database is self._database
+
+    async def write_prepared(
+        self, rows: PreparedRows, *, batch_key: str, also: Statement | None = None
+    ) -> None:
+        """Writes the batch in one transaction, with `also` (ingest's checkpoint) in it."""
+        if not rows and also is None:
             return
         for attempt in range(1, _ATTEMPTS + 1):
+            self._sent.clear()
             try:
-                await self._write(rows)
+                await self._write(rows, also)
                 return
             except (_Raced, psycopg.errors.UniqueViolation) as exc:
                 if attempt == _ATTEMPTS:
@@ -162,14 +204,18 @@ class FhirStoreSink:
                         f"FHIR store batch {batch_key} kept racing another writer of the same "
                         "resources; it will be retried"
                     ) from exc
+            finally:
+                self._sent.set()
 
-    async def _write(self, rows: PreparedRows) -> None:
+    async def _write(self, rows: PreparedRows, also: Statement | None) -> None:
         stamp = struct.pack("!iq", 8, _microseconds(self._clock.now()))
         async with self._database.transaction() as session:
             driver = await _driver(session)
             keys = orjson.dumps([{"t": kind, "i": rid} for kind, rid in rows]).decode()
             async with driver.pipeline():
                 await driver.execute(_NO_FLUSH_WAIT)
+                if also is not None:  # before the lookup: its answer is the one waited for
+                    await driver.execute(also.sql, also.params)
                 found = await driver.execute(_STORED, (keys,))
                 stored = {
                     (kind, rid): (sha, version)
@@ -190,8 +236,12 @@ class FhirStoreSink:
             if changed:
                 await _supersede(session, changed)
             parts.append(_COPY_TRAILER)
-            async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
-                await copy.write(b"".join(parts))
+            await self._copy(driver, b"".join(parts))
+
+    async def _copy(self, driver: psycopg.AsyncConnection[Any], data: bytes) -> None:
+        async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+            await copy.write(data)
+            self._sent.set()  # PostgreSQL works on the rows now: the next batch may be prepared
 
     async def close(self) -> None:
         return None
