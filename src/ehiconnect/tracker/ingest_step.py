@@ -4,14 +4,12 @@ Each sink says how it wants its batches cut (`Batching`: sizes, and whether refe
 must come first, see `ingest_batches`). For each (job, sink, file) a checkpoint in
 `tracker_ingest_progress` counts the resources already written, in that sink's order, and names
 the cut. A restarted ingest skips that many and goes on; the batch that was being written when
-the worker died (two, for a sink that overlaps them: see `TransactionalSink`) is written again,
-which the sinks absorb (they are idempotent), so nothing is lost and nothing doubled.
+the worker died is written again, which the sinks absorb (they are idempotent), so nothing is lost
+and nothing doubled.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -244,41 +242,19 @@ async def ingest_file(
     if together is not None and not together.writes_to(tracker.database):
         together = None
     written = 0
-    # Two batches in flight for such a sink: the next one's lookup and COPY run beside this
-    # one's commit; each commits (with its checkpoint) only after the one before.
-    in_flight: list[asyncio.Future[None]] = []
-    try:
-        async for before, count, prepared in batches(tracker.blobs, key, batching, done, prepare):
-            batch_key = f"{job_id}-{number}-{before:09d}"
-            if together is not None:
-                values: dict[str, Any] = {"job_id": job_id, "sink": sink.name, "file_key": key}
-                values |= {"lines_done": before + count, "batching": batching.signature}
-                also = Statement(_SAVE_CHECKPOINT_IN_BATCH, values)
-                after = in_flight[-1] if in_flight else None
-                in_flight.append(
-                    asyncio.ensure_future(
-                        together.write_prepared(
-                            prepared, batch_key=batch_key, also=also, after=after
-                        )
-                    )
-                )
-                if len(in_flight) > 1:
-                    await in_flight.pop(0)
-            else:
-                await write(prepared, batch_key=batch_key)
-                await _save_checkpoint(
-                    tracker, job_id, sink.name, key, before + count, False, batching.signature
-                )
-            written += count
-            done = before + count
-        while in_flight:
-            await in_flight.pop(0)
-    finally:
-        for write_ in in_flight:
-            write_.cancel()
-        for write_ in in_flight:
-            with contextlib.suppress(BaseException):
-                await write_
+    async for before, count, prepared in batches(tracker.blobs, key, batching, done, prepare):
+        batch_key = f"{job_id}-{number}-{before:09d}"
+        if together is not None:
+            values: dict[str, Any] = {"job_id": job_id, "sink": sink.name, "file_key": key}
+            values |= {"lines_done": before + count, "batching": batching.signature}
+            also = Statement(_SAVE_CHECKPOINT_IN_BATCH, values)
+            await together.write_prepared(prepared, batch_key=batch_key, also=also)
+        else:
+            await write(prepared, batch_key=batch_key)
+        written += count
+        done = before + count
+        if together is None:
+            await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
     await _save_checkpoint(tracker, job_id, sink.name, key, done, True, batching.signature)
     return written
 

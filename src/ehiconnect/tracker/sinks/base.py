@@ -7,7 +7,6 @@ names the batch stably across such re-runs (job, file, first line).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, LiteralString, Protocol, runtime_checkable
@@ -116,12 +115,5 @@ class TransactionalSink(PreparingSink, Protocol):
     def writes_to(self, database: object) -> bool: ...
 
     async def write_prepared(
-        self,
-        prepared: Any,
-        *,
-        batch_key: str,
-        also: Statement | None = None,
-        after: asyncio.Future[None] | None = None,
-    ) -> None:
-        """`after`: the write of the batch before, still in flight; this batch commits (with
-        `also`) only once that one has, and not at all if it failed."""
+        self, prepared: Any, *, batch_key: str, also: Statement | None = None
+    ) -> None: ...

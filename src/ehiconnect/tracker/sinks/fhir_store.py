@@ -188,23 +188,15 @@ class FhirStoreSink:
         return database is self._database
 
     async def write_prepared(
-        self,
-        rows: PreparedRows,
-        *,
-        batch_key: str,
-        also: Statement | None = None,
-        after: asyncio.Future[None] | None = None,
+        self, rows: PreparedRows, *, batch_key: str, also: Statement | None = None
     ) -> None:
-        """Writes the batch in one transaction, with `also` (ingest's checkpoint) in it, which
-        commits after `after` (the batch before) has."""
+        """Writes the batch in one transaction, with `also` (ingest's checkpoint) in it."""
         if not rows and also is None:
-            if after is not None:
-                await after
             return
         for attempt in range(1, _ATTEMPTS + 1):
             self._sent.clear()
             try:
-                await self._write(rows, also, after)
+                await self._write(rows, also)
                 return
             except (_Raced, psycopg.errors.UniqueViolation) as exc:
                 if attempt == _ATTEMPTS:
@@ -215,15 +207,15 @@ class FhirStoreSink:
             finally:
                 self._sent.set()
 
-    async def _write(
-        self, rows: PreparedRows, also: Statement | None, after: asyncio.Future[None] | None
-    ) -> None:
+    async def _write(self, rows: PreparedRows, also: Statement | None) -> None:
         stamp = struct.pack("!iq", 8, _microseconds(self._clock.now()))
         async with self._database.transaction() as session:
             driver = await _driver(session)
             keys = orjson.dumps([{"t": kind, "i": rid} for kind, rid in rows]).decode()
             async with driver.pipeline():
                 await driver.execute(_NO_FLUSH_WAIT)
+                if also is not None:  # before the lookup: its answer is the one waited for
+                    await driver.execute(also.sql, also.params)
                 found = await driver.execute(_STORED, (keys,))
                 stored = {
                     (kind, rid): (sha, version)
@@ -239,17 +231,12 @@ class FhirStoreSink:
                 if sha != row.sha:
                     changed.append({"t": key[0], "i": key[1], "s": sha})
                     parts += (row.head, struct.pack("!ii", 4, version + 1), row.tail, stamp)
-            if len(parts) > 1:  # else a re-run: everything is stored already
-                if changed:
-                    await _supersede(session, changed)
-                parts.append(_COPY_TRAILER)
-                await self._copy(driver, b"".join(parts))
-            # The batch before commits first (its failure rolls this one back): a checkpoint must
-            # never count a batch not committed. Meanwhile this batch's lookup and COPY were done.
-            if after is not None:
-                await asyncio.shield(after)
-            if also is not None:
-                await driver.execute(also.sql, also.params)
+            if len(parts) == 1:
+                return  # a re-run: everything is stored already
+            if changed:
+                await _supersede(session, changed)
+            parts.append(_COPY_TRAILER)
+            await self._copy(driver, b"".join(parts))
 
     async def _copy(self, driver: psycopg.AsyncConnection[Any], data: bytes) -> None:
         async with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
