@@ -26,11 +26,13 @@ or does not match, it starts the file again. Either way the output is the same b
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -54,6 +56,7 @@ LEADING_TYPES = (
 )
 CHECKPOINT_BYTES = 256 << 20
 CHUNK_SIZE = 1 << 20
+IN_FLIGHT = 4  # chunks handed to the hash and write threads at once (4 MiB held)
 _LINE_SUFFIX = b'"}\n'
 
 Progress = Callable[..., Awaitable[None]]
@@ -84,15 +87,21 @@ class _Checkpoint:
 class _FileAssembler:
     """Appends to the local file in worker threads, hashing as it writes: each chunk is hashed in
     one thread while it is written in another (sha256 is the slowest step and both release the
-    GIL), one chunk in flight at a time so file and hash keep their order; `mark`/`rollback` cut
-    a failed line back out of file and hash."""
+    GIL). Each of the two has a thread of its own, which takes its chunks in order, so file and
+    hash keep the file's order with up to `IN_FLIGHT` chunks handed over at once: the hash
+    thread finds the next chunk queued instead of waiting for the event loop to hand it over.
+    `mark`/`rollback` cut a failed line back out of file and hash."""
 
     def __init__(self, file: BinaryIO, offset: int, digest: Any) -> None:
         self._file = file
         self.offset = offset
         self._hash = digest
         self._buffer = bytearray()
-        self._in_flight: tuple[asyncio.Future[None], ...] = ()
+        self._in_flight: collections.deque[tuple[asyncio.Future[None], asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
+        self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-write")
         self._writeback = StreamedWriteback(offset)
         self._writeback_checked = offset
 
@@ -112,12 +121,16 @@ class _FileAssembler:
             await self._submit(data)
 
     async def _submit(self, data: bytes) -> None:
-        await self.settle()
+        while len(self._in_flight) >= IN_FLIGHT:
+            await self._settle_oldest()
         self.offset += len(data)
         end = self.offset
-        self._in_flight = (
-            asyncio.ensure_future(asyncio.to_thread(self._hash.update, data)),
-            asyncio.ensure_future(asyncio.to_thread(self._write, data, end)),
+        loop = asyncio.get_running_loop()
+        self._in_flight.append(
+            (
+                loop.run_in_executor(self._hashing, self._hash.update, data),
+                loop.run_in_executor(self._writing, self._write, data, end),
+            )
         )
 
     def _write(self, data: bytes, end: int) -> None:
@@ -127,14 +140,27 @@ class _FileAssembler:
             self._file.flush()
             self._writeback.written(self._file.fileno(), end)
 
+    async def _settle_oldest(self) -> None:
+        for outcome in await asyncio.gather(*self._in_flight.popleft(), return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
     async def settle(self) -> None:
-        """Wait for the chunk in flight; its error, if any, is raised here (after both of its
-        threads are done, so neither still uses the file or the hash)."""
-        in_flight, self._in_flight = self._in_flight, ()
-        if in_flight:
-            for outcome in await asyncio.gather(*in_flight, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    raise outcome
+        """Wait for every chunk in flight; the first error, if any, is raised here (after all
+        their threads' work is done, so none still uses the file or the hash)."""
+        error: BaseException | None = None
+        while self._in_flight:
+            try:
+                await self._settle_oldest()
+            except Exception as exc:  # the rest still settle before it is raised
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """End the two threads (after `settle`: nothing is left in flight)."""
+        self._hashing.shutdown(wait=True)
+        self._writing.shutdown(wait=True)
 
     async def flush(self) -> None:
         await self._drain()
@@ -212,8 +238,13 @@ async def package_export(
         sha256 = run.out.hexdigest()
         stored = await blobs.commit_file(key, path, sha256=sha256)
     finally:
-        with contextlib.suppress(OSError):
-            file.close()
+        try:
+            with contextlib.suppress(Exception):  # what failed was raised already
+                await run.out.settle()
+        finally:
+            run.out.close()
+            with contextlib.suppress(OSError):
+                file.close()
     counts = dict(run.counts)
     if checkpoint.binaries:
         counts["Binary"] = counts.get("Binary", 0) + checkpoint.binaries
