@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ehiconnect import __version__
+from ehiconnect.tracker.file_lock import try_lock
 
 HASH_BLOCK = 1024 * 1024
 
@@ -309,7 +309,7 @@ class _PartialFile:
         right), its kept bytes hashed."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # a download holds PHI
-        if not _try_lock(fd):
+        if not try_lock(fd):
             os.close(fd)
             raise PlatformUnavailable(
                 f"another download is writing {path.name} (the same job running twice?); "
@@ -357,16 +357,3 @@ class _PartialFile:
 
     def close(self) -> None:
         self._file.close()  # releases the lock
-
-
-def _try_lock(fd: int) -> bool:
-    """An exclusive advisory lock on the open file, False when another process holds one."""
-    if sys.platform == "win32":  # no flock; the sha256 check still catches interleaved writes
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True

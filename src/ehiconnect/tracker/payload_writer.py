@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ehiconnect.storage.port import BlobStore, BlobWriter, StorageError, StoredObject
+from ehiconnect.tracker.file_lock import try_lock
 
 _T = TypeVar("_T")
 _BLOCKS_IN_FLIGHT = 2  # blocks handed to the hash and write threads and not yet done with
@@ -213,7 +213,7 @@ def _open_locked_empty(path: Path, key: str) -> int:
     """The staging file, owner-only (it holds PHI), locked and emptied of any earlier run."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    if not _try_lock(fd):
+    if not try_lock(fd):
         os.close(fd)
         raise LiftBusy(
             f"another run is lifting {key!r} right now (the same job running twice?); "
@@ -221,19 +221,6 @@ def _open_locked_empty(path: Path, key: str) -> int:
         )
     os.ftruncate(fd, 0)
     return fd
-
-
-def _try_lock(fd: int) -> bool:
-    """An exclusive advisory lock on the open file, False when another process holds one."""
-    if sys.platform == "win32":  # no flock: as for downloads, nothing guards a double run there
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _fdatasync(fd: int) -> None:
