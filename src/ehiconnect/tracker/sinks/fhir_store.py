@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -76,6 +77,7 @@ _JSONB_VERSION = b"\x01"
 _DIGEST_SIZE = _INT32.pack(64)  # hex digits
 _VERSION_1 = struct.pack("!ii", 4, 1)
 _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+log = logging.getLogger(__name__)
 # A batch another writer raced (the same resources at once, e.g. a job retried while it still
 # ran) is written again from a fresh lookup; this many times at most.
 _ATTEMPTS = 5
@@ -204,6 +206,11 @@ class FhirStoreSink:
                         f"FHIR store batch {batch_key} kept racing another writer of the same "
                         "resources; it will be retried"
                     ) from exc
+                # Seen by operators: two ingests of the same resources at once (keys only).
+                log.info(
+                    "FHIR store batch raced another writer; written again from a fresh lookup",
+                    extra={"batch_key": batch_key, "attempt": attempt},
+                )
             finally:
                 self._sent.set()
 
