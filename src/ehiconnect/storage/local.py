@@ -111,11 +111,14 @@ class LocalBlobStore:
     def path_for(self, key: str) -> Path:
         """The file of a key, refusing any key that would resolve outside the root."""
         validate_key(key)
-        # The root is resolved once (ten or so lstat calls each time otherwise, on every blob a
-        # crawl stages); the key's own path is still resolved every time, symlinks included.
+        # The root is resolved once it exists (ten or so lstat calls each time otherwise, on
+        # every blob a crawl stages; before it exists a symlink could still be put in its place);
+        # the key's own path is still resolved every time, symlinks included.
         root = self._resolved_root
         if root is None:
-            root = self._resolved_root = self.root.resolve()
+            root = self.root.resolve()
+            if root.is_dir():
+                self._resolved_root = root
         path = (root / key).resolve()
         if not path.is_relative_to(root) or path == root:
             raise InvalidKey(f"storage key {key!r} resolves outside the storage directory")

@@ -212,3 +212,14 @@ async def test_local_files_are_private_to_the_service_user(tmp_path: Path) -> No
     await _put(store, "exports/phi.jsonl", b"{}")
     assert (tmp_path / "root" / "exports" / "phi.jsonl").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "root" / "exports").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_local_root_made_after_first_use_as_a_symlink_still_takes_keys(tmp_path: Path) -> None:
+    """The root is resolved once it exists: asked before it existed, a store must not keep the
+    unresolved path and refuse every key once the root turns out to be a symlink."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    assert store.path_for("a/b") == tmp_path / "blobs" / "a" / "b"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "blobs").symlink_to(tmp_path / "elsewhere")
+    assert store.path_for("a/b") == tmp_path / "elsewhere" / "a" / "b"
+    assert store.path_for("c") == tmp_path / "elsewhere" / "c"
