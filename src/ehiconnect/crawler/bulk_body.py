@@ -1,18 +1,19 @@
 """A faster path for large response bodies (attachments): the stdlib HTTP client in a thread.
 
 httpx streams a body through its event-loop reads of 64 KiB at a time and tops out near 250 MB/s
-on one connection here; `http.client` reading 1 MiB at a time in a worker thread reaches
+on one connection here; `http.client` reading 1.5 MiB at a time in a worker thread reaches
 1 to 2 GB/s (docs/exports.md, Performance). `BulkBodyTransport` is httpx's own transport sending
 a request marked with the `BULK_BODY` extension that way and every other request through its
 connection pool as usual, so the session's token handling, retries, adaptive limit, tracing and
 the SSRF guard (which wraps this transport and pins the checked address) apply to both alike.
 
-One chunk is read ahead in the thread while the caller uses the one it has; a body whose
-declared length fits in one chunk (most attachments) is read in the thread hop that got its
-headers, not in hops of its own. Connections whose body was read to the end are kept (as many
-per host as there are threads, so a crawl's next round of downloads reuses them rather than
-connecting anew) for the next bulk request. The threads are
-the transport's own: a thread waits for a response's headers as long as the server takes, and
+Chunks are read ahead in the thread, up to `READ_AHEAD` per hop, while the caller uses the ones it
+has: a caller that stops to wait on its own consumers (packaging's hash and write) does not stop
+the socket draining, and the server sending. A body whose declared length fits in one chunk (most
+attachments) is read in the thread hop that got its headers, not in hops of its own. Connections
+whose body was read to the end are kept (as many per host as there are threads, so a crawl's next
+round of downloads reuses them rather than connecting anew) for the next bulk request. The threads
+are the transport's own: a thread waits for a response's headers as long as the server takes, and
 on asyncio's small default pool that would hold back every other `to_thread` of the process.
 """
 
@@ -32,7 +33,8 @@ import httpcore
 import httpx
 
 BULK_BODY = "ehiconnect.bulk_body"
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 3 << 19  # 1.5 MiB, a multiple of 3: base64 encodes every chunk whole, no carry
+READ_AHEAD = 3  # chunks read per thread hop: a large body holds at most 2 x 3 x 1.5 MiB
 THREADS = 16  # above any per-source request limit; idle threads cost nothing
 IDLE_PER_HOST = THREADS
 T = TypeVar("T")
@@ -176,7 +178,8 @@ class _ThreadedBody:
         self._response = response
         self._chunk_size = chunk_size
         self._request = request
-        self._ahead: asyncio.Future[bytes] | None = None
+        self._ahead: asyncio.Future[tuple[list[bytes], bool]] | None = None
+        self._failure: Exception | None = None  # met after a batch's first chunk
         self._first: bytes | Exception | None = None  # read with the headers (small bodies)
         self._finished = False
         self._closed = False
@@ -199,18 +202,42 @@ class _ThreadedBody:
                 if first:
                     yield first
                 return
-            self._ahead = _in_thread(self._transport.executor, self._read)
+            self._ahead = _in_thread(self._transport.executor, self._read_batch)
             yield first
         while not self._finished:
             if self._ahead is None:
-                self._ahead = _in_thread(self._transport.executor, self._read)
-            chunk = await self._ahead
+                self._ahead = _in_thread(self._transport.executor, self._read_batch)
+            chunks, ended = await self._ahead
             self._ahead = None
+            if ended:
+                self._finished = True  # read to its end: the connection can serve another
+            else:
+                self._ahead = _in_thread(self._transport.executor, self._read_batch)
+            for chunk in chunks:
+                yield chunk
+
+    def _read_batch(self) -> tuple[list[bytes], bool]:
+        """Up to `READ_AHEAD` chunks in one thread hop, and whether the body ended with them.
+        The next batch is read while the caller uses this one, so the socket keeps draining
+        while the caller waits on its own consumers (an export file's hash and write). A failure
+        after some chunks is raised by the next batch, once the caller has had those."""
+        if self._failure is not None:
+            raise self._failure
+        chunks: list[bytes] = []
+        while len(chunks) < READ_AHEAD:
+            try:
+                chunk = self._read()
+            except Exception as exc:
+                if not chunks:
+                    raise
+                self._failure = exc
+                return chunks, False
             if not chunk:
-                self._finished = True
-                return
-            self._ahead = _in_thread(self._transport.executor, self._read)
-            yield chunk
+                return chunks, True
+            chunks.append(chunk)
+            if self._response.isclosed():  # the declared length is in
+                return chunks, True
+        return chunks, False
 
     def _read(self) -> bytes:
         try:

@@ -2,12 +2,12 @@
 
 The file is built in one local file (`BlobStore.staging_path`: for local storage committing it is
 a rename; for S3 it is uploaded once at the end) by a pipeline that keeps the event loop free and
-memory flat: one chunk is read ahead (a staged blob, or a download in a worker thread), the chunk
-in hand is base64-encoded on the event loop (`pybase64`'s SIMD encoder takes about 0.1 ms a MiB,
-less than handing the chunk to a thread and back), and the one before is hashed in one thread
-(sha256 releases the GIL) while another writes it, so the work spreads over the cores and the
-file goes at the pace of its slowest step, the hash; each stage holds one chunk of 1 MiB,
-whatever the export's size. The file goes to disk as it is
+memory flat: the download is read ahead in its own thread (`crawler/bulk_body.py`; a staged blob
+chunk by chunk), the chunk in hand is base64-encoded on the event loop (`pybase64`'s SIMD encoder
+takes about 0.1 ms a MiB, less than handing the chunk to a thread and back), and the encoded
+chunks are hashed in one thread (sha256 releases the GIL) while another writes them, so the work
+spreads over the cores and the file goes at the pace of its slowest step, the hash; the stages
+hold a few MiB (`IN_FLIGHT` chunks), whatever the export's size. The file goes to disk as it is
 written, 64 MiB at a time (`writeback.py`), rather than all at the final fsync.
 
 The Patient comes first, then the organizations, locations, clinicians and medications others
@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ LEADING_TYPES = (
 )
 CHECKPOINT_BYTES = 256 << 20
 CHUNK_SIZE = 1 << 20
-IN_FLIGHT = 4  # chunks handed to the hash and write threads at once (4 MiB held)
+IN_FLIGHT = 6  # chunks handed to the hash and write threads at once (12 MiB of base64 held)
 _LINE_SUFFIX = b'"}\n'
 
 Progress = Callable[..., Awaitable[None]]
@@ -101,7 +102,9 @@ class _FileAssembler:
             collections.deque()
         )
         self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
-        self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-write")
+        self._writing = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="export-write", initializer=_yield_to_hash
+        )
         self._writeback = StreamedWriteback(offset)
         self._writeback_checked = offset
 
@@ -183,6 +186,15 @@ class _FileAssembler:
 
     def hexdigest(self) -> str:
         return str(self._hash.hexdigest())
+
+
+def _yield_to_hash() -> None:
+    """The write thread runs at a lower priority (nice 10) than the rest of the worker: on a
+    busy machine the scheduler then gives the hash thread, packaging's slowest step, its core
+    first, and the write (which only has to keep up) takes what is left. Linux applies a
+    thread's own nice value; elsewhere this may change nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def _truncate(file: BinaryIO, offset: int) -> None:

@@ -13,6 +13,7 @@ systems without `sync_file_range` (not Linux) it does nothing; the final fsync d
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Callable
 
 WINDOW = 64 << 20
+LAG = 2  # windows the disk may be behind the writer before it waits (a slow moment absorbed)
 _WRITE = 2  # SYNC_FILE_RANGE_WRITE
 _WAIT = 1 | 2 | 4  # WAIT_BEFORE | WRITE | WAIT_AFTER
 
@@ -45,22 +47,23 @@ class StreamedWriteback:
     def __init__(self, start: int = 0, window: int = WINDOW) -> None:
         self._window = window
         self._started = start  # where the window being written begins
-        self._previous: tuple[int, int] | None = None  # the window handed to the disk
+        # Windows handed to the disk and not yet waited for, oldest first.
+        self._handed: collections.deque[tuple[int, int]] = collections.deque()
 
     def written(self, fd: int, offset: int) -> None:
         """`offset`: the file's length after the last write."""
         if _sync_file_range is None or offset - self._started < self._window:
             return
         _sync_file_range(fd, self._started, offset - self._started, _WRITE)
-        if self._previous is not None:
-            start, length = self._previous
+        self._handed.append((self._started, offset - self._started))
+        self._started = offset
+        if len(self._handed) > LAG:
+            start, length = self._handed.popleft()
             _sync_file_range(fd, start, length, _WAIT)
             with contextlib.suppress(OSError):
                 os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
-        self._previous = (self._started, offset - self._started)
-        self._started = offset
 
     def reset(self, offset: int) -> None:
         """The file was cut back to `offset`."""
         self._started = min(self._started, offset)
-        self._previous = None
+        self._handed.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -12,11 +13,14 @@ import httpx
 import pytest
 
 from ehiconnect.clock import FrozenClock
+from ehiconnect.crawler.bulk_body import CHUNK_SIZE, READ_AHEAD
 from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession, OutboundAccess
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 
 BODY = os.urandom(3 * (1 << 20) + 7)
 SMALL = BODY[:100_000]  # within one chunk: read with its headers, in the same thread hop
+# Several read-ahead batches of chunks, ending part-way into a chunk.
+LARGE = os.urandom(CHUNK_SIZE * READ_AHEAD * 3 + 5)
 
 
 class RawServer:
@@ -42,7 +46,7 @@ class RawServer:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
-        with conn:
+        with conn, contextlib.suppress(OSError):  # the client closed a body it stopped reading
             reader = conn.makefile("rb")
             while True:
                 head = b""
@@ -86,7 +90,9 @@ def _session(port: int) -> FhirSession:
     )
 
 
-@pytest.mark.parametrize("raw_server", [(False, BODY), (False, SMALL)], indirect=True)
+@pytest.mark.parametrize(
+    "raw_server", [(False, BODY), (False, SMALL), (False, LARGE)], indirect=True
+)
 async def test_an_attachment_arrives_whole_with_the_token_over_one_kept_connection(
     raw_server: RawServer,
 ) -> None:
@@ -101,7 +107,7 @@ async def test_an_attachment_arrives_whole_with_the_token_over_one_kept_connecti
     assert raw_server.connections == 1  # kept alive between the two
 
 
-@pytest.mark.parametrize("raw_server", [(True, BODY), (True, SMALL)], indirect=True)
+@pytest.mark.parametrize("raw_server", [(True, BODY), (True, SMALL), (True, LARGE)], indirect=True)
 async def test_a_body_torn_off_before_its_length_is_an_error_not_a_short_attachment(
     raw_server: RawServer,
 ) -> None:
@@ -115,3 +121,18 @@ async def test_a_body_torn_off_before_its_length_is_an_error_not_a_short_attachm
         with pytest.raises(httpx.RemoteProtocolError, match="short of its Content-Length"):
             await read(response)
     assert sum(received) == len(raw_server.body) // 2
+
+
+@pytest.mark.parametrize("raw_server", [(False, LARGE)], indirect=True)
+async def test_a_body_left_part_read_closes_its_connection_and_the_next_request_gets_a_new_one(
+    raw_server: RawServer,
+) -> None:
+    async with _session(raw_server.port) as session:
+        async with session.stream("Binary/1") as response:
+            async for chunk in response.aiter_bytes():
+                assert chunk == raw_server.body[: len(chunk)]
+                break  # the caller stops (a sink refused the attachment as too large)
+        async with session.stream("Binary/1") as response:
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+    assert body == raw_server.body
+    assert raw_server.connections == 2  # the half-read one was not given back for reuse
