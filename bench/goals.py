@@ -41,6 +41,10 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("export", "webhooks", "ingest", "lift")
+# The table sets "within 1.5x of the crawl's critical path" on amy's row only; beth's
+# row ("same, cedar/beth") asks >= 5x sequential. Beth's ratio is printed without a goal: at
+# exports.max_concurrency 16 its 110 requests need at least 7 rounds (1.75x its 4-request path).
+CRITICAL_PATH_GOALS = {"amy": 1.5}
 
 
 @dataclass(frozen=True)
@@ -123,14 +127,15 @@ def export_rows(result: dict[str, Any]) -> list[Row]:
             )
         )
         versus = crawl["crawl_vs_critical_path"]
+        bound = CRITICAL_PATH_GOALS.get(crawl["persona"])
         rows.append(
             Row(
                 f"{who}, / critical path",
                 _fmt(crawl["worker_crawl_s"], 2, " s"),
                 f"critical path {_fmt(crawl['critical_path_s'], 2, ' s')}",
                 _fmt(versus, 2, "x"),
-                "<= 1.5x",
-                versus is not None and versus <= 1.5,
+                f"<= {bound}x" if bound else "none (printed for information)",
+                None if bound is None else versus is not None and versus <= bound,
             )
         )
     return rows
