@@ -21,6 +21,7 @@ import functools
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -111,24 +112,34 @@ class LocalBlobStore:
     def path_for(self, key: str) -> Path:
         """The file of a key, refusing any key that would resolve outside the root."""
         validate_key(key)
-        # The root is resolved once it exists (ten or so lstat calls each time otherwise, on
-        # every blob a crawl stages; before it exists a symlink could still be put in its place);
-        # the key's own path is still resolved every time, symlinks included.
-        root = self._resolved_root
-        if root is None:
-            root = self.root.resolve()
-            if root.is_dir():
-                self._resolved_root = root
-        path = (root / key).resolve()
-        if not path.is_relative_to(root) or path == root:
+        root = self._root()
+        if _plain_below(root, key):
+            # No symlink on the way (and no '.' or '..' in a valid key): the path is its own
+            # resolution, found with an lstat per segment of the key instead of a realpath
+            # walk from '/' (the crawl stages hundreds of small blobs).
+            return Path(root, key)
+        resolved_root = Path(root)
+        path = (resolved_root / key).resolve()
+        if not path.is_relative_to(resolved_root) or path == resolved_root:
             raise InvalidKey(f"storage key {key!r} resolves outside the storage directory")
         return path
 
+    def _root(self) -> str:
+        # The root is resolved once it exists (ten or so lstat calls each time otherwise); before
+        # it exists a symlink could still be put in its place. Below it, every key's own segments
+        # are checked each time (`_plain_below`), symlinks made since included.
+        root = self._resolved_root
+        if root is None:
+            resolved = self.root.resolve()
+            if resolved.is_dir():
+                self._resolved_root = resolved
+            root = resolved
+        return str(root)
+
     @asynccontextmanager
     async def open_writer(self, key: str) -> AsyncIterator[LocalBlobWriter]:
-        target = self.path_for(key)
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-        file = await asyncio.to_thread(_create_private_in_place, temp)
+        # The key's checks and the file's creation in one worker thread, off the event loop.
+        target, temp, file = await asyncio.to_thread(self._create_temporary, key)
         writer = LocalBlobWriter(file, self._chunk_size)
         try:
             yield writer
@@ -139,6 +150,11 @@ class LocalBlobStore:
             await asyncio.to_thread(_discard, file, temp)
             raise
         writer.commit(writer.counter.result(key))
+
+    def _create_temporary(self, key: str) -> tuple[Path, Path, BinaryIO]:
+        target = self.path_for(key)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        return target, temp, _create_private_in_place(temp)
 
     async def open_reader(
         self, key: str, start: int = 0, end: int | None = None
@@ -210,6 +226,24 @@ class LocalBlobStore:
                 raise
             return await copy_file_in(self.open_writer, key, source, sha256, self._chunk_size)
         return StoredObject(key=key, size=size, sha256=digest)
+
+
+def _plain_below(root: str, key: str) -> bool:
+    """True when no segment of `key` under `root` is a symlink as of now: each one is a
+    directory or file that is not a link, up to the first that does not exist (nothing below a
+    missing one can exist). False when one is a link, or cannot be looked at."""
+    path = root.rstrip("/")
+    for segment in key.split("/"):
+        path = f"{path}/{segment}"
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return False
+    return True
 
 
 def _create_private_in_place(path: Path) -> BinaryIO:

@@ -175,6 +175,37 @@ async def test_local_store_refuses_a_symlink_pointing_outside_the_root(tmp_path:
     assert list(outside.iterdir()) == []
 
 
+async def test_local_store_refuses_a_symlink_made_inside_the_root_after_first_use(
+    tmp_path: Path,
+) -> None:
+    """Keys are checked each time they are used: a directory already written to and later
+    replaced by a link to elsewhere takes no more files."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store = LocalBlobStore(tmp_path / "root")
+    await _put(store, "staging/t/a", b"x")
+    (tmp_path / "root" / "staging" / "t" / "a").unlink()
+    (tmp_path / "root" / "staging" / "t").rmdir()
+    (tmp_path / "root" / "staging" / "t").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidKey, match="outside"):
+        await _put(store, "staging/t/b", b"y")
+    (tmp_path / "root" / "staging" / "c").symlink_to(outside / "f")
+    with pytest.raises(InvalidKey, match="outside"):
+        store.path_for("staging/c")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_local_symlink_within_the_root_gives_its_resolved_path(tmp_path: Path) -> None:
+    (tmp_path / "root" / "real").mkdir(parents=True)
+    (tmp_path / "root" / "alias").symlink_to(tmp_path / "root" / "real")
+    store = LocalBlobStore(tmp_path / "root")
+    assert store.path_for("alias/f") == tmp_path / "root" / "real" / "f"
+    assert store.path_for("real/g/h") == tmp_path / "root" / "real" / "g" / "h"
+    with pytest.raises(InvalidKey, match="outside"):
+        (tmp_path / "root" / "self").symlink_to(tmp_path / "root")
+        store.path_for("self")
+
+
 async def test_local_store_writes_atomically_via_a_hidden_temp_file(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path, chunk_size=1024)
     async with store.open_writer("exports/f.jsonl") as writer:
