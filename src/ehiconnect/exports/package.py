@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -102,9 +101,7 @@ class _FileAssembler:
             collections.deque()
         )
         self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
-        self._writing = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="export-write", initializer=_yield_to_hash
-        )
+        self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-write")
         self._writeback = StreamedWriteback(offset)
         self._writeback_checked = offset
 
@@ -186,15 +183,6 @@ class _FileAssembler:
 
     def hexdigest(self) -> str:
         return str(self._hash.hexdigest())
-
-
-def _yield_to_hash() -> None:
-    """The write thread runs at a lower priority (nice 10) than the rest of the worker: on a
-    busy machine the scheduler then gives the hash thread, packaging's slowest step, its core
-    first, and the write (which only has to keep up) takes what is left. Linux applies a
-    thread's own nice value; elsewhere this may change nothing."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def _truncate(file: BinaryIO, offset: int) -> None:
