@@ -155,19 +155,41 @@ async def clear_staging(session: AsyncSession, task_id: str) -> None:
         await session.execute(delete(model).where(model.task_id == task_id))
 
 
-async def mark_attachments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Record attachments (rows of `ExportAttachment`'s columns) in one statement; a binary id
-    already recorded takes the new values (a deferred attachment staged after all)."""
+_MARK_ATTACHMENTS = """
+    INSERT INTO export_attachments
+        (task_id, binary_id, source_url, content_type, blob_key, size, done)
+    SELECT %(task_id)s, marked.* FROM unnest(
+        %(binary_ids)b::text[], %(source_urls)b::text[], %(content_types)b::text[],
+        %(blob_keys)b::text[], %(sizes)b::bigint[], %(dones)b::boolean[]
+    ) AS marked
+    ON CONFLICT (task_id, binary_id) DO UPDATE SET
+        blob_key = excluded.blob_key, size = excluded.size, done = excluded.done,
+        content_type = excluded.content_type
+"""
+"""Attachments' rows in one statement whose text never changes, whatever their number (arrays
+in binary format, as `_INSERT_ITEMS_OF_WRITES`): prepared once by the driver, where a VALUES row
+per attachment was built and compiled again for each number of rows."""
+
+
+async def mark_attachments(
+    session: AsyncSession, task_id: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Record a task's attachments (rows of `ExportAttachment`'s columns but the task id) in one
+    statement; a binary id already recorded takes the new values (a deferred attachment staged
+    after all)."""
     unique = list({row["binary_id"]: row for row in rows}.values())  # one row per binary id
-    statement = insert(ExportAttachment).values(unique)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[ExportAttachment.task_id, ExportAttachment.binary_id],
-            set_={
-                column: statement.excluded[column]
-                for column in ("blob_key", "size", "done", "content_type")
-            },
-        )
+    connection = await session.connection()
+    await connection.exec_driver_sql(
+        _MARK_ATTACHMENTS,
+        {
+            "task_id": task_id,
+            "binary_ids": [row["binary_id"] for row in unique],
+            "source_urls": [row["source_url"] for row in unique],
+            "content_types": [row["content_type"] for row in unique],
+            "blob_keys": [row["blob_key"] for row in unique],
+            "sizes": [row["size"] for row in unique],
+            "dones": [bool(row["done"]) for row in unique],
+        },
     )
 
 
@@ -292,7 +314,7 @@ class ExportStaging:
 
     async def _write_attachment_rows(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._write() as session:
-            await mark_attachments(session, rows)
+            await mark_attachments(session, self._task_id, rows)
         return [None] * len(rows)
 
     @asynccontextmanager
@@ -337,7 +359,6 @@ class ExportStaging:
         size = writer.stored.size
         await self._attachment_rows.record(
             {
-                "task_id": self._task_id,
                 "binary_id": binary_id,
                 "source_url": source_url,
                 "content_type": content_type,
@@ -353,7 +374,6 @@ class ExportStaging:
     ) -> None:
         await self._attachment_rows.record(
             {
-                "task_id": self._task_id,
                 "binary_id": binary_id,
                 "source_url": source_url,
                 "content_type": content_type,
