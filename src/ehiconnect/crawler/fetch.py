@@ -217,6 +217,8 @@ class FhirSession:
         self._access = access
         self._http: httpx.AsyncClient | None = None
         self.base_url = base_url.rstrip("/") + "/"
+        self._capability_url = self.base_url + "metadata"
+        self._base = httpx.URL(self.base_url)  # parsed once, not once per request
         self.host = urlsplit(self.base_url).hostname or "unknown"  # a metric label, not the URL
         self._token = token
         self.policy = policy
@@ -256,7 +258,7 @@ class FhirSession:
 
     def is_under_base(self, url: str) -> bool:
         """The endpoint itself: the patient's token may go there, and nowhere else."""
-        return is_under_base(self.absolute(url), self.base_url)
+        return is_under_base(self.absolute(url), self._base)
 
     async def _current_token(self) -> str:
         """The token to send: read again (and refreshed when due) at most every
@@ -334,7 +336,19 @@ class FhirSession:
         priority: Priority = Priority.CHAIN,
     ) -> AsyncIterator[httpx.Response]:
         """Send until a 200 whose body `accept` takes (a torn or garbled body is retried)."""
-        with_token = self.is_under_base(url)
+        # Parsed once, by the parser that sends it: the token check and the request see the
+        # same URL (and a URL httpx cannot parse is refused by `build_request` as before).
+        target: httpx.URL | str
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            target = url
+        with_token = is_under_base(target, self._base)
+        # The CapabilityStatement is public (SMART on FHIR reads it before any authorization): it
+        # is asked for without the token, so the crawl's first round trip does not wait for the
+        # token's read (a database transaction, a refresh when one is due). A server that wants
+        # a token for it (401 or 403) is asked again with one.
+        anonymous = with_token and url == self._capability_url
         attempt = 0
         renewals = 0
         rejected: str | None = None
@@ -346,7 +360,7 @@ class FhirSession:
             retry_after: str | None = None
             problem = ""
             async with self.limiter.slot(priority):
-                if with_token:
+                if with_token and not anonymous:
                     # Taken once a slot is free, so the token is the newest when it is sent (a
                     # crawl has many requests waiting for a slot).
                     if rejected is None:
@@ -374,7 +388,7 @@ class FhirSession:
                 self.requests += 1
                 try:
                     request = self.http.build_request(
-                        "GET", url, headers=request_headers, extensions=extensions
+                        "GET", target, headers=request_headers, extensions=extensions
                     )
                     response = await self.http.send(request, stream=True)
                 except TargetRefused as exc:
@@ -411,6 +425,9 @@ class FhirSession:
                         problem = f"HTTP {status}"
                         await response.aread()
                         await response.aclose()
+            if anonymous and status in (401, 403):
+                anonymous = False
+                continue
             if status == 401 and with_token:
                 rejected = used  # renewed unless another request already did
                 continue

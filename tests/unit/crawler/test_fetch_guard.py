@@ -124,8 +124,58 @@ async def test_requests_sent_together_share_one_read_of_the_token() -> None:
         return TOKEN
 
     async with session(server, token=token) as fhir:
-        await asyncio.gather(fhir.get_json("metadata"), fhir.get_json("Patient/1"))
+        await asyncio.gather(fhir.get_json("Condition?patient=1"), fhir.get_json("Patient/1"))
         assert reads == 1
         await fhir.get_json("Observation?patient=1")  # within TOKEN_REUSE_SECONDS: no read
     assert reads == 1
     assert [auth for _, auth in server.seen] == [f"Bearer {TOKEN}"] * 3
+
+
+async def test_the_capability_statement_is_asked_for_without_the_token() -> None:
+    server = Server()
+    async with session(server) as fhir:
+        await fhir.get_json("metadata")
+        await fhir.get_json(f"{BASE}/metadata?_summary=true")
+    assert server.seen == [
+        (f"{BASE}/metadata", None),
+        # Only the CapabilityStatement itself goes without the token.
+        (f"{BASE}/metadata?_summary=true", f"Bearer {TOKEN}"),
+    ]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_server_that_wants_a_token_for_its_capability_statement_gets_one(
+    status: int,
+) -> None:
+    seen: list[str | None] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        authorization = request.headers.get("authorization")
+        seen.append(authorization)
+        if authorization is None:
+            return httpx.Response(status)
+        return httpx.Response(200, json={"resourceType": "CapabilityStatement"})
+
+    async def the_token(rejected: str | None) -> str:
+        assert rejected is None, "the token was not refused: no renewal"
+        return TOKEN
+
+    clock = FrozenClock()
+    fhir = FhirSession(
+        BASE,
+        the_token,
+        access=OutboundAccess(
+            allow_private=False,
+            timeout_seconds=5,
+            max_off_base_bytes=1 << 20,
+            resolver=dns,
+            transport=httpx.MockTransport(server),
+        ),
+        policy=RetryPolicy(max_attempts=1, base_seconds=0, cap_seconds=0),
+        limiter=AdaptiveLimiter(ConcurrencyBounds(minimum=1, maximum=2, initial=2)),
+        clock=clock,
+        deadline=clock.now() + dt.timedelta(hours=1),
+    )
+    async with fhir:
+        assert await fhir.get_json("metadata") == {"resourceType": "CapabilityStatement"}
+    assert seen == [None, f"Bearer {TOKEN}"]
