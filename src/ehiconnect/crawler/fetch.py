@@ -177,6 +177,12 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def load_tls_context() -> None:
+    """Build the crawl's TLS context (the system's CA bundle: ~60 ms here) now rather than in a
+    process's first export; blocking, so a worker calls it in a thread as it starts."""
+    _tls_context()
+
+
 def crawl_client(base_url: str, access: OutboundAccess) -> httpx.AsyncClient:
     """The client one crawl sends through: the FHIR base trusted, every other URL guarded."""
     # Large bodies (attachments) are read by the stdlib client in a thread (`bulk_body`).

@@ -11,6 +11,7 @@ import logging
 import os
 
 from ehiconnect import metrics
+from ehiconnect.crawler.fetch import load_tls_context
 from ehiconnect.db.pools import ProcessRole
 from ehiconnect.runtime import Runtime
 from ehiconnect.settings import Settings
@@ -75,12 +76,15 @@ async def run_worker(settings: Settings, *, name: str = "worker", wait: bool = T
     tune_malloc()
     collect_young_less_often()
     install_tracing(settings.otel, role="worker")
+    # Beside the runtime's start, not in the first export (whose crawl would wait for it).
+    tls_loaded = asyncio.ensure_future(asyncio.to_thread(load_tls_context))
     async with (
         Runtime.open(settings, role=ProcessRole.WORKER) as runtime,
         metrics.exposed(
             runtime.database, host=settings.jobs.metrics_host, port=settings.jobs.metrics_port
         ),
     ):
+        await tls_loaded
         log.info("worker started", extra={"concurrency": settings.jobs.concurrency})
         if not wait:
             await _run_queue(runtime, name=name, wait=False)
