@@ -52,7 +52,8 @@ def tune_malloc() -> None:
     - Buffers up to 4 MiB (a download's 1.5 MiB chunks and their 2 MiB base64) come from the heap,
       and up to 32 MiB of freed heap is kept for the next ones: glibc otherwise mapped each
       buffer anew and unmapped it when freed, and every page of every buffer was faulted in and
-      zeroed again (#17, hugo export: 582,000 minor faults -> 38,000; 1.2 s less kernel CPU).
+      zeroed again (#17, hugo export: 582,000 minor faults -> 75,000, about 1 s less kernel
+      CPU; keeping 32 MiB made it 37,500, but the peak RSS then touched the 190.7 MiB goal).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
