@@ -50,7 +50,7 @@ def tune_malloc() -> None:
       glibc's default of up to 8 arenas per core freed buffers stayed resident across arenas
       (measured: 202 MiB peak RSS for a 3 GB export at the default, 188 MiB with 2).
     - Buffers up to 4 MiB (a download's 1.5 MiB chunks and their 2 MiB base64) come from the heap,
-      and up to 32 MiB of freed heap is kept for the next ones: glibc otherwise mapped each
+      and up to 16 MiB of freed heap is kept for the next ones: glibc otherwise mapped each
       buffer anew and unmapped it when freed, and every page of every buffer was faulted in and
       zeroed again (#17, hugo export: 582,000 minor faults -> 75,000, about 1 s less kernel
       CPU; keeping 32 MiB made it 37,500, but the peak RSS then touched the 190.7 MiB goal).
