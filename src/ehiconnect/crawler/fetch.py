@@ -262,10 +262,6 @@ class FhirSession:
     def absolute(self, url: str) -> str:
         return urljoin(self.base_url, url)
 
-    def is_under_base(self, url: str) -> bool:
-        """The endpoint itself: the patient's token may go there, and nowhere else."""
-        return is_under_base(self.absolute(url), self._base)
-
     async def _current_token(self) -> str:
         """The token to send: read again (and refreshed when due) at most every
         `TOKEN_REUSE_SECONDS`; a 401 renews it at once. Each read is a database transaction,
