@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -46,7 +47,11 @@ class Server:
 
 
 def session(
-    server: Server, *, allow_private: bool = False, token: TokenSource | None = None
+    server: Callable[[httpx.Request], httpx.Response],
+    *,
+    allow_private: bool = False,
+    token: TokenSource | None = None,
+    max_attempts: int = 3,
 ) -> FhirSession:
     async def the_token(rejected: str | None) -> str:
         return TOKEN
@@ -62,7 +67,7 @@ def session(
             resolver=dns,
             transport=httpx.MockTransport(server),
         ),
-        policy=RetryPolicy(max_attempts=3, base_seconds=0, cap_seconds=0),
+        policy=RetryPolicy(max_attempts=max_attempts, base_seconds=0, cap_seconds=0),
         limiter=AdaptiveLimiter(ConcurrencyBounds(minimum=1, maximum=2, initial=2)),
         clock=clock,
         deadline=clock.now() + dt.timedelta(hours=1),
@@ -160,22 +165,8 @@ async def test_a_server_that_wants_a_token_for_its_capability_statement_gets_one
         assert rejected is None, "the token was not refused: no renewal"
         return TOKEN
 
-    clock = FrozenClock()
-    fhir = FhirSession(
-        BASE,
-        the_token,
-        access=OutboundAccess(
-            allow_private=False,
-            timeout_seconds=5,
-            max_off_base_bytes=1 << 20,
-            resolver=dns,
-            transport=httpx.MockTransport(server),
-        ),
-        policy=RetryPolicy(max_attempts=1, base_seconds=0, cap_seconds=0),
-        limiter=AdaptiveLimiter(ConcurrencyBounds(minimum=1, maximum=2, initial=2)),
-        clock=clock,
-        deadline=clock.now() + dt.timedelta(hours=1),
-    )
+    # One attempt: being asked again with the token is not a retry.
+    fhir = session(server, token=the_token, max_attempts=1)
     async with fhir:
         assert await fhir.get_json("metadata") == {"resourceType": "CapabilityStatement"}
     assert seen == [None, f"Bearer {TOKEN}"]
