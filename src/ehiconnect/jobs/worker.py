@@ -53,7 +53,9 @@ def tune_malloc() -> None:
       and up to 16 MiB of freed heap is kept for the next ones: glibc otherwise mapped each
       buffer anew and unmapped it when freed, and every page of every buffer was faulted in and
       zeroed again (#17, hugo export: 582,000 minor faults -> 75,000, about 1 s less kernel
-      CPU; keeping 32 MiB made it 37,500, but the peak RSS then touched the 190.7 MiB goal).
+      CPU). 32 MiB kept gave 37,500, measured with packaging's larger buffers of the time (8
+      chunks in flight, 4 read ahead), when the peak RSS reached 190-194 MiB: all three were
+      lowered together, so that figure is not the 32 MiB's alone.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
