@@ -5,8 +5,8 @@ binaries, own TCP port, the fleet's role capped at 80 connections), `rclone serv
 one `ehiconnect serve` and two `ehiconnect worker` processes, each with its own data directory as
 if on its own host. (bench/fleet.py --chaos is the long version, with webhooks and 100 exports.)
 It exports four small and tiny personas once as the reference, then exports the same personas
-again through new consents while the worker running an export is SIGKILLed and every connection
-of the fleet is terminated (`pg_terminate_backend`). Every export must end in success with
+again through new consents while a worker is SIGKILLed in the middle of an export's crawl and
+every connection of the fleet is terminated (`pg_terminate_backend`). Every export must end in success with
 exactly the reference's bytes (downloaded through the API), no job may be left `doing`, and the
 killed run must have been resumed by the surviving worker. Recovery is the platform's own,
 with its default settings (stalled after 10 s, checked every 5 s).
@@ -105,13 +105,24 @@ def _wait_ended(pg: Postgres, tasks: list[str], deadline: float) -> dict[str, di
         time.sleep(0.5)
 
 
-def _process_running_an_export(pg: Postgres, worker_ids: dict[str, int]) -> str | None:
+_CRAWLING = ["discover", "patient", "resources", "hydrate"]  # ExportPhase before packaging
+
+
+def _exports_being_crawled(pg: Postgres, worker_ids: dict[str, int]) -> set[tuple[str, str]]:
+    """(worker name, task id) of every export whose job is running and still crawling.
+
+    Only these are worth killing: a job past its crawl may have published already (the task is
+    a success while procrastinate still shows the job `doing`), and then nothing is resumed.
+    """
     rows = pg.admin(
-        "SELECT DISTINCT worker_id FROM procrastinate_jobs "
-        "WHERE status = 'doing' AND task_name = 'exports:run_export'"
+        "SELECT j.worker_id, t.task_id FROM procrastinate_jobs j "
+        "JOIN export_tasks t ON t.task_id = j.args->>'task_id' "
+        "WHERE j.status = 'doing' AND j.task_name = 'exports:run_export' "
+        "AND t.status = 'pending' AND t.phase = ANY(%s)",
+        (_CRAWLING,),
     )
-    busy = {row[0] for row in rows}
-    return next((name for name, wid in worker_ids.items() if wid in busy), None)
+    names = {wid: name for name, wid in worker_ids.items()}
+    return {(names[row[0]], row[1]) for row in rows if row[0] in names}
 
 
 def _registered_workers(pg: Postgres) -> set[int]:
@@ -145,28 +156,28 @@ def test_exports_survive_a_killed_worker_and_a_backend_sweep(
     assert [reference[t]["status"] for t in reference_tasks] == ["success"] * len(PERSONAS)
 
     for slug in SLUGS:  # long enough crawls to be cut in the middle
-        set_faults(urls["sandbox"], slug, {"latency_ms": 150})
+        set_faults(urls["sandbox"], slug, {"latency_ms": 300})
     connections = [connect_patient(api, auth[0], *p) for p in PERSONAS]
     tasks = _export_all(api, auth, connections)
     worker_ids: dict[str, int] = urls["worker_ids"]
     deadline = time.monotonic() + DEADLINE_S
-    victim = None
-    while time.monotonic() < deadline:
-        victim = _process_running_an_export(pg, worker_ids)
-        if victim is not None:
-            time.sleep(1.0)  # into the crawl, and still running it
-            if _process_running_an_export(pg, worker_ids) == victim:
-                break
+    victim: tuple[str, str] | None = None
+    while victim is None and time.monotonic() < deadline:
+        crawled = _exports_being_crawled(pg, worker_ids)
+        if crawled:
+            time.sleep(0.3)  # into the crawl, and still in it
+            victim = next(iter(crawled & _exports_being_crawled(pg, worker_ids)), None)
         time.sleep(0.1)
-    assert victim is not None, "no export started"
-    processes.kill(victim)
+    assert victim is not None, "no export was seen crawling"
+    victim_worker, victim_task = victim
+    processes.kill(victim_worker)
     assert pg.terminate_fleet_backends() > 0
     for slug in SLUGS:
         set_faults(urls["sandbox"], slug, {"latency_ms": 20})
 
     rows = _wait_ended(pg, tasks, deadline)
     assert {t: rows[t]["status"] for t in tasks} == dict.fromkeys(tasks, "success")
-    assert max(rows[t]["runs"] for t in tasks) >= 2  # a killed run was resumed elsewhere
+    assert rows[victim_task]["runs"] >= 2  # the killed run was resumed elsewhere
     with httpx.Client(auth=auth, timeout=60) as client:
         for task, ref in zip(tasks, reference_tasks, strict=True):
             got = sha256_of_download(client, api, task, rows[task]["file_id"])
