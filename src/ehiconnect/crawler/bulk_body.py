@@ -1,4 +1,4 @@
-"""A faster path for large response bodies (attachments): the stdlib HTTP client in a thread.
+"""A faster path for response bodies: the stdlib HTTP client in a thread.
 
 httpx streams a body through its event-loop reads of 64 KiB at a time and tops out near 250 MB/s
 on one connection here; `http.client` reading 1.5 MiB at a time in a worker thread reaches
@@ -6,6 +6,9 @@ on one connection here; `http.client` reading 1.5 MiB at a time in a worker thre
 a request marked with the `BULK_BODY` extension that way and every other request through its
 connection pool as usual, so the session's token handling, retries, adaptive limit, tracing and
 the SSRF guard (which wraps this transport and pins the checked address) apply to both alike.
+The crawl marks its attachments and its FHIR JSON reads (`FhirSession.get_json`): a search page
+of hundreds of KiB is read here in one hop, not in 64 KiB event-loop reads that each wait their
+turn behind the crawl's other work while the next page waits for the last of them.
 
 Chunks are read ahead in the thread, up to `READ_AHEAD` per hop, while the caller uses the ones it
 has: a caller that stops to wait on its own consumers (packaging's hash and write) does not stop

@@ -303,7 +303,15 @@ class FhirSession:
             parsed.append(value)
             return True
 
-        async with self._attempts(target, {"Accept": "application/fhir+json"}, accept=accept):
+        # The body is read by `bulk_body`'s thread, in one hop for up to 1.5 MiB: a search page
+        # of hundreds of KiB read by httpx takes 64 KiB event-loop reads, each waiting its turn
+        # behind the crawl's other work, and the next page waits for the last of them.
+        async with self._attempts(
+            target,
+            {"Accept": "application/fhir+json"},
+            accept=accept,
+            extensions={BULK_BODY: True},
+        ):
             pass
         return parsed[-1]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
+import json
 import os
 import socket
 import threading
@@ -136,3 +138,67 @@ async def test_a_body_left_part_read_closes_its_connection_and_the_next_request_
             body = b"".join([chunk async for chunk in response.aiter_bytes()])
     assert body == raw_server.body
     assert raw_server.connections == 2  # the half-read one was not given back for reuse
+
+
+class ChunkedGzipPageServer:
+    """Answers every request with one search page, gzip-encoded and sent in chunks without a
+    Content-Length, as many FHIR servers send a large Bundle (keep-alive)."""
+
+    def __init__(self, page: dict[str, object]) -> None:
+        self.encoded = gzip.compress(json.dumps(page).encode())
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            reader = conn.makefile("rb")
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                self.requests.append(head)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                    b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                for start in range(0, len(self.encoded), 100_000):
+                    piece = self.encoded[start : start + 100_000]
+                    conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                conn.sendall(b"0\r\n\r\n")
+
+
+async def test_a_search_page_is_read_whole_decoded_and_parsed_over_one_kept_connection() -> None:
+    # Of random text, so that gzip keeps it larger than a chunk of the bulk path: the page is
+    # read in the thread in more than one piece.
+    entries = [
+        {"resource": {"resourceType": "Observation", "id": str(n), "note": os.urandom(900).hex()}}
+        for n in range(2_000)
+    ]
+    page = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+    server = ChunkedGzipPageServer(page)
+    try:
+        async with _session(server.port) as session:
+            for _ in range(2):
+                assert await session.get_json("Observation?patient=1") == page
+    finally:
+        server.sock.close()
+    assert len(server.encoded) > CHUNK_SIZE
+    assert len(server.requests) == 2
+    assert all(b"accept-encoding: gzip" in r.lower() for r in server.requests)
+    assert all(b"authorization: bearer patient-token" in r.lower() for r in server.requests)
+    assert server.connections == 1
