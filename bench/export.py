@@ -597,9 +597,17 @@ def throughput_run(stack: Stack, username: str) -> dict[str, Any]:
     }
 
 
-def latency_run(stack: Stack, slug: str, username: str, latency_ms: int) -> dict[str, Any]:
+def latency_run(
+    stack: Stack, slug: str, username: str, latency_ms: int, runs: int = 1
+) -> dict[str, Any]:
+    """The engine's crawl at `latency_ms` against a sequential crawl and the critical path. With
+    `runs` > 1 the engine exports the persona that many times, one after another, and the run
+    of median crawl time is reported (every run's time beside it): on two cores shared with the
+    sandbox and PostgreSQL one crawl of a third of a second varies by a tenth from run to run."""
     endpoint = endpoint_of(stack.sandbox_url, slug)
-    connection_id = connect(stack, slug, username)
+    # One consent per run: a successful export is retained, and asked again for the same
+    # connection the platform answers with it rather than crawling anew.
+    connections = [connect(stack, slug, username) for _ in range(runs)]
     token = patient_token(stack.sandbox_url, slug, username)
     # The sandbox builds a persona's record, its presented copies and its attachments' bytes on
     # first use and keeps them: one untimed crawl at no added latency warms them, so neither
@@ -607,8 +615,10 @@ def latency_run(stack: Stack, slug: str, username: str, latency_ms: int) -> dict
     sequential_crawl(token, endpoint["platform_type"])
     set_latency(stack, slug, latency_ms)
     try:
-        console.log(f"latency {latency_ms} ms: exporting {username} at {slug}")
-        export = run_export(stack, connection_id, timeout_s=900, poll_s=0.1)
+        console.log(f"latency {latency_ms} ms: exporting {username} at {slug} ({runs}x)")
+        exports = [run_export(stack, c, timeout_s=900, poll_s=0.1) for c in connections]
+        by_crawl = sorted(exports, key=lambda e: e["worker_crawl_s"] or 0.0)
+        export = by_crawl[(len(by_crawl) - 1) // 2]  # the median run (the lower of two middles)
         console.log(f"latency {latency_ms} ms: sequential crawl of {username} at {slug}")
         sequential = sequential_crawl(token, endpoint["platform_type"])
     finally:
@@ -634,6 +644,7 @@ def latency_run(stack: Stack, slug: str, username: str, latency_ms: int) -> dict
         else None,
         "speedup_export": round(sequential["seconds"] / export["wall_s"], 2),
         "worker_crawl_s": worker_crawl,
+        "worker_crawl_runs_s": [e["worker_crawl_s"] for e in exports],
         "speedup_worker_crawl": round(sequential["seconds"] / worker_crawl, 2)
         if worker_crawl
         else None,
@@ -728,8 +739,10 @@ def print_report(result: dict[str, Any]) -> None:
             f"{run['export_requests']} ({run['export_retries']} retries)",
             f"{run['export_resources']}",
         )
+        runs = run.get("worker_crawl_runs_s", [run["worker_crawl_s"]])
         table.add_row(
-            "engine: crawl as the worker timed it (no queue wait)",
+            "engine: crawl as the worker timed it (no queue wait)"
+            + (f", median of {len(runs)}: {', '.join(map(str, runs))}" if len(runs) > 1 else ""),
             f"{run['worker_crawl_s']}",
             "",
             "",
@@ -795,6 +808,12 @@ def main() -> None:
         default=None,
         help="exports.max_concurrency for the worker (default: the setting's default)",
     )
+    parser.add_argument(
+        "--crawl-runs",
+        type=int,
+        default=5,
+        help="engine exports per latency run; the one of median crawl time is reported",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -816,7 +835,8 @@ def main() -> None:
         if args.latency_ms:
             targets = [("harbor", "amy")] + ([] if args.skip_cedar else [("cedar", "beth")])
             result["latency"] = [
-                latency_run(stack, slug, username, args.latency_ms) for slug, username in targets
+                latency_run(stack, slug, username, args.latency_ms, max(1, args.crawl_runs))
+                for slug, username in targets
             ]
         result["worker_peak_rss_mib_end"] = round(
             proc_status(stack.processes["worker"].pid).get("VmHWM", 0) / 1024, 1
