@@ -24,6 +24,7 @@ import secrets
 import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,64 +44,87 @@ CHUNK_SIZE = 1024 * 1024
 
 
 class LocalBlobWriter(WriterResult):
-    """Hashes and writes each chunk in a worker thread while the caller prepares the next one
-    (base64, a download): one chunk in flight at a time, so the file keeps its order, and
-    sha256 (which releases the GIL) overlaps the caller's work on a second core."""
+    """Hashes and writes the bytes in a worker thread, a chunk's worth at a time, while the
+    caller prepares the next (base64, a download): one batch in flight at a time, so the file
+    keeps its order, and sha256 (which releases the GIL) overlaps the caller's work on a second
+    core. The temporary file is made by the first batch's hop: a blob smaller than a chunk (an
+    attachment staged by the crawl) costs one thread hop in all, file made, written, committed."""
 
-    def __init__(self, file: BinaryIO, chunk_size: int) -> None:
+    def __init__(self, create: Callable[[], _Temporary], chunk_size: int) -> None:
         super().__init__()
-        self._file = file
+        self._create = create
+        self._temporary: _Temporary | None = None
         self._chunk_size = chunk_size
-        self._buffer = bytearray()
+        self._pending: list[bytes] = []  # held, not joined: written piece by piece
+        self._pending_size = 0
         self._in_flight: asyncio.Future[None] | None = None
         self.counter = HashingCounter()
 
     async def write(self, data: bytes, /) -> None:
-        if len(data) >= self._chunk_size:
-            await self.drain()
-            await self._submit(bytes(data))  # a copy unless already immutable bytes
+        if not data:
             return
-        self._buffer += data
-        if len(self._buffer) >= self._chunk_size:
+        self._pending.append(bytes(data))  # a copy unless already immutable bytes
+        self._pending_size += len(data)
+        if self._pending_size >= self._chunk_size:
             await self.drain()
 
     async def drain(self) -> None:
-        if self._buffer:
-            data = bytes(self._buffer)
-            self._buffer.clear()
-            await self._submit(data)
+        if not self._pending:
+            return
+        await self.settle()
+        pieces, self._pending, self._pending_size = self._pending, [], 0
+        hop = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, pieces))
+        if self._temporary is None:
+            await hop  # the file's creation (and the key's checks) before the caller goes on
+        else:
+            self._in_flight = hop
 
     async def flush(self) -> None:
         await self.drain()
         await self.settle()
 
-    async def finish(self, commit: Callable[[BinaryIO], None]) -> None:
-        """Write what is left and run `commit` on the file, in one worker thread: a small blob
-        (an attachment staged by the crawl) costs two thread hops, its creation and this."""
+    async def finish(self) -> None:
+        """Write what is left and commit the file, in one worker thread."""
         await self.settle()
-        rest = bytes(self._buffer)
-        self._buffer.clear()
+        pieces, self._pending, self._pending_size = self._pending, [], 0
 
         def last_write_and_commit() -> None:
-            if rest:
-                self._hash_and_write(rest)
-            commit(self._file)
+            self._hash_and_write(pieces)
+            temporary = self._temporary
+            assert temporary is not None  # made by the write just above if not before
+            _commit(temporary.file, temp=temporary.temp, target=temporary.target)
 
         await asyncio.to_thread(last_write_and_commit)
 
+    async def discard(self) -> None:
+        """After a failure: the temporary file removed, once the thread is done with it."""
+        with contextlib.suppress(Exception):
+            await self.settle()
+        temporary, self._temporary = self._temporary, None
+        if temporary is not None:
+            await asyncio.to_thread(_discard, temporary.file, temporary.temp)
+
     async def settle(self) -> None:
-        """Wait for the chunk in flight (its error, if any, is raised here)."""
+        """Wait for the batch in flight (its error, if any, is raised here)."""
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
             await in_flight
 
-    async def _submit(self, data: bytes) -> None:
-        await self.settle()
-        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, data))
+    def _hash_and_write(self, pieces: list[bytes]) -> None:
+        if self._temporary is None:
+            self._temporary = self._create()
+        for piece in pieces:
+            self.counter.update(piece)
+            self._temporary.file.write(piece)
 
-    def _hash_and_write(self, data: bytes) -> None:
-        self.counter.update(data)
-        self._file.write(data)
+
+@dataclass(frozen=True)
+class _Temporary:
+    """A blob's hidden temporary file, renamed over `target` when committed."""
+
+    target: Path
+    temp: Path
+    file: BinaryIO
 
 
 class LocalBlobStore:
@@ -138,23 +162,22 @@ class LocalBlobStore:
 
     @asynccontextmanager
     async def open_writer(self, key: str) -> AsyncIterator[LocalBlobWriter]:
-        # The key's checks and the file's creation in one worker thread, off the event loop.
-        target, temp, file = await asyncio.to_thread(self._create_temporary, key)
-        writer = LocalBlobWriter(file, self._chunk_size)
+        # The key's form is checked here; where it resolves (symlinks) and the file's creation
+        # in the writer's first thread hop, off the event loop.
+        validate_key(key)
+        writer = LocalBlobWriter(functools.partial(self._create_temporary, key), self._chunk_size)
         try:
             yield writer
-            await writer.finish(functools.partial(_commit, temp=temp, target=target))
+            await writer.finish()
         except BaseException:
-            with contextlib.suppress(Exception):
-                await writer.settle()  # the thread must be done with the file before it closes
-            await asyncio.to_thread(_discard, file, temp)
+            await writer.discard()
             raise
         writer.commit(writer.counter.result(key))
 
-    def _create_temporary(self, key: str) -> tuple[Path, Path, BinaryIO]:
+    def _create_temporary(self, key: str) -> _Temporary:
         target = self.path_for(key)
         temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-        return target, temp, _create_private_in_place(temp)
+        return _Temporary(target, temp, _create_private_in_place(temp))
 
     async def open_reader(
         self, key: str, start: int = 0, end: int | None = None

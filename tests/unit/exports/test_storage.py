@@ -218,6 +218,19 @@ async def test_local_store_writes_atomically_via_a_hidden_temp_file(tmp_path: Pa
     with pytest.raises(CrawlFailed):
         await _write_then_fail(store, "exports/g.jsonl", b"y" * 5000, [])
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["f.jsonl"]
+    # Smaller than a chunk: held until the block ends (file made, written and committed in one
+    # thread hop), so a failure before then leaves nothing either.
+    with pytest.raises(CrawlFailed):
+        await _write_then_fail(store, "exports/h.jsonl", b"z" * 100, [])
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["f.jsonl"]
+    async with store.open_writer("exports/i.jsonl") as writer:
+        for piece in (b"a" * 300, b"b" * 300, b"c" * 300):
+            await writer.write(piece)
+    assert (tmp_path / "exports" / "i.jsonl").read_bytes() == b"a" * 300 + b"b" * 300 + b"c" * 300
+    assert (
+        writer.stored.sha256
+        == hashlib.sha256((tmp_path / "exports" / "i.jsonl").read_bytes()).hexdigest()
+    )
 
 
 async def test_local_reader_yields_chunks_of_the_configured_size(tmp_path: Path) -> None:
