@@ -51,3 +51,12 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def without_flush_wait(session: AsyncSession) -> None:
+    """Let the session's transaction commit without waiting for its WAL to reach the disk
+    (`SET LOCAL synchronous_commit TO OFF`): for writes that are redone when lost (an export's
+    staging and progress), never for what a caller was told is saved. Sent on the driver's
+    connection: SQLAlchemy's statement machinery costs more than the statement itself."""
+    connection = await session.connection()
+    await connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")

@@ -20,13 +20,12 @@ import orjson
 from sqlalchemy import text
 
 from ehiconnect import tracing
-from ehiconnect.db.database import Database
+from ehiconnect.db.database import Database, without_flush_wait
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.vocabulary import ExportStatus
 
 PROGRESS_INTERVAL = 0.25  # seconds between writes of an export's progress counters
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class Cancelled(Exception):
@@ -162,7 +161,7 @@ async def record_progress(
 ) -> bool:
     """Add to the task's progress counters in one atomic UPDATE; False once it is not pending."""
     async with database.transaction() as db:
-        await db.execute(_NO_FLUSH_WAIT)
+        await without_flush_wait(db)
         still_pending = await db.scalar(
             text(
                 """

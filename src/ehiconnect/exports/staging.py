@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.crawler.ports import Checkpoint
-from ehiconnect.db.database import Database
+from ehiconnect.db.database import Database, without_flush_wait
 from ehiconnect.exports.models import (
     ExportAttachment,
     ExportError,
@@ -40,9 +40,6 @@ from ehiconnect.storage.port import BlobStore
 BATCH = 500
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
-
-
 _INSERT_ITEMS_OF_WRITES = """
     WITH staged AS (
         SELECT * FROM unnest(
@@ -321,7 +318,7 @@ class ExportStaging:
     async def _write(self) -> AsyncIterator[AsyncSession]:
         """A transaction whose commit does not wait for the WAL flush (see the module's doc)."""
         async with self._database.transaction() as session:
-            await session.execute(_NO_FLUSH_WAIT)
+            await without_flush_wait(session)
             yield session
 
     async def checkpoints(self) -> dict[str, Checkpoint]:
