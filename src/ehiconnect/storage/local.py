@@ -182,17 +182,15 @@ class LocalBlobStore:
     async def open_reader(
         self, key: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        path = self.path_for(key)
-        try:
-            file = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
-            raise BlobNotFound(f"no stored object {key!r}") from None
+        opened = await asyncio.to_thread(self._open_range, key, start, end)
+        if isinstance(opened, bytes):  # the whole range, read in the hop that opened the file
+            if opened:
+                yield opened
+            return
+        file, position, stop = opened
         # One chunk is read ahead in a worker thread while the caller uses the one it has.
         ahead: asyncio.Future[bytes] | None = None
         try:
-            size = os.fstat(file.fileno()).st_size
-            position, stop = check_range(key, size, start, end)
-            await asyncio.to_thread(file.seek, position)
             requested = position
             while position < stop:
                 if ahead is None:
@@ -212,6 +210,29 @@ class LocalBlobStore:
                 with contextlib.suppress(Exception):
                     await ahead
             file.close()
+
+    def _open_range(
+        self, key: str, start: int, end: int | None
+    ) -> bytes | tuple[BinaryIO, int, int]:
+        """In a worker thread: the key checked and its file opened at the range's start; a range
+        that fits in one chunk (a staged attachment) is read whole and the file closed, so a
+        small object costs one thread hop in all. Else the open file and the range's bounds."""
+        path = self.path_for(key)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 (closed here, or by open_reader)
+        except FileNotFoundError:
+            raise BlobNotFound(f"no stored object {key!r}") from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+            position, stop = check_range(key, size, start, end)
+            file.seek(position)
+            if stop - position <= self._chunk_size:
+                with file:
+                    return file.read(stop - position)
+        except BaseException:
+            file.close()
+            raise
+        return file, position, stop
 
     def _read_ahead(self, file: BinaryIO, left: int) -> asyncio.Future[bytes]:
         return asyncio.ensure_future(asyncio.to_thread(file.read, min(self._chunk_size, left)))
