@@ -142,7 +142,7 @@ async def test_a_body_left_part_read_closes_its_connection_and_the_next_request_
 
 class ChunkedGzipPageServer:
     """Answers every request with one search page, gzip-encoded and sent in chunks without a
-    Content-Length, as many FHIR servers send a large Bundle (keep-alive)."""
+    Content-Length, as many FHIR servers send a large Bundle (keep-alive), and a cookie."""
 
     def __init__(self, page: dict[str, object]) -> None:
         self.encoded = gzip.compress(json.dumps(page).encode())
@@ -174,7 +174,8 @@ class ChunkedGzipPageServer:
                 self.requests.append(head)
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
-                    b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+                    b"Set-Cookie: session=s3cr3t; Path=/\r\n\r\n"
                 )
                 for start in range(0, len(self.encoded), 100_000):
                     piece = self.encoded[start : start + 100_000]
@@ -182,7 +183,9 @@ class ChunkedGzipPageServer:
                 conn.sendall(b"0\r\n\r\n")
 
 
-async def test_a_search_page_is_read_whole_decoded_and_parsed_over_one_kept_connection() -> None:
+async def test_a_search_page_is_read_whole_and_parsed_over_one_kept_connection_and_no_cookie() -> (
+    None
+):
     # Of random text, so that gzip keeps it larger than a chunk of the bulk path: the page is
     # read in the thread in more than one piece.
     entries = [
@@ -202,3 +205,5 @@ async def test_a_search_page_is_read_whole_decoded_and_parsed_over_one_kept_conn
     assert all(b"accept-encoding: gzip" in r.lower() for r in server.requests)
     assert all(b"authorization: bearer patient-token" in r.lower() for r in server.requests)
     assert server.connections == 1
+    # The crawl keeps no cookie: the token is its only credential.
+    assert not any(b"\r\ncookie:" in r.lower() for r in server.requests)
