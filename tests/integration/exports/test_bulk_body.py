@@ -25,18 +25,19 @@ SMALL = BODY[:100_000]  # within one chunk: read with its headers, in the same t
 LARGE = os.urandom(CHUNK_SIZE * READ_AHEAD * 3 + 5)
 
 
-class RawServer:
-    """Answers each connection's requests with `body` (keep-alive), or, with `short`, declares
-    its length, sends half of it and closes: a body torn off mid-way."""
+class LoopbackServer:
+    """A keep-alive HTTP/1.1 server on loopback: each request's head is recorded and answered by
+    `respond`, which returns False to close the connection."""
 
-    def __init__(self, *, short: bool, body: bytes) -> None:
-        self.short = short
-        self.body = body
+    def __init__(self) -> None:
         self.requests: list[bytes] = []
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def respond(self, conn: socket.socket) -> bool:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
@@ -58,14 +59,29 @@ class RawServer:
                         return
                     head += line
                 self.requests.append(head)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
-                    + f"Content-Length: {len(self.body)}\r\n\r\n".encode()
-                )
-                if self.short:
-                    conn.sendall(self.body[: len(self.body) // 2])
+                if not self.respond(conn):
                     return
-                conn.sendall(self.body)
+
+
+class RawServer(LoopbackServer):
+    """Answers each connection's requests with `body` (keep-alive), or, with `short`, declares
+    its length, sends half of it and closes: a body torn off mid-way."""
+
+    def __init__(self, *, short: bool, body: bytes) -> None:
+        self.short = short
+        self.body = body
+        super().__init__()
+
+    def respond(self, conn: socket.socket) -> bool:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+            + f"Content-Length: {len(self.body)}\r\n\r\n".encode()
+        )
+        if self.short:
+            conn.sendall(self.body[: len(self.body) // 2])
+            return False
+        conn.sendall(self.body)
+        return True
 
 
 @pytest.fixture
@@ -140,47 +156,25 @@ async def test_a_body_left_part_read_closes_its_connection_and_the_next_request_
     assert raw_server.connections == 2  # the half-read one was not given back for reuse
 
 
-class ChunkedGzipPageServer:
+class ChunkedGzipPageServer(LoopbackServer):
     """Answers every request with one search page, gzip-encoded and sent in chunks without a
     Content-Length, as many FHIR servers send a large Bundle (keep-alive), and a cookie."""
 
     def __init__(self, page: dict[str, object]) -> None:
         self.encoded = gzip.compress(json.dumps(page).encode())
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            reader = conn.makefile("rb")
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                self.requests.append(head)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
-                    b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
-                    b"Set-Cookie: session=s3cr3t; Path=/\r\n\r\n"
-                )
-                for start in range(0, len(self.encoded), 100_000):
-                    piece = self.encoded[start : start + 100_000]
-                    conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                conn.sendall(b"0\r\n\r\n")
+    def respond(self, conn: socket.socket) -> bool:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+            b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+            b"Set-Cookie: session=s3cr3t; Path=/\r\n\r\n"
+        )
+        for start in range(0, len(self.encoded), 100_000):
+            piece = self.encoded[start : start + 100_000]
+            conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+        return True
 
 
 async def test_a_search_page_is_read_whole_and_parsed_over_one_kept_connection_and_no_cookie() -> (
