@@ -73,11 +73,10 @@ class LocalBlobWriter(WriterResult):
             return
         await self.settle()
         pieces, self._pending, self._pending_size = self._pending, [], 0
-        hop = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, pieces))
-        if self._temporary is None:
-            await hop  # the file's creation (and the key's checks) before the caller goes on
-        else:
-            self._in_flight = hop
+        created = self._temporary is not None
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._hash_and_write, pieces))
+        if not created:
+            await self.settle()  # the file's creation (and the key's checks) before going on
 
     async def flush(self) -> None:
         await self.drain()
