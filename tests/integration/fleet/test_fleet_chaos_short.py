@@ -6,10 +6,10 @@ one `ehiconnect serve` and two `ehiconnect worker` processes, each with its own 
 if on its own host. (bench/fleet.py --chaos is the long version, with webhooks and 100 exports.)
 It exports four small and tiny personas once as the reference, then exports the same personas
 again through new consents while a worker is SIGKILLed in the middle of an export's crawl and
-every connection of the fleet is terminated (`pg_terminate_backend`). Every export must end in success with
-exactly the reference's bytes (downloaded through the API), no job may be left `doing`, and the
-killed run must have been resumed by the surviving worker. Recovery is the platform's own,
-with its default settings (stalled after 10 s, checked every 5 s).
+every connection of the fleet is terminated (`pg_terminate_backend`). Every export must end in
+success with exactly the reference's bytes (downloaded through the API), no job may be left
+`doing`, and the killed run must have been resumed by the surviving worker. Recovery is the
+platform's own, with its default settings (stalled after 10 s, checked every 5 s).
 """
 
 from __future__ import annotations
