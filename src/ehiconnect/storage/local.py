@@ -218,20 +218,21 @@ class LocalBlobStore:
         small object costs one thread hop in all. Else the open file and the range's bounds."""
         path = self.path_for(key)
         try:
-            file = open(path, "rb")  # noqa: SIM115 (closed here, or by open_reader)
+            file = open(path, "rb")  # noqa: SIM115 (closed below, or by open_reader)
         except FileNotFoundError:
             raise BlobNotFound(f"no stored object {key!r}") from None
         try:
             size = os.fstat(file.fileno()).st_size
             position, stop = check_range(key, size, start, end)
             file.seek(position)
-            if stop - position <= self._chunk_size:
-                with file:
-                    return file.read(stop - position)
+            if stop - position > self._chunk_size:
+                return file, position, stop  # read on, and closed, by open_reader
+            whole = file.read(stop - position)
         except BaseException:
             file.close()
             raise
-        return file, position, stop
+        file.close()
+        return whole
 
     def _read_ahead(self, file: BinaryIO, left: int) -> asyncio.Future[bytes]:
         return asyncio.ensure_future(asyncio.to_thread(file.read, min(self._chunk_size, left)))

@@ -67,7 +67,16 @@ async def test_round_trip_reports_size_and_sha256(store: BlobStore) -> None:
 
 @pytest.mark.parametrize(
     ("start", "end"),
-    [(0, 1), (5, 1024 * 1024 + 3), (len(DATA) - 1, None), (1000, None), (7, 10**12)],
+    [
+        (0, 1),
+        (5, 1024 * 1024 + 3),
+        (len(DATA) - 1, None),
+        (1000, None),
+        (7, 10**12),
+        # A local store reads a range of up to one chunk (1 MiB) in one go, a longer one by chunks.
+        (3, 3 + 1024 * 1024),
+        (3, 4 + 1024 * 1024),
+    ],
 )
 async def test_range_reads_match_python_slices(
     store: BlobStore, start: int, end: int | None
