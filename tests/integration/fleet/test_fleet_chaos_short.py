@@ -39,6 +39,7 @@ from bench.fleet_lib import (
 )
 
 from ehiconnect.testing.servers import free_port
+from ehiconnect.vocabulary import ExportPhase, ExportStatus
 
 PERSONAS = [("harbor", "tina"), ("cedar", "theo"), ("summit", "tess"), ("harbor", "amy")]
 CONCURRENCY = 2
@@ -105,7 +106,8 @@ def _wait_ended(pg: Postgres, tasks: list[str], deadline: float) -> dict[str, di
         time.sleep(0.5)
 
 
-_CRAWLING = ["discover", "patient", "resources", "hydrate"]  # ExportPhase before packaging
+# The phases before packaging.
+_CRAWLING = [ExportPhase.DISCOVER, ExportPhase.PATIENT, ExportPhase.RESOURCES, ExportPhase.HYDRATE]
 
 
 def _exports_being_crawled(pg: Postgres, worker_ids: dict[str, int]) -> set[tuple[str, str]]:
@@ -118,8 +120,8 @@ def _exports_being_crawled(pg: Postgres, worker_ids: dict[str, int]) -> set[tupl
         "SELECT j.worker_id, t.task_id FROM procrastinate_jobs j "
         "JOIN export_tasks t ON t.task_id = j.args->>'task_id' "
         "WHERE j.status = 'doing' AND j.task_name = 'exports:run_export' "
-        "AND t.status = 'pending' AND t.phase = ANY(%s)",
-        (_CRAWLING,),
+        "AND t.status = %s AND t.phase = ANY(%s)",
+        (str(ExportStatus.PENDING), [str(phase) for phase in _CRAWLING]),
     )
     names = {wid: name for name, wid in worker_ids.items()}
     return {(names[row[0]], row[1]) for row in rows if row[0] in names}
