@@ -4,10 +4,14 @@ cuts both back to the mark."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
+from ehiconnect.exports.appender import open_appender
 from ehiconnect.exports.package import CHUNK_SIZE, IN_FLIGHT, _FileAssembler
 
 
@@ -16,10 +20,17 @@ def _chunks(count: int) -> list[bytes]:
     return [os.urandom(CHUNK_SIZE + n * 4099 if n % 2 else 1000 + n) for n in range(count)]
 
 
-async def test_many_chunks_in_flight_keep_their_order_in_file_and_hash(tmp_path: Path) -> None:
+DIRECT = pytest.mark.parametrize("direct", [True, False], ids=["direct", "page-cache"])
+
+
+@DIRECT
+async def test_many_chunks_in_flight_keep_their_order_in_file_and_hash(
+    tmp_path: Path, direct: bool
+) -> None:
     path = tmp_path / "export.ndjson"
+    path.touch()
     chunks = _chunks(IN_FLIGHT * 4)
-    with path.open("w+b") as file:
+    with contextlib.closing(open_appender(path, 0, direct=direct)) as file:
         out = _FileAssembler(file, 0, hashlib.sha256())
         try:
             for chunk in chunks:
@@ -34,10 +45,14 @@ async def test_many_chunks_in_flight_keep_their_order_in_file_and_hash(tmp_path:
     assert out.offset == len(whole)
 
 
-async def test_a_rollback_with_chunks_in_flight_cuts_file_and_hash_back(tmp_path: Path) -> None:
+@DIRECT
+async def test_a_rollback_with_chunks_in_flight_cuts_file_and_hash_back(
+    tmp_path: Path, direct: bool
+) -> None:
     path = tmp_path / "export.ndjson"
+    path.touch()
     kept, dropped, after = _chunks(3), _chunks(IN_FLIGHT + 2), [b"last line\n"]
-    with path.open("w+b") as file:
+    with contextlib.closing(open_appender(path, 0, direct=direct)) as file:
         out = _FileAssembler(file, 0, hashlib.sha256())
         try:
             for chunk in kept:

@@ -1,0 +1,143 @@
+"""The export file's appender: whatever the sizes appended, the cuts and the restarts, the file
+holds exactly the bytes appended, straight to the disk (`O_DIRECT`) or through the page cache."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ehiconnect.exports import appender as appender_module
+from ehiconnect.exports.appender import (
+    ALIGN,
+    BUFFER,
+    Appender,
+    DirectAppender,
+    PageCacheAppender,
+    open_appender,
+)
+
+DIRECT = pytest.mark.parametrize("direct", [True, False], ids=["direct", "page-cache"])
+# Around a block, around the buffer, and several buffers at once.
+SIZES = [1, ALIGN - 1, 2, ALIGN, BUFFER - 3, 7, BUFFER, 3 * BUFFER + 5, 0, 100]
+
+
+def _direct_io_works(path: Path) -> bool:
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | flag, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def _appending(path: Path, offset: int, direct: bool) -> Iterator[Appender]:
+    out = open_appender(path, offset, direct=direct)
+    try:
+        yield out
+    finally:
+        out.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    file = tmp_path / "export.ndjson"
+    file.touch()
+    return file
+
+
+def test_the_disk_s_way_is_taken_where_the_file_system_allows_it(path: Path) -> None:
+    if not _direct_io_works(path):
+        pytest.skip("this file system refuses O_DIRECT")
+    with _appending(path, 0, direct=True) as out:
+        assert isinstance(out, DirectAppender)
+    with _appending(path, 0, direct=False) as out:
+        assert isinstance(out, PageCacheAppender)
+
+
+@DIRECT
+def test_after_each_sync_the_file_holds_exactly_what_was_appended(
+    path: Path, direct: bool
+) -> None:
+    expected = b""
+    with _appending(path, 0, direct) as out:
+        for size in SIZES:
+            data = os.urandom(size)
+            out.append(data)
+            expected += data
+            out.sync()
+            assert path.read_bytes() == expected
+    assert path.read_bytes() == expected
+
+
+@DIRECT
+def test_a_cut_drops_what_follows_and_appending_goes_on_from_there(
+    path: Path, direct: bool
+) -> None:
+    head = os.urandom(BUFFER + ALIGN + 11)  # the cut falls inside a block already written
+    with _appending(path, 0, direct) as out:
+        out.append(head)
+        out.append(os.urandom(BUFFER))
+        out.cut(BUFFER + 5)
+        out.append(b"after the first cut")
+        out.append(os.urandom(ALIGN * 3))
+        out.cut(BUFFER + 5 + 6)  # inside bytes still held, never written whole
+        out.append(b"and the second")
+        out.sync()
+    assert path.read_bytes() == head[: BUFFER + 5] + b"after " + b"and the second"
+
+
+@DIRECT
+def test_a_resumed_file_keeps_what_is_before_the_offset_and_nothing_after(
+    path: Path, direct: bool
+) -> None:
+    before = os.urandom(3 * ALIGN + 123)
+    path.write_bytes(before + b"a killed run's last, unchecked bytes")
+    with _appending(path, len(before), direct) as out:
+        out.append(b"the rest")
+        out.sync()
+    assert path.read_bytes() == before + b"the rest"
+
+
+def test_a_file_system_refusing_direct_writes_gets_them_through_the_page_cache(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _direct_io_works(path):
+        pytest.skip("this file system refuses O_DIRECT")
+    real_pwrite = os.pwrite
+
+    def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(appender_module.os, "pwrite", refuse_direct)
+    data = os.urandom(BUFFER + ALIGN + 17)
+    with _appending(path, 0, direct=True) as out:
+        out.append(data)
+        out.sync()
+    assert path.read_bytes() == data
+
+
+def test_another_write_error_is_raised(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _direct_io_works(path):
+        pytest.skip("this file system refuses O_DIRECT")
+
+    def disk_full(fd: int, data: memoryview, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(appender_module.os, "pwrite", disk_full)
+    with _appending(path, 0, direct=True) as out:
+        out.append(b"x")
+        with pytest.raises(OSError, match="No space"):
+            out.sync()
