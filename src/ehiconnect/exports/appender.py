@@ -15,7 +15,8 @@ removed from the file).
 
 `open_appender` falls back to `PageCacheAppender` (ordinary writes, `StreamedWriteback`) where
 `O_DIRECT` does not exist or the file system refuses it at open; a file system that accepts the
-flag but refuses an aligned write has it switched off for the rest of the file.
+flag but refuses an aligned read or write (a block larger than `ALIGN`) has it switched off for
+the rest of the file.
 
 Each method is called from one thread at a time (the assembler's writing thread).
 """
@@ -110,8 +111,16 @@ class DirectAppender:
         """Go on at `offset`: the bytes of its block before it back in the buffer."""
         self._start = offset - offset % ALIGN
         self._filled = offset - self._start
-        if self._filled and os.preadv(self._fd, [self._buffer[:ALIGN]], self._start) < self._filled:
+        if self._filled and self._read_block() < self._filled:
             raise OSError(errno.EIO, f"the file is shorter than the {offset} bytes to go on from")
+
+    def _read_block(self) -> int:
+        while True:
+            try:
+                return os.preadv(self._fd, [self._buffer[:ALIGN]], self._start)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self._leave_direct_io():
+                    raise
 
     def _write_whole_blocks(self) -> None:
         whole = self._filled - self._filled % ALIGN
@@ -133,8 +142,8 @@ class DirectAppender:
                     raise
 
     def _leave_direct_io(self) -> bool:
-        """The file system took `O_DIRECT` at open but refuses its writes: write through the
-        page cache from now on (the final fsync then writes it all). False if it was off."""
+        """The file system took `O_DIRECT` at open but refuses its reads or writes: go through
+        the page cache from now on (the final fsync then writes it all). False if it was off."""
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
         direct = getattr(os, "O_DIRECT", 0)
         if not flags & direct:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.exports import appender as appender_module
 from ehiconnect.exports.appender import (
     ALIGN,
     BUFFER,
@@ -66,9 +65,7 @@ def test_the_disk_s_way_is_taken_where_the_file_system_allows_it(path: Path) -> 
 
 
 @DIRECT
-def test_after_each_sync_the_file_holds_exactly_what_was_appended(
-    path: Path, direct: bool
-) -> None:
+def test_after_each_sync_the_file_holds_exactly_what_was_appended(path: Path, direct: bool) -> None:
     expected = b""
     with _appending(path, 0, direct) as out:
         for size in SIZES:
@@ -121,12 +118,33 @@ def test_a_file_system_refusing_direct_writes_gets_them_through_the_page_cache(
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(appender_module.os, "pwrite", refuse_direct)
+    monkeypatch.setattr(os, "pwrite", refuse_direct)
     data = os.urandom(BUFFER + ALIGN + 17)
     with _appending(path, 0, direct=True) as out:
         out.append(data)
         out.sync()
     assert path.read_bytes() == data
+
+
+def test_a_file_system_refusing_direct_reads_resumes_through_the_page_cache(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _direct_io_works(path):
+        pytest.skip("this file system refuses O_DIRECT")
+    real_preadv = os.preadv
+
+    def refuse_direct(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", refuse_direct)
+    before = os.urandom(ALIGN + 10)
+    path.write_bytes(before)
+    with _appending(path, len(before), direct=True) as out:
+        out.append(b"the rest")
+        out.sync()
+    assert path.read_bytes() == before + b"the rest"
 
 
 def test_another_write_error_is_raised(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +154,7 @@ def test_another_write_error_is_raised(path: Path, monkeypatch: pytest.MonkeyPat
     def disk_full(fd: int, data: memoryview, offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(appender_module.os, "pwrite", disk_full)
+    monkeypatch.setattr(os, "pwrite", disk_full)
     with _appending(path, 0, direct=True) as out:
         out.append(b"x")
         with pytest.raises(OSError, match="No space"):
