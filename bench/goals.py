@@ -4,8 +4,9 @@ Runs the benchmarks one after another (never two at once: on two cores they woul
 other), each with `--json`, and prints one table:
 
 - bench/export.py: the hugo export against a plain download of the same attachment bytes (three
-  exports, each beside its own download; the pair of median ratio), the worker's peak RSS, and the crawls of amy (harbor) and beth (cedar) at 50 ms per request against
-  a sequential crawl of the same requests and against their critical path;
+  exports, each beside its own download; the pair of median ratio), the worker's peak RSS, and the
+  crawls of amy (harbor) and beth (cedar) at 50 ms per request against a sequential crawl of the
+  same requests and against their critical path;
 - bench/webhooks.py twice: a live flow offered above the goal's rate (`--rate`, default 1,200/s),
   and flat out (the emitter must outrun the workers);
 - bench/ingest.py: the FHIR store's first load and Parquet against an orjson parse of the file;
