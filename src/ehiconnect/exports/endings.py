@@ -12,14 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.db.database import Database
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.exports import staging, telemetry
 from ehiconnect.exports.audit_trail import record_task_action
-from ehiconnect.exports.models import ExportAttachment, ExportTask
+from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.package import PackagedFile, discard_partial
 from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.exports.staged_db import DatabaseStagedExport
@@ -217,14 +217,7 @@ async def discard_staging(database: Database, blobs: BlobStore, task_id: str) ->
     """Delete a task's staging rows, staged attachment blobs and partial file (idempotent)."""
     await discard_partial(DatabaseStagedExport(database, task_id), blobs, task_id)
     async with database.transaction() as session:
-        keys = list(
-            await session.scalars(
-                select(ExportAttachment.blob_key).where(
-                    ExportAttachment.task_id == task_id, ExportAttachment.blob_key.is_not(None)
-                )
-            )
-        )
         await staging.clear_staging(session, task_id)
-    for key in keys:
-        if key:
-            await blobs.delete(key)
+    # The folder, not the recorded keys: a writer killed mid-blob left a temporary file (PHI)
+    # or an unfinished upload there that no row names.
+    await blobs.delete_folder(staging.staging_folder(task_id))

@@ -246,12 +246,17 @@ async def package_export(
     )
 
 
+def export_folder(task_id: str) -> str:
+    """The blob-store folder of a task's files: the export file and the error report."""
+    return f"exports/{task_id}"
+
+
 def export_file_key(task_id: str, file_id: str) -> str:
-    return f"exports/{task_id}/{file_id}"
+    return f"{export_folder(task_id)}/{file_id}"
 
 
 def error_report_key(task_id: str) -> str:
-    return f"exports/{task_id}/errors.ndjson"
+    return f"{export_folder(task_id)}/errors.ndjson"
 
 
 def _local_work_path(task_id: str) -> Path:

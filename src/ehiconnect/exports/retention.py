@@ -7,6 +7,7 @@ from sqlalchemy import select
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.audit_trail import record_task_action
 from ehiconnect.exports.models import ExportTask
+from ehiconnect.exports.package import export_folder
 from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.vocabulary import ExportStatus
 
@@ -28,6 +29,7 @@ async def purge_expired_exports(ports: ExportPorts, *, limit: int = 200) -> int:
             for key in (task.file_key, task.error_key):
                 if key:
                     await ports.blobs.delete(key)
+            await ports.blobs.delete_folder(export_folder(task.task_id))  # and its folder
             task.status = ExportStatus.EXPIRED
             await record_task_action(session, ports.clock, task, "export.expired")
     for task in tasks:

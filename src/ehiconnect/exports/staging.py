@@ -349,7 +349,7 @@ class ExportStaging:
     async def stage_attachment(
         self, binary_id: str, *, source_url: str, content_type: str, chunks: Sequence[bytes]
     ) -> int:
-        key = f"staging/{self._task_id}/{binary_id}"
+        key = f"{staging_folder(self._task_id)}/{binary_id}"
         async with self._blobs.open_writer(key) as writer:
             for chunk in chunks:
                 await writer.write(chunk)
@@ -379,3 +379,8 @@ class ExportStaging:
                 "done": False,
             }
         )
+
+
+def staging_folder(task_id: str) -> str:
+    """The blob-store folder of a task's staged attachment bodies."""
+    return f"staging/{task_id}"

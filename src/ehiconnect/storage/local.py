@@ -21,6 +21,7 @@ import functools
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -251,6 +252,9 @@ class LocalBlobStore:
         path = self.path_for(key)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
+    async def delete_folder(self, prefix: str) -> None:
+        await asyncio.to_thread(_remove_folder, self.path_for(prefix))
+
     async def presigned_url(self, key: str, expires_in: float) -> str | None:
         self.path_for(key)
         return None
@@ -303,6 +307,13 @@ def _commit(file: BinaryIO, *, temp: Path, target: Path) -> None:
     file.close()
     os.replace(temp, target)
     _fsync_directory(target.parent)
+
+
+def _remove_folder(folder: Path) -> None:
+    """The folder and everything in it (symlinks removed, never followed); nothing if it is not
+    a folder."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        shutil.rmtree(folder)
 
 
 def _move_in(source: Path, target: Path, sha256: str | None) -> tuple[int, str]:

@@ -66,6 +66,11 @@ class MemoryBlobStore:
         validate_key(key)
         self.objects.pop(key, None)
 
+    async def delete_folder(self, prefix: str) -> None:
+        folder = validate_key(prefix) + "/"
+        for key in [key for key in self.objects if key.startswith(folder)]:
+            del self.objects[key]
+
     async def presigned_url(self, key: str, expires_in: float) -> str | None:
         validate_key(key)
         return None

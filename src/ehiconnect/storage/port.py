@@ -96,6 +96,12 @@ class BlobStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def delete_folder(self, prefix: str) -> None:
+        """Delete every object whose key starts with `prefix` + "/", and what an interrupted
+        writer left there (a local store's temporary files, an S3 store's unfinished multipart
+        uploads); nothing when there is none. `prefix` is a key naming a folder."""
+        ...
+
     async def presigned_url(self, key: str, expires_in: float) -> str | None: ...
 
     def staging_path(self, key: str) -> Path | None:

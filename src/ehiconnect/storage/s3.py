@@ -42,7 +42,7 @@ from ehiconnect.storage.port import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 MIN_PART_SIZE = 8 * 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
@@ -264,6 +264,28 @@ class S3BlobStore:
             await _call(
                 key, self._client.delete_object, Bucket=self.bucket, Key=self._object_key(key)
             )
+
+    async def delete_folder(self, prefix: str) -> None:
+        await _call(prefix, self._delete_under, self._object_key(prefix) + "/")
+
+    def _delete_under(self, folder: str) -> None:
+        """Blocking: every object under `folder` deleted, a page of keys per request, then every
+        unfinished multipart upload under it aborted (its parts are stored, and billed)."""
+        objects = self._client.get_paginator("list_objects_v2")
+        for page in objects.paginate(Bucket=self.bucket, Prefix=folder):
+            keys: list[ObjectIdentifierTypeDef] = [
+                {"Key": item["Key"]} for item in page.get("Contents", [])
+            ]
+            if keys:
+                self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+        uploads = self._client.get_paginator("list_multipart_uploads")
+        for listing in uploads.paginate(Bucket=self.bucket, Prefix=folder):
+            for upload in listing.get("Uploads", []):
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
 
     def staging_path(self, key: str) -> Path | None:
         self._object_key(key)

@@ -164,6 +164,22 @@ async def test_the_export_command_starts_and_reports_an_export(
     assert finished["stats"]["total_resources"] == len(expected("summit", "tess")[0])
 
 
+async def test_what_a_killed_writer_left_in_staging_goes_when_the_export_ends(
+    platform: Platform, runtime: Runtime
+) -> None:
+    connection_id = platform.connect("harbor", "tina")["org_connection_id"]
+    task_id = start(platform, connection_id)
+    folder = runtime.settings.data_dir / "exports" / "staging" / task_id
+    folder.mkdir(parents=True)
+    # A worker killed while writing a staged attachment leaves its temporary file, named by no
+    # row of the task's staging: deleting the recorded keys alone left it, PHI, for ever.
+    leftover = folder / ".Binary-x.0123456789abcdef.tmp"
+    leftover.write_bytes(b"the first half of an attachment")
+    await drain(runtime)
+    assert status(platform, task_id)["status"] == "success"
+    assert not folder.exists()
+
+
 async def test_retention_deletes_the_file_and_a_new_request_crawls_afresh(
     platform: Platform, runtime: Runtime, database_url: str
 ) -> None:
@@ -184,5 +200,6 @@ async def test_retention_deletes_the_file_and_a_new_request_crawls_afresh(
     assert gone.json()["error"] == "gone"
     assert status(platform, first)["status"] == "expired"
     assert not list((runtime.settings.data_dir / "exports").rglob("*.jsonl"))
+    assert not (runtime.settings.data_dir / "exports" / "exports" / first).exists()  # its folder
     second = start(platform, connection_id)
     assert second != first

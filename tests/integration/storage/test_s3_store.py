@@ -126,3 +126,29 @@ async def test_wrong_credentials_are_refused(s3_server: S3Server) -> None:
         async with store.open_writer("denied") as writer:
             await writer.write(b"x")
     assert not (s3_server.root / BUCKET / "denied").exists()
+
+
+async def test_deleting_a_folder_removes_its_objects_and_unfinished_uploads(
+    s3_server: S3Server,
+) -> None:
+    store = s3_server.store(prefix="tenant-a/")
+    for key in ("staging/t1/a", "staging/t1/b", "staging/t10/c"):
+        async with store.open_writer(key) as writer:
+            await writer.write(b"x")
+    # What a worker killed mid-upload leaves: an upload begun, a part stored, never completed.
+    client = store._client
+    started = client.create_multipart_upload(Bucket=BUCKET, Key="tenant-a/staging/t1/big")
+    client.upload_part(
+        Bucket=BUCKET,
+        Key="tenant-a/staging/t1/big",
+        UploadId=started["UploadId"],
+        PartNumber=1,
+        Body=os.urandom(5 * MIB),
+    )
+    await store.delete_folder("staging/t1")
+    assert await store.stat("staging/t1/a") is None
+    assert await store.stat("staging/t1/b") is None
+    assert await store.stat("staging/t10/c") is not None
+    uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix="tenant-a/staging/t1/")
+    assert uploads.get("Uploads", []) == []
+    await store.delete_folder("staging/t1")  # nothing left: fine

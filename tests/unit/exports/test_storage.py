@@ -131,6 +131,39 @@ async def test_delete_removes_the_object(store: BlobStore) -> None:
     assert await store.stat("d") is None
 
 
+async def test_deleting_a_folder_removes_what_is_under_it_and_nothing_else(
+    store: BlobStore,
+) -> None:
+    for key in ("staging/t1/a", "staging/t1/deep/b", "staging/t10/c", "staging/t1.d"):
+        await _put(store, key, b"x")
+    await store.delete_folder("staging/t1")
+    assert await store.stat("staging/t1/a") is None
+    assert await store.stat("staging/t1/deep/b") is None
+    assert await store.stat("staging/t10/c") is not None  # a name that only starts the same
+    assert await store.stat("staging/t1.d") is not None
+    await store.delete_folder("staging/t1")  # gone already: fine
+    await store.delete_folder("staging/t1.d")  # an object, not a folder: left alone
+    assert await store.stat("staging/t1.d") is not None
+    with pytest.raises(InvalidKey):
+        await store.delete_folder("../staging")
+
+
+async def test_a_local_folder_goes_with_what_killed_writers_left_and_links_are_not_followed(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path / "root")
+    await _put(store, "staging/t/a", b"x")
+    folder = tmp_path / "root" / "staging" / "t"
+    (folder / ".b.0123456789abcdef.tmp").write_bytes(b"half an attachment")  # no key names it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"not ours")
+    (folder / "link").symlink_to(outside, target_is_directory=True)
+    await store.delete_folder("staging/t")
+    assert not folder.exists()
+    assert (outside / "keep").read_bytes() == b"not ours"
+
+
 async def test_no_presigned_urls_for_local_or_memory(store: BlobStore) -> None:
     await _put(store, "p", b"abc")
     assert await store.presigned_url("p", expires_in=60) is None
