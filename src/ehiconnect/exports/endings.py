@@ -216,8 +216,9 @@ async def count_failure(database: Database, task_id: str) -> int:
 async def discard_staging(database: Database, blobs: BlobStore, task_id: str) -> None:
     """Delete a task's staging rows, staged attachment blobs and partial file (idempotent)."""
     await discard_partial(DatabaseStagedExport(database, task_id), blobs, task_id)
+    # The folder, not the recorded keys: a writer killed mid-blob left a temporary file (PHI)
+    # or an unfinished upload there that no row names. Before the rows: if it fails, the rows
+    # left make the reconciliation pass try again.
+    await blobs.delete_folder(staging.staging_folder(task_id))
     async with database.transaction() as session:
         await staging.clear_staging(session, task_id)
-    # The folder, not the recorded keys: a writer killed mid-blob left a temporary file (PHI)
-    # or an unfinished upload there that no row names.
-    await blobs.delete_folder(staging.staging_folder(task_id))
