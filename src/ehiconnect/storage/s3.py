@@ -276,9 +276,17 @@ class S3BlobStore:
             keys: list[ObjectIdentifierTypeDef] = [
                 {"Key": item["Key"]} for item in page.get("Contents", [])
             ]
-            if keys:
-                self._client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+            if not keys:
+                continue
+            answer = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+            )
+            if failed := answer.get("Errors"):  # a multi-delete answers 200 with these
+                first = failed[0]
+                raise StorageError(
+                    f"S3 did not delete {len(failed)} objects under {folder!r} (the first, "
+                    f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}); check "
+                    "that the credentials may delete objects (s3:DeleteObject) and try again"
                 )
         uploads = self._client.get_paginator("list_multipart_uploads")
         for listing in uploads.paginate(Bucket=self.bucket, Prefix=folder):

@@ -152,3 +152,18 @@ async def test_deleting_a_folder_removes_its_objects_and_unfinished_uploads(
     uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix="tenant-a/staging/t1/")
     assert uploads.get("Uploads", []) == []
     await store.delete_folder("staging/t1")  # nothing left: fine
+
+
+async def test_objects_a_multi_delete_could_not_delete_are_an_error(s3_server: S3Server) -> None:
+    store = s3_server.store(prefix="tenant-a/")
+    async with store.open_writer("staging/t2/a") as writer:
+        await writer.write(b"x")
+
+    def refuse(parsed: dict[str, Any], **_: Any) -> None:  # S3 answers 200 with per-key errors
+        parsed["Errors"] = [
+            {"Key": "tenant-a/staging/t2/a", "Code": "AccessDenied", "Message": "Access Denied"}
+        ]
+
+    store._client.meta.events.register("after-call.s3.DeleteObjects", refuse)
+    with pytest.raises(StorageError, match=r"did not delete 1 objects.*AccessDenied"):
+        await store.delete_folder("staging/t2")
