@@ -7,8 +7,9 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,18 @@ def _direct_io_works(path: Path) -> bool:
     return True
 
 
+def _refusing_direct_io(real: Callable[..., int]) -> Callable[..., int]:
+    """`real`, failing with EINVAL while the file is open with O_DIRECT: a file system that
+    takes the flag at open and refuses the reads or writes."""
+
+    def call(fd: int, *args: Any) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, *args)
+
+    return call
+
+
 @contextlib.contextmanager
 def _appending(path: Path, offset: int, direct: bool) -> Iterator[Appender]:
     out = open_appender(path, offset, direct=direct)
@@ -55,12 +68,18 @@ def path(tmp_path: Path) -> Path:
     return file
 
 
-def test_the_disk_s_way_is_taken_where_the_file_system_allows_it(path: Path) -> None:
+@pytest.fixture
+def direct_io_path(path: Path) -> Path:
+    """`path`, on a file system that takes O_DIRECT (the test is skipped elsewhere)."""
     if not _direct_io_works(path):
         pytest.skip("this file system refuses O_DIRECT")
-    with _appending(path, 0, direct=True) as out:
+    return path
+
+
+def test_the_disk_s_way_is_taken_where_the_file_system_allows_it(direct_io_path: Path) -> None:
+    with _appending(direct_io_path, 0, direct=True) as out:
         assert isinstance(out, DirectAppender)
-    with _appending(path, 0, direct=False) as out:
+    with _appending(direct_io_path, 0, direct=False) as out:
         assert isinstance(out, PageCacheAppender)
 
 
@@ -107,55 +126,37 @@ def test_a_resumed_file_keeps_what_is_before_the_offset_and_nothing_after(
 
 
 def test_a_file_system_refusing_direct_writes_gets_them_through_the_page_cache(
-    path: Path, monkeypatch: pytest.MonkeyPatch
+    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not _direct_io_works(path):
-        pytest.skip("this file system refuses O_DIRECT")
-    real_pwrite = os.pwrite
-
-    def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", refuse_direct)
+    monkeypatch.setattr(os, "pwrite", _refusing_direct_io(os.pwrite))
     data = os.urandom(BUFFER + ALIGN + 17)
-    with _appending(path, 0, direct=True) as out:
+    with _appending(direct_io_path, 0, direct=True) as out:
         out.append(data)
         out.sync()
-    assert path.read_bytes() == data
+    assert direct_io_path.read_bytes() == data
 
 
 def test_a_file_system_refusing_direct_reads_resumes_through_the_page_cache(
-    path: Path, monkeypatch: pytest.MonkeyPatch
+    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not _direct_io_works(path):
-        pytest.skip("this file system refuses O_DIRECT")
-    real_preadv = os.preadv
-
-    def refuse_direct(fd: int, buffers: list[memoryview], offset: int) -> int:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_preadv(fd, buffers, offset)
-
-    monkeypatch.setattr(os, "preadv", refuse_direct)
+    monkeypatch.setattr(os, "preadv", _refusing_direct_io(os.preadv))
     before = os.urandom(ALIGN + 10)
-    path.write_bytes(before)
-    with _appending(path, len(before), direct=True) as out:
+    direct_io_path.write_bytes(before)
+    with _appending(direct_io_path, len(before), direct=True) as out:
         out.append(b"the rest")
         out.sync()
-    assert path.read_bytes() == before + b"the rest"
+    assert direct_io_path.read_bytes() == before + b"the rest"
 
 
-def test_another_write_error_is_raised(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not _direct_io_works(path):
-        pytest.skip("this file system refuses O_DIRECT")
+def test_another_write_error_is_raised(
+    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     def disk_full(fd: int, data: memoryview, offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "pwrite", disk_full)
-    with _appending(path, 0, direct=True) as out:
+    with _appending(direct_io_path, 0, direct=True) as out:
         out.append(b"x")
         with pytest.raises(OSError, match="No space"):
             out.sync()
