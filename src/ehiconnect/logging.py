@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -121,8 +121,26 @@ class ConsoleFormatter(logging.Formatter):
         return redact_text(text)
 
 
+class CurrentStderrHandler(logging.StreamHandler[TextIO]):
+    """Writes each record to `sys.stderr` as it is when the record is written. A handler bound
+    to the stream object at start keeps writing to it once it was replaced and closed (a CLI
+    command run in-process by a test runner, whose captured stream is closed afterwards): each
+    later record, from a server thread still running, then fails with a logging error."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is always the current `sys.stderr`."""
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderrHandler()
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from ehiconnect.logging import JsonFormatter, RedactingFilter, redact_text
+from ehiconnect.logging import JsonFormatter, RedactingFilter, configure_logging, redact_text
 
 SECRETS = [
     "private_test_AbC123-_xyz",
@@ -70,3 +70,26 @@ def test_filter_redacts_message_args_and_extra_fields() -> None:
 def test_harmless_text_is_left_alone() -> None:
     text = "exported 512 resources for connection 3f1c in 2.5 s"
     assert redact_text(text) == text
+
+
+def test_records_go_to_the_current_stderr_even_after_the_first_one_was_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CLI command run in-process (a test runner's CliRunner) configures logging while stderr
+    is a captured stream that is closed afterwards; later records (a server thread's) must go to
+    the stderr of their time, not fail on the closed one."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    first, later = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr("sys.stderr", first)
+        configure_logging("INFO")
+        logging.getLogger("ehiconnect.test").info("while the command ran")
+        first.close()
+        monkeypatch.setattr("sys.stderr", later)
+        logging.getLogger("ehiconnect.test").info("from a server thread, afterwards")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    [line] = later.getvalue().splitlines()  # the record itself, not a logging error report
+    assert "from a server thread, afterwards" in line
