@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
+import logging
 import mmap
 import os
 from pathlib import Path
@@ -35,6 +37,15 @@ from ehiconnect.exports.writeback import StreamedWriteback
 ALIGN = 4096  # a multiple of every block size in use (512 and 4096)
 BUFFER = 2 << 20  # one write to the disk; a multiple of ALIGN
 _FLUSH_EVERY = 16 << 20  # PageCacheAppender: how often written bytes are handed to the kernel
+_O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0 where it does not exist (not Linux)
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _through_the_page_cache(reason: str) -> None:
+    """Tell the operator once per process and reason: packaging then costs more CPU."""
+    log.info("export files are written through the page cache", extra={"reason": reason})
 
 
 class Appender(Protocol):
@@ -51,13 +62,13 @@ class Appender(Protocol):
 
 def open_appender(path: Path, offset: int, *, direct: bool = True) -> Appender:
     """Append to `path` from `offset` (its length: a new file is 0), the disk's way if it can."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if direct and flag:
+    if direct and _O_DIRECT:
         try:
-            fd = os.open(path, os.O_RDWR | flag)
+            fd = os.open(path, os.O_RDWR | _O_DIRECT)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
+            _through_the_page_cache("the file system refuses O_DIRECT")
         else:
             try:
                 return DirectAppender(fd, offset)
@@ -136,19 +147,23 @@ class DirectAppender:
         done = 0
         while done < len(blocks):
             try:
-                done += os.pwrite(self._fd, blocks[done:], offset + done)
+                written = os.pwrite(self._fd, blocks[done:], offset + done)
             except OSError as exc:
                 if exc.errno != errno.EINVAL or not self._leave_direct_io():
                     raise
+                continue
+            if not written:
+                raise OSError(errno.EIO, f"the disk took none of {len(blocks) - done} bytes")
+            done += written
 
     def _leave_direct_io(self) -> bool:
         """The file system took `O_DIRECT` at open but refuses its reads or writes: go through
         the page cache from now on (the final fsync then writes it all). False if it was off."""
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-        direct = getattr(os, "O_DIRECT", 0)
-        if not flags & direct:
+        if not flags & _O_DIRECT:
             return False
-        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~direct)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+        _through_the_page_cache("the file system refuses O_DIRECT reads or writes")
         return True
 
 

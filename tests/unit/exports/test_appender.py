@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ehiconnect.exports import appender as appender_module
 from ehiconnect.exports.appender import (
     ALIGN,
     BUFFER,
@@ -125,38 +127,47 @@ def test_a_resumed_file_keeps_what_is_before_the_offset_and_nothing_after(
     assert path.read_bytes() == before + b"the rest"
 
 
-def test_a_file_system_refusing_direct_writes_gets_them_through_the_page_cache(
-    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("refused", ["pwrite", "preadv"], ids=["writes", "reads"])
+def test_a_file_system_refusing_direct_io_gets_it_through_the_page_cache(
+    direct_io_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refused: str,
 ) -> None:
-    monkeypatch.setattr(os, "pwrite", _refusing_direct_io(os.pwrite))
-    data = os.urandom(BUFFER + ALIGN + 17)
-    with _appending(direct_io_path, 0, direct=True) as out:
+    """Resumed mid-block (a read) and then written past a whole buffer (writes): whichever the
+    file system refuses, the rest goes through the page cache, and the operator is told."""
+    monkeypatch.setattr(os, refused, _refusing_direct_io(getattr(os, refused)))
+    appender_module._through_the_page_cache.cache_clear()
+    before, data = os.urandom(ALIGN + 10), os.urandom(BUFFER + ALIGN + 17)
+    direct_io_path.write_bytes(before)
+    with caplog.at_level(logging.INFO), _appending(direct_io_path, len(before), True) as out:
         out.append(data)
         out.sync()
-    assert direct_io_path.read_bytes() == data
+    assert direct_io_path.read_bytes() == before + data
+    assert "export files are written through the page cache" in caplog.messages
 
 
-def test_a_file_system_refusing_direct_reads_resumes_through_the_page_cache(
-    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
+def _disk_full(fd: int, data: memoryview, offset: int) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _takes_nothing(fd: int, data: memoryview, offset: int) -> int:
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("pwrite", "error"),
+    [(_disk_full, "No space"), (_takes_nothing, "took none")],
+    ids=["disk full", "nothing written"],
+)
+def test_another_write_failure_is_raised(
+    direct_io_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pwrite: Callable[[int, memoryview, int], int],
+    error: str,
 ) -> None:
-    monkeypatch.setattr(os, "preadv", _refusing_direct_io(os.preadv))
-    before = os.urandom(ALIGN + 10)
-    direct_io_path.write_bytes(before)
-    with _appending(direct_io_path, len(before), direct=True) as out:
-        out.append(b"the rest")
-        out.sync()
-    assert direct_io_path.read_bytes() == before + b"the rest"
-
-
-def test_another_write_error_is_raised(
-    direct_io_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-
-    def disk_full(fd: int, data: memoryview, offset: int) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "pwrite", disk_full)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     with _appending(direct_io_path, 0, direct=True) as out:
         out.append(b"x")
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(OSError, match=error):
             out.sync()
