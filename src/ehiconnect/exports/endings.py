@@ -9,6 +9,7 @@ follows the commit — telemetry, discarding the staging area — is idempotent.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,14 @@ from ehiconnect.exports.package import PackagedFile, discard_partial
 from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.exports.staged_db import DatabaseStagedExport
 from ehiconnect.ids import as_api_mode
-from ehiconnect.storage.port import BlobStore
+from ehiconnect.storage.port import BlobStore, StorageError
 from ehiconnect.vocabulary import EventType, ExportFailureReason, ExportPhase, ExportStatus
 from ehiconnect.webhooks.outbox import emit
 from ehiconnect.webhooks.payloads import payload_of
 
 MISSING = "missing"  # what a run reports for a task that no longer exists
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ async def _announce_end(
 
 async def _after_end(ports: ExportPorts, task: ExportTask, platform_type: str) -> None:
     telemetry.export_ended(task, platform_type)
-    await discard_staging(ports.database, ports.blobs, task.task_id)
+    await discard_ended_staging(ports.database, ports.blobs, task.task_id)
 
 
 async def count_failure(database: Database, task_id: str) -> int:
@@ -213,7 +216,21 @@ async def count_failure(database: Database, task_id: str) -> int:
     return int(failures or 0)
 
 
-async def discard_staging(database: Database, blobs: BlobStore, task_id: str) -> None:
+async def discard_ended_staging(database: Database, blobs: BlobStore, task_id: str) -> bool:
+    """`_discard_staging` for a task that has ended: a storage failure is logged, not raised (the
+    task's end stands; its rows stay, and the reconciliation pass tries again). Whether it went."""
+    try:
+        await _discard_staging(database, blobs, task_id)
+    except (StorageError, OSError) as exc:
+        log.warning(
+            "an ended export's staging could not be deleted; the reconciliation pass tries again",
+            extra={"task_id": task_id, "error": str(exc)},
+        )
+        return False
+    return True
+
+
+async def _discard_staging(database: Database, blobs: BlobStore, task_id: str) -> None:
     """Delete a task's staging rows, staged attachment blobs and partial file (idempotent)."""
     await discard_partial(DatabaseStagedExport(database, task_id), blobs, task_id)
     # The folder, not the recorded keys: a writer killed mid-blob left a temporary file (PHI)

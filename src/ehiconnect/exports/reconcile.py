@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from ehiconnect.exports import telemetry
 from ehiconnect.exports.audit_trail import record_task_action
-from ehiconnect.exports.endings import discard_staging, fail_task
+from ehiconnect.exports.endings import discard_ended_staging, fail_task
 from ehiconnect.exports.models import ExportTask
 from ehiconnect.exports.ports import ExportPorts
 from ehiconnect.exports.reconcile_plan import JobState, PendingTask, Verdict, judge
@@ -149,6 +149,7 @@ async def _clear_ended_staging(ports: ExportPorts, now: dt.datetime, limit: int)
                 {"since": since, "limit": limit, "pending": ExportStatus.PENDING},
             )
         )
-    for task_id in ended:
-        await discard_staging(ports.database, ports.blobs, task_id)
-    return len(ended)
+    cleared = 0
+    for task_id in ended:  # one that fails is logged and tried again at the next pass
+        cleared += await discard_ended_staging(ports.database, ports.blobs, task_id)
+    return cleared

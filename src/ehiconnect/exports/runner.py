@@ -31,7 +31,7 @@ from ehiconnect.exports.endings import (
     ErrorReport,
     complete_task,
     count_failure,
-    discard_staging,
+    discard_ended_staging,
     end_as_failed,
 )
 from ehiconnect.exports.models import ExportTask
@@ -249,7 +249,7 @@ async def _publish(
 async def _settle(ports: ExportPorts, task_id: str, exc: Exception) -> str:
     """The task's state after a run stopped by `exc`; re-raises what the job should retry."""
     if isinstance(exc, Cancelled):
-        await discard_staging(ports.database, ports.blobs, task_id)
+        await discard_ended_staging(ports.database, ports.blobs, task_id)
         return ExportStatus.CANCELLED
     if isinstance(exc, ReconsentRequired):
         return await end_as_failed(

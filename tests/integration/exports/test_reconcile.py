@@ -7,11 +7,14 @@ forever, a new export request for the connection returned it again, and its stag
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import psycopg
+import pytest
 
 from ehiconnect.exports.reconcile import reconcile_exports
 from ehiconnect.runtime import Runtime
+from ehiconnect.storage.port import StorageError
 from tests.integration.consent.conftest import Platform
 from tests.integration.exports.support import drain, start, status
 from tests.integration.exports.test_faults import _complete
@@ -152,3 +155,36 @@ async def test_staging_left_by_an_ended_task_is_removed(
         (0,)
     ]
     assert status(platform, task_id)["status"] == "success"
+
+
+async def test_storage_failing_after_a_success_leaves_it_a_success_and_the_next_pass_cleans_up(
+    platform: Platform,
+    runtime: Runtime,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection_id = platform.connect("harbor", "amy")["org_connection_id"]
+    task_id = start(platform, connection_id)
+    folder = runtime.settings.data_dir / "exports" / "staging" / task_id
+
+    async def unreachable(prefix: str) -> None:
+        raise StorageError(f"could not reach S3 for {prefix!r}; check the endpoint URL")
+
+    monkeypatch.setattr(runtime.exports.blobs, "delete_folder", unreachable)
+    with caplog.at_level(logging.WARNING):
+        await drain(runtime)
+    assert status(platform, task_id)["status"] == "success"
+    # The run that published it is not counted as failed, and its job is not run again.
+    assert _sql(database_url, "SELECT failures FROM export_tasks WHERE task_id = %s", task_id) == [
+        (0,)
+    ]
+    assert any("staging could not be deleted" in message for message in caplog.messages)
+    assert folder.exists()  # kept, with the rows naming it, for the next pass
+    assert (await reconcile_exports(runtime.exports)).staging_cleared == 0  # still failing
+    monkeypatch.undo()
+    assert (await reconcile_exports(runtime.exports)).staging_cleared == 1
+    assert not folder.exists()
+    assert _sql(database_url, "SELECT count(*) FROM export_items WHERE task_id = %s", task_id) == [
+        (0,)
+    ]
