@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from ehiconnect.storage.port import BlobNotFound, InvalidKey, StorageError
 from ehiconnect.storage.s3 import S3BlobStore
@@ -167,3 +168,21 @@ async def test_objects_a_multi_delete_could_not_delete_are_an_error(s3_server: S
     store._client.meta.events.register("after-call.s3.DeleteObjects", refuse)
     with pytest.raises(StorageError, match=r"did not delete 1 objects.*AccessDenied"):
         await store.delete_folder("staging/t2")
+
+
+async def test_a_store_that_cannot_list_uploads_still_has_its_folder_deleted(
+    s3_server: S3Server,
+) -> None:
+    store = s3_server.store(prefix="tenant-a/")
+    async with store.open_writer("staging/t3/a") as writer:
+        await writer.write(b"x")
+
+    def not_implemented(**_: Any) -> None:  # as some S3-compatible stores answer
+        raise ClientError(
+            {"Error": {"Code": "NotImplemented", "Message": "not implemented"}},
+            "ListMultipartUploads",
+        )
+
+    store._client.meta.events.register("before-call.s3.ListMultipartUploads", not_implemented)
+    await store.delete_folder("staging/t3")
+    assert await store.stat("staging/t3/a") is None
