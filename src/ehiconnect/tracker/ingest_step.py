@@ -35,7 +35,6 @@ from ehiconnect.tracker.sinks.base import (
     Sink,
     SinkError,
     Statement,
-    SteppingSink,
     TemporarySinkError,
     TransactionalSink,
 )
@@ -229,9 +228,9 @@ async def ingest_file(
 ) -> int:
     """Write one file into one sink from its checkpoint on; the resources written now."""
     batching = sink.batching or Batching(
-        tracker.settings.ingest_batch_size, tracker.settings.ingest_batch_bytes
+        tracker.settings.ingest_batch_size, tracker.settings.ingest_batch_bytes, lines=True
     )
-    if batching.lines and not isinstance(sink, LineSink):  # e.g. a wrapper: it gets resources
+    if batching.lines and not isinstance(sink, LineSink):  # it takes resources, parsed for it
         batching = dataclasses.replace(batching, lines=False)
     done, finished = await _checkpoint(tracker, job_id, sink.name, key, batching.signature)
     if finished:
@@ -251,7 +250,8 @@ async def ingest_file(
             await together.write_prepared(prepared, batch_key=batch_key, also=also)
         else:
             await write(prepared, batch_key=batch_key)
-        written += count
+        # A sink parsing lines itself counts those that were not a resource (`malformed`).
+        written += count - int(getattr(prepared, "malformed", 0))
         done = before + count
         if together is None:
             await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
@@ -261,12 +261,10 @@ async def ingest_file(
 
 def _steps_of(sink: Sink) -> tuple[Callable[[Any], Any], Callable[..., Awaitable[None]]]:
     """(prepare, write) of a batch: a preparing sink's CPU work runs ahead (`PreparingSink`, or
-    `LineSink`, which parses the lines itself; a `SteppingSink`'s giving way as it goes, so the
+    `LineSink`, which parses the lines itself, the FHIR store's giving way as it goes so that the
     write before goes on meanwhile); another sink gets its batch as parsed."""
     if isinstance(sink, LineSink):
         return sink.prepare_lines, sink.write_prepared
-    if isinstance(sink, SteppingSink):
-        return sink.prepare_stepwise, sink.write_prepared
     if isinstance(sink, PreparingSink):
         return sink.prepare, sink.write_prepared
     return _as_parsed, sink.write_batch

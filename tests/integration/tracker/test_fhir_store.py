@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any
 
 import psycopg
@@ -168,3 +169,34 @@ async def test_a_batch_and_its_checkpoint_commit_together(tracker: TrackerRuntim
         assert saved is not None
         assert (saved.lines_done, saved.finished) == (99, True)
     assert await ingest_file(tracker, "job1", sink, 0, "f.ndjson") == 0  # finished: nothing more
+
+
+async def test_lines_that_are_not_a_resource_are_skipped_counted_and_logged(
+    tracker: TrackerRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store parses its batches' lines itself: a line that is not JSON, or not an object, is
+    skipped (logged with its batch and the count, never its content) and holds its position, so
+    every resource around it is stored and a resumed ingest counts the same lines."""
+    resources = patient_record(observations=5)  # 9 resources
+    lines = to_ndjson(resources).splitlines()
+    damaged = [*lines[:3], b'{"resourceType": "Observation", "id": "secret', *lines[3:6]]
+    damaged += [b"[1, 2]", b"", *lines[6:]]
+    async with tracker.blobs.open_writer("f.ndjson") as writer:
+        await writer.write(b"\n".join(damaged) + b"\n")
+    tracker.settings.ingest_batch_size = 4
+    sink = FhirStoreSink(tracker.database, tracker.clock)
+
+    with caplog.at_level(logging.WARNING, logger="ehiconnect.tracker"):
+        assert await ingest_file(tracker, "job1", sink, 0, "f.ndjson") == 9  # resources
+
+    assert await count(tracker, TrackerFhirResource) == 9
+    skipped = [r for r in caplog.records if r.getMessage() == "malformed NDJSON lines skipped"]
+    assert [(getattr(r, "batch", None), getattr(r, "count", None)) for r in skipped] == [
+        ("job1-0-000000000", 1),
+        ("job1-0-000000004", 1),
+    ]
+    assert all("secret" not in r.getMessage() for r in caplog.records)
+    async with tracker.database.transaction() as session:
+        saved = await session.get(TrackerIngestProgress, ("job1", "fhir_store", "f.ndjson"))
+        assert saved is not None
+        assert (saved.lines_done, saved.finished) == (11, True)  # non-blank lines

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ehiconnect.storage.memory import MemoryBlobStore
 from ehiconnect.tracker.ingest_batches import batches
-from ehiconnect.tracker.sinks.base import Batching, PreparingSink, SteppingSink
+from ehiconnect.tracker.sinks.base import Batching, LineSink, PreparingSink
 from ehiconnect.tracker.sinks.fhir_store import FhirStoreSink
 from ehiconnect.tracker.sinks.fields import codes_of, content_sha256, date_of, patient_of
 from ehiconnect.tracker.sinks.parquet import SCHEMA, ParquetSink
@@ -113,7 +113,7 @@ def test_the_fhir_store_prepares_each_resource_once_by_type_and_id() -> None:
     amended = observation(1, status="amended")
     nul = {"resourceType": "Patient", "id": "p\u00002", "name": [{"text": "a\u0000b"}]}
 
-    prepared = sink.prepare([*record(), amended, nul])
+    prepared = sink.prepare([*record(), amended, nul]).rows
 
     assert list(prepared) == [
         ("Patient", "p1"),
@@ -157,7 +157,7 @@ def test_the_fhir_store_prepares_rows_whose_values_repeat_other_fields() -> None
         {"resourceType": "Patient", "id": "Observation"},
         {"resourceType": "Basic", "id": "b1", "subject": {"reference": "Patient/Patient"}},
     ]
-    prepared = sink.prepare(odd)
+    prepared = sink.prepare(odd).rows
     fields = [copy_fields(*row[1:]) for row in prepared.values()]
     assert [f[:2] + f[3:5] for f in fields] == [
         ["Observation", "o1", None, ["Patient", "|Patient"]],
@@ -191,12 +191,16 @@ def copy_fields(head: bytes, tail: bytes) -> list[Any]:
     return [*decoded[:4], decoded[4:-1], decoded[-1], orjson.loads(body[1:])]
 
 
-async def test_the_fhir_store_prepares_stepwise_what_it_prepares_at_once() -> None:
-    """The stepwise prepare gives the event loop turns (the write before goes on meanwhile) and
-    answers the same rows, a resource repeated in a later slice included (its last copy wins)."""
+async def test_the_fhir_store_prepares_lines_stepwise_as_it_prepares_resources() -> None:
+    """The FHIR store parses its batches' lines itself, giving the event loop turns as it goes
+    (the write before goes on meanwhile), with the rows `prepare` makes of the parsed lines, a
+    resource repeated in a later slice included (its last copy wins); a line that is not a JSON
+    object is skipped and counted."""
     sink = FhirStoreSink(database=None, clock=None)  # type: ignore[arg-type]  # prepare is pure
-    assert isinstance(sink, SteppingSink)
+    assert isinstance(sink, LineSink)
     resources = [observation(n % 150, status=f"s{n}") for n in range(200)]
+    lines = [orjson.dumps(resource) for resource in resources]
+    lines[10:10] = [b"{oops", b"[1, 2]", b'"nothing"']
     turns = 0
 
     async def other_work() -> None:
@@ -207,10 +211,11 @@ async def test_the_fhir_store_prepares_stepwise_what_it_prepares_at_once() -> No
 
     other = asyncio.create_task(other_work())
     await asyncio.sleep(0)
-    stepwise = await sink.prepare_stepwise(resources)
+    stepwise = await sink.prepare_lines(lines)
     other.cancel()
 
-    assert stepwise == sink.prepare(resources)
-    assert len(stepwise) == 150
-    assert stepwise[("Observation", "o0")].sha == content_sha256(resources[150])
+    assert stepwise.rows == sink.prepare(resources).rows
+    assert stepwise.malformed == 3
+    assert len(stepwise.rows) == 150
+    assert stepwise.rows[("Observation", "o0")].sha == content_sha256(resources[150])
     assert turns >= 3  # a turn after each slice, not one after the whole batch

@@ -76,24 +76,16 @@ class PreparingSink(Sink, Protocol):
 
 @runtime_checkable
 class LineSink(Sink, Protocol):
-    """A sink that parses NDJSON itself (its `batching.lines` is set): ingest calls
-    `prepare_lines` on the next batch of lines (bytes without the newline, blank lines left out)
-    while `write_prepared` writes this one. `write_batch(resources)` must equal
+    """A sink that parses NDJSON itself (its `batching.lines` is set, or it takes the tracker's
+    default batching, which is then lines): ingest calls `prepare_lines` on the next batch of
+    lines (bytes without the newline, blank lines left out) while `write_prepared` writes this
+    one; a coroutine function `prepare_lines` is awaited, and may give way to the event loop as
+    it goes so that the write goes on meanwhile. `write_batch(resources)` must equal
     `write_prepared(prepare_lines([orjson.dumps(r) for r in resources]))`."""
 
     def prepare_lines(self, lines: list[bytes]) -> Any: ...
 
     async def write_prepared(self, prepared: Any, *, batch_key: str) -> None: ...
-
-
-@runtime_checkable
-class SteppingSink(PreparingSink, Protocol):
-    """A preparing sink whose `prepare` can give way: `prepare_stepwise` returns what `prepare`
-    returns but lets the event loop run every few resources, so the write of the batch before
-    goes on meanwhile (its round trips answered, its data sent) and the destination works on it
-    while this batch is prepared, instead of waiting for the whole prepare."""
-
-    async def prepare_stepwise(self, resources: list[dict[str, Any]]) -> Any: ...
 
 
 @dataclass(frozen=True)
