@@ -241,7 +241,10 @@ async def ingest_file(
     if together is not None and not together.writes_to(tracker.database):
         together = None
     written = 0
+    unsaved = False  # the checkpoint of the batch before, to save before the next one is written
     async for before, count, prepared in batches(tracker.blobs, key, batching, done, prepare):
+        if unsaved:
+            await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
         batch_key = f"{job_id}-{number}-{before:09d}"
         if together is not None:
             values: dict[str, Any] = {"job_id": job_id, "sink": sink.name, "file_key": key}
@@ -253,8 +256,10 @@ async def ingest_file(
         # A sink parsing lines itself counts those that were not a resource (`malformed`).
         written += count - int(getattr(prepared, "malformed", 0))
         done = before + count
-        if together is None:
-            await _save_checkpoint(tracker, job_id, sink.name, key, done, False, batching.signature)
+        # Saved once the next batch is in hand, or as the file's last (finished): a file of one
+        # batch (Parquet's usual case) costs one save, not two. A crash before the save sends
+        # this batch again, which the sinks absorb, as they absorb the batch in flight.
+        unsaved = together is None
     await _save_checkpoint(tracker, job_id, sink.name, key, done, True, batching.signature)
     return written
 
