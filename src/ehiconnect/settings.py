@@ -262,6 +262,13 @@ class ExportSettings(BaseModel):
         default=1 << 30,
         description="Largest attachment taken from outside the endpoint's FHIR base",
     )
+    max_json_response_bytes: int = Field(
+        default=256 << 20,
+        ge=1 << 20,
+        description="Largest FHIR JSON response (a search page, a read, the CapabilityStatement) "
+        "taken from a health system, once decompressed; a larger one is an error for that "
+        "request (attachments are streamed and not bounded by this)",
+    )
     retention_check_cron: str = "*/10 * * * *"
     reconcile_cron: str = Field(
         default="* * * * * */15",

@@ -51,6 +51,12 @@ from ehiconnect.crawler.policy import AdaptiveConcurrency, ConcurrencyBounds, Re
 from ehiconnect.crawler.ports import AttachmentSink
 from ehiconnect.crawler.ports import FetchError as FetchError  # raised here; callers catch it
 from ehiconnect.errors import FatalError
+from ehiconnect.http.bounded_body import (
+    ACCEPT_ENCODING,
+    BodyTooLarge,
+    BodyUndecodable,
+    BoundedBody,
+)
 from ehiconnect.http.ssrf import (
     GuardedTransport,
     Resolver,
@@ -65,6 +71,8 @@ TokenSource = Callable[[str | None], Awaitable[str]]
 """`await token(rejected)`: a usable access token; `rejected` is one the server just refused."""
 
 MAX_TOKEN_RENEWALS = 3
+MAX_JSON_BYTES = 256 << 20  # exports.max_json_response_bytes
+ERROR_BODY_BYTES = 64 << 10  # read of a refusal's body, to keep its connection; past it, closed
 TOKEN_REUSE_SECONDS = 5.0
 
 OFF_BASE_REMEDY = (
@@ -81,6 +89,8 @@ class OutboundAccess:
     `allow_private`: test mode (the sandbox runs on loopback) or an endpoint the operator marked
     `allow_private_network`; cloud metadata addresses stay refused either way.
     `max_off_base_bytes`: the largest response taken from outside the base.
+    `max_json_bytes`: the largest FHIR JSON body taken from anywhere, once decompressed (it is
+    held in memory to be parsed); attachments are streamed and bounded otherwise.
     """
 
     allow_private: bool
@@ -88,6 +98,7 @@ class OutboundAccess:
     max_off_base_bytes: int
     resolver: Resolver = system_resolver
     transport: httpx.AsyncBaseTransport | None = None  # the connection layer; tests inject one
+    max_json_bytes: int = MAX_JSON_BYTES
 
 
 class DeadlineExceeded(FatalError):
@@ -333,7 +344,9 @@ class FhirSession:
         # behind the crawl's other work, and the next page waits for the last of them.
         async with self._attempts(
             target,
-            {"Accept": "application/fhir+json"},
+            # Only what `BoundedBody` inflates within its limit (httpx would add br or zstd
+            # when their packages are installed, and inflate each chunk whole).
+            {"Accept": "application/fhir+json", "Accept-Encoding": ACCEPT_ENCODING},
             accept=accept,
             extensions={BULK_BODY: True},
         ):
@@ -440,14 +453,28 @@ class FhirSession:
                         self.host, status, _seconds(retry_after), self.limiter.control.limit
                     )
                     if status == 200:
+                        body = b""
                         try:
-                            if not stream:
-                                await response.aread()
+                            if accept is not None and not stream:
+                                body = await _body_within(response, self._access.max_json_bytes)
                         except httpx.HTTPError as exc:
                             await response.aclose()
                             status, problem = None, f"the body broke off ({type(exc).__name__})"
+                        except BodyUndecodable as exc:
+                            await response.aclose()
+                            status, problem = None, str(exc)  # garbled: retried, as bad JSON is
+                        except BodyTooLarge:
+                            await response.aclose()
+                            raise FetchError(
+                                url,
+                                status,
+                                "the response is larger than the "
+                                f"{self._access.max_json_bytes:,}-byte limit for a FHIR JSON "
+                                "response; if the health system's pages or resources are this "
+                                "large, raise exports.max_json_response_bytes",
+                            ) from None
                         else:
-                            if stream or accept is None or accept(response.content):
+                            if stream or accept is None or accept(body):
                                 try:
                                     yield response
                                 finally:
@@ -458,7 +485,7 @@ class FhirSession:
                             status = None  # treated as transient: a retry usually fixes it
                     else:
                         problem = f"HTTP {status}"
-                        await response.aread()
+                        await _drain(response)
                         await response.aclose()
             if anonymous and status in (401, 403):
                 anonymous = False
@@ -487,6 +514,37 @@ class FhirSession:
                 },
             )
             await asyncio.sleep(decision.delay_seconds)
+
+
+async def _body_within(response: httpx.Response, limit: int) -> bytes:
+    """The body, decoded; `BodyTooLarge`, having read no more, once it passes `limit` bytes (or
+    declares it will, uncompressed), never holding more (`http.bounded_body`)."""
+    if response.is_stream_consumed:  # handed over whole, already decoded (a test's transport)
+        if len(response.content) > limit:
+            raise BodyTooLarge
+        return response.content
+    encoding = response.headers.get("content-encoding")
+    declared = response.headers.get("content-length", "")
+    if encoding in (None, "identity") and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = BoundedBody(encoding, limit)
+    async for chunk in response.aiter_raw():
+        body.feed(chunk)
+    return body.result()
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a refusal's body so that its connection can serve again, up to `ERROR_BODY_BYTES`:
+    a longer one is left unread (its connection is then closed, not kept), and one that breaks
+    off changes nothing (the status is what counts)."""
+    if response.is_stream_consumed:  # handed over whole (a test's transport)
+        return
+    with contextlib.suppress(httpx.HTTPError, TargetRefused):
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > ERROR_BODY_BYTES:
+                return
 
 
 def _seconds(retry_after: str | None) -> float | None:

@@ -188,6 +188,7 @@ def _fhir_session(ports: ExportPorts, target: CrawlTarget, deadline: dt.datetime
             allow_private=target.allow_private,
             timeout_seconds=settings.request_timeout_seconds,
             max_off_base_bytes=settings.max_off_base_response_bytes,
+            max_json_bytes=settings.max_json_response_bytes,
         ),
         policy=_retry_policy(settings),
         limiter=AdaptiveLimiter(

@@ -16,7 +16,13 @@ import pytest
 
 from ehiconnect.clock import FrozenClock
 from ehiconnect.crawler.bulk_body import CHUNK_SIZE, READ_AHEAD
-from ehiconnect.crawler.fetch import AdaptiveLimiter, FhirSession, OutboundAccess
+from ehiconnect.crawler.fetch import (
+    ERROR_BODY_BYTES,
+    AdaptiveLimiter,
+    FetchError,
+    FhirSession,
+    OutboundAccess,
+)
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
 
 BODY = os.urandom(3 * (1 << 20) + 7)
@@ -92,15 +98,21 @@ def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
     server.sock.close()
 
 
-def _session(port: int) -> FhirSession:
+def _session(port: int, *, max_json_bytes: int = 256 << 20) -> FhirSession:
     async def token(rejected: str | None) -> str:
         return "patient-token"
 
     clock = FrozenClock()
+    access = OutboundAccess(
+        allow_private=True,
+        timeout_seconds=10,
+        max_off_base_bytes=1 << 30,
+        max_json_bytes=max_json_bytes,
+    )
     return FhirSession(
         f"http://127.0.0.1:{port}/fhir",
         token,
-        access=OutboundAccess(allow_private=True, timeout_seconds=10, max_off_base_bytes=1 << 30),
+        access=access,
         policy=RetryPolicy(max_attempts=3, base_seconds=0, cap_seconds=0),
         limiter=AdaptiveLimiter(ConcurrencyBounds(minimum=1, maximum=2, initial=2)),
         clock=clock,
@@ -201,3 +213,99 @@ async def test_a_search_page_is_read_whole_and_parsed_over_one_kept_connection_a
     assert server.connections == 1
     # The crawl keeps no cookie: the token is its only credential.
     assert not any(b"\r\ncookie:" in r.lower() for r in server.requests)
+
+
+class OversizedPageServer(LoopbackServer):
+    """Answers with a search page past the client's limit: declared (Content-Length) and plain,
+    or gzip-encoded and chunked, small on the wire but far larger once decompressed."""
+
+    def __init__(self, *, declared: bool, size: int) -> None:
+        self.declared = declared
+        filler = "0" * size  # compresses to almost nothing
+        self.body = json.dumps({"resourceType": "Bundle", "type": "searchset", "x": filler})
+        self.sent = 0
+        super().__init__()
+
+    def respond(self, conn: socket.socket) -> bool:
+        data = self.body.encode()
+        if self.declared:
+            head = f"Content-Length: {len(data)}\r\n\r\n"
+        else:
+            data = gzip.compress(data)
+            head = "Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n" + head.encode())
+        for start in range(0, len(data), 65_536):
+            piece = data[start : start + 65_536]
+            if not self.declared:
+                piece = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+            conn.sendall(piece)
+            self.sent += len(piece)
+        if not self.declared:
+            conn.sendall(b"0\r\n\r\n")
+        return True
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "gzip-bomb"])
+async def test_a_json_response_past_the_limit_is_an_error_naming_the_setting(
+    declared: bool,
+) -> None:
+    """A health system's JSON body is held in memory to be parsed, so it is bounded (once
+    decompressed): past `exports.max_json_response_bytes` the request fails for good, at once
+    (a retry would get the same), and no more of it is read."""
+    limit = 1 << 20
+    server = OversizedPageServer(declared=declared, size=24 << 20)
+    try:
+        async with _session(server.port, max_json_bytes=limit) as session:
+            with pytest.raises(FetchError) as refused:
+                await session.get_json("Observation?patient=1")
+    finally:
+        server.sock.close()
+    assert "exports.max_json_response_bytes" in refused.value.detail
+    assert "1,048,576-byte limit" in refused.value.detail
+    assert len(server.requests) == 1  # not retried
+    if declared:  # refused on its declared length, before its body was read
+        assert server.sent < 24 << 20
+
+
+class RefusalThenPageServer(LoopbackServer):
+    """Answers the first request with a 503 whose body is `refusal_size` bytes, then a page."""
+
+    PAGE = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+
+    def __init__(self, refusal_size: int) -> None:
+        self.refusal = b"x" * refusal_size
+        super().__init__()
+
+    def respond(self, conn: socket.socket) -> bool:
+        if len(self.requests) == 1:
+            conn.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                + f"Content-Length: {len(self.refusal)}\r\n\r\n".encode()
+                + self.refusal
+            )
+            return True
+        page = json.dumps(self.PAGE).encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+            + f"Content-Length: {len(page)}\r\n\r\n".encode()
+            + page
+        )
+        return True
+
+
+@pytest.mark.parametrize(
+    ("refusal_size", "connections"),
+    [(1_000, 1), (ERROR_BODY_BYTES * 1024, 2)],
+    ids=["short refusal: connection kept", "long refusal: left unread, connection closed"],
+)
+async def test_a_refusals_body_is_read_only_up_to_a_bound(
+    refusal_size: int, connections: int
+) -> None:
+    server = RefusalThenPageServer(refusal_size)
+    try:
+        async with _session(server.port) as session:
+            assert await session.get_json("Observation?patient=1") == server.PAGE  # retried
+    finally:
+        server.sock.close()
+    assert len(server.requests) == 2
+    assert server.connections == connections
