@@ -372,6 +372,33 @@ class FhirSession:
         ) as response:
             yield response
 
+    async def _unaccepted(
+        self, url: str, response: httpx.Response, accept: Callable[[bytes], bool]
+    ) -> str | None:
+        """None when `accept` takes the 200's body; else why not (it broke off, is garbled or
+        is not FHIR JSON: worth a retry), the response closed. Past the JSON limit: FetchError."""
+        try:
+            body = await _body_within(response, self._access.max_json_bytes)
+        except httpx.HTTPError as exc:
+            problem = f"the body broke off ({type(exc).__name__})"
+        except BodyUndecodable as exc:
+            problem = str(exc)
+        except BodyTooLarge:
+            await response.aclose()
+            raise FetchError(
+                url,
+                200,
+                f"the response is larger than the {self._access.max_json_bytes:,}-byte limit "
+                "for a FHIR JSON response; if the health system's pages or resources are this "
+                "large, raise exports.max_json_response_bytes",
+            ) from None
+        else:
+            if accept(body):
+                return None
+            problem = "the body is not a valid FHIR JSON object"
+        await response.aclose()
+        return problem
+
     @contextlib.asynccontextmanager
     async def _attempts(
         self,
@@ -453,36 +480,17 @@ class FhirSession:
                         self.host, status, _seconds(retry_after), self.limiter.control.limit
                     )
                     if status == 200:
-                        body = b""
-                        try:
-                            if accept is not None and not stream:
-                                body = await _body_within(response, self._access.max_json_bytes)
-                        except httpx.HTTPError as exc:
-                            await response.aclose()
-                            status, problem = None, f"the body broke off ({type(exc).__name__})"
-                        except BodyUndecodable as exc:
-                            await response.aclose()
-                            status, problem = None, str(exc)  # garbled: retried, as bad JSON is
-                        except BodyTooLarge:
-                            await response.aclose()
-                            raise FetchError(
-                                url,
-                                status,
-                                "the response is larger than the "
-                                f"{self._access.max_json_bytes:,}-byte limit for a FHIR JSON "
-                                "response; if the health system's pages or resources are this "
-                                "large, raise exports.max_json_response_bytes",
-                            ) from None
-                        else:
-                            if stream or accept is None or accept(body):
-                                try:
-                                    yield response
-                                finally:
-                                    await response.aclose()
-                                return
-                            problem = "the body is not a valid FHIR JSON object"
-                            await response.aclose()
-                            status = None  # treated as transient: a retry usually fixes it
+                        refused = None
+                        if accept is not None and not stream:
+                            refused = await self._unaccepted(url, response, accept)
+                        if refused is None:
+                            try:
+                                yield response
+                            finally:
+                                await response.aclose()
+                            return
+                        problem = refused
+                        status = None  # treated as transient: a retry usually fixes it
                     else:
                         problem = f"HTTP {status}"
                         await _drain(response)
