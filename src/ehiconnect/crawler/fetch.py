@@ -532,8 +532,9 @@ async def _body_within(response: httpx.Response, limit: int) -> bytes:
             raise BodyTooLarge
         return response.content
     encoding = response.headers.get("content-encoding")
+    plain = (encoding or "identity").strip().lower() == "identity"
     declared = response.headers.get("content-length", "")
-    if encoding in (None, "identity") and declared.isdigit() and int(declared) > limit:
+    if plain and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     body = BoundedBody(encoding, limit)
     async for chunk in response.aiter_raw():

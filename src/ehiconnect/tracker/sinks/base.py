@@ -80,7 +80,9 @@ class LineSink(Sink, Protocol):
     default batching, which is then lines): ingest calls `prepare_lines` on the next batch of
     lines (bytes without the newline, blank lines left out) while `write_prepared` writes this
     one; a coroutine function `prepare_lines` is awaited, and may give way to the event loop as
-    it goes so that the write goes on meanwhile. `write_batch(resources)` must equal
+    it goes so that the write goes on meanwhile. A prepared batch with a `malformed` count (lines
+    that were not a resource, skipped) has them left out of the resources ingest counts as
+    written. `write_batch(resources)` must equal
     `write_prepared(prepare_lines([orjson.dumps(r) for r in resources]))`."""
 
     def prepare_lines(self, lines: list[bytes]) -> Any: ...
