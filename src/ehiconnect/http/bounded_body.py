@@ -68,11 +68,13 @@ class BoundedBody:
                 continue
             if inflater.eof:
                 self._ended = True
-                data = inflater.unused_data
-                if data and self._encoding != "deflate":  # another gzip member follows
+                # Zero bytes may pad the end (as Python's own gzip reader allows); anything else
+                # after a gzip member is the next member.
+                data = inflater.unused_data.lstrip(b"\0")
+                if data and self._encoding != "deflate":
                     self._inflater, self._ended = None, False
                     continue
-                if data.strip(b"\0"):
+                if data:
                     raise BodyUndecodable(f"bytes follow the end of the {self._encoding} body")
             return
 

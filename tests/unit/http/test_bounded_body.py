@@ -41,6 +41,8 @@ def deflate(data: bytes, *, wrapped: bool) -> bytes:
         ("gzip", gzip.compress),
         ("X-Gzip", gzip.compress),
         ("gzip", lambda data: gzip.compress(data[:1000]) + gzip.compress(data[1000:])),  # members
+        ("gzip", lambda data: gzip.compress(data) + bytes(9)),  # zero padding after the end
+        ("deflate", lambda data: deflate(data, wrapped=True) + bytes(3)),
         ("deflate", lambda data: deflate(data, wrapped=True)),  # as RFC 9110 says
         ("deflate", lambda data: deflate(data, wrapped=False)),  # as some servers send it
     ],
