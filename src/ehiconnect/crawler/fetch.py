@@ -71,7 +71,6 @@ TokenSource = Callable[[str | None], Awaitable[str]]
 """`await token(rejected)`: a usable access token; `rejected` is one the server just refused."""
 
 MAX_TOKEN_RENEWALS = 3
-MAX_JSON_BYTES = 256 << 20  # exports.max_json_response_bytes
 ERROR_BODY_BYTES = 64 << 10  # read of a refusal's body, to keep its connection; past it, closed
 TOKEN_REUSE_SECONDS = 5.0
 
@@ -96,9 +95,9 @@ class OutboundAccess:
     allow_private: bool
     timeout_seconds: float
     max_off_base_bytes: int
+    max_json_bytes: int
     resolver: Resolver = system_resolver
     transport: httpx.AsyncBaseTransport | None = None  # the connection layer; tests inject one
-    max_json_bytes: int = MAX_JSON_BYTES
 
 
 class DeadlineExceeded(FatalError):
@@ -385,6 +384,12 @@ class FhirSession:
             problem = str(exc)
         except BodyTooLarge:
             await response.aclose()
+            # Seen by the operator too (the error report goes to the customer): the host and the
+            # limit, not the URL (a search's parameters name the patient).
+            log.warning(
+                "a FHIR JSON response larger than exports.max_json_response_bytes was refused",
+                extra={"host": self.host, "limit": self._access.max_json_bytes},
+            )
             raise FetchError(
                 url,
                 200,

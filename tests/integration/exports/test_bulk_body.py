@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import gzip
 import json
+import logging
 import os
 import socket
 import threading
@@ -24,6 +25,7 @@ from ehiconnect.crawler.fetch import (
     OutboundAccess,
 )
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
+from ehiconnect.settings import ExportSettings
 
 BODY = os.urandom(3 * (1 << 20) + 7)
 SMALL = BODY[:100_000]  # within one chunk: read with its headers, in the same thread hop
@@ -98,7 +100,9 @@ def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
     server.sock.close()
 
 
-def _session(port: int, *, max_json_bytes: int = 256 << 20) -> FhirSession:
+def _session(
+    port: int, *, max_json_bytes: int = ExportSettings().max_json_response_bytes
+) -> FhirSession:
     async def token(rejected: str | None) -> str:
         return "patient-token"
 
@@ -247,7 +251,7 @@ class OversizedPageServer(LoopbackServer):
 
 @pytest.mark.parametrize("declared", [True, False], ids=["declared", "gzip-bomb"])
 async def test_a_json_response_past_the_limit_is_an_error_naming_the_setting(
-    declared: bool,
+    declared: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A health system's JSON body is held in memory to be parsed, so it is bounded (once
     decompressed): past `exports.max_json_response_bytes` the request fails for good, at once
@@ -256,13 +260,19 @@ async def test_a_json_response_past_the_limit_is_an_error_naming_the_setting(
     server = OversizedPageServer(declared=declared, size=24 << 20)
     try:
         async with _session(server.port, max_json_bytes=limit) as session:
-            with pytest.raises(FetchError) as refused:
+            with caplog.at_level(logging.WARNING), pytest.raises(FetchError) as refused:
                 await session.get_json("Observation?patient=1")
     finally:
         server.sock.close()
     assert "exports.max_json_response_bytes" in refused.value.detail
     assert "1,048,576-byte limit" in refused.value.detail
     assert len(server.requests) == 1  # not retried
+    # The operator sees it too: the host and the limit, not the URL naming the patient.
+    logged = [r for r in caplog.records if "max_json_response_bytes" in r.getMessage()]
+    assert [(getattr(r, "host", None), getattr(r, "limit", None)) for r in logged] == [
+        ("127.0.0.1", limit)
+    ]
+    assert not any("patient=1" in r.getMessage() for r in caplog.records)
     if declared:  # refused on its declared length, before its body was read
         assert server.sent < 24 << 20
 

@@ -18,6 +18,7 @@ from ehiconnect.crawler.fetch import (
     TokenSource,
 )
 from ehiconnect.crawler.policy import ConcurrencyBounds, RetryPolicy
+from ehiconnect.settings import ExportSettings
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "patient-token"
@@ -64,6 +65,7 @@ def session(
             allow_private=allow_private,
             timeout_seconds=5,
             max_off_base_bytes=1 << 20,
+            max_json_bytes=ExportSettings().max_json_response_bytes,
             resolver=dns,
             transport=httpx.MockTransport(server),
         ),
