@@ -319,6 +319,15 @@ class LineSplitter:
             yield line
 
 
+def json_object(line: bytes) -> dict[str, Any] | None:
+    """The line parsed, when it is a JSON object; None when it is not JSON or not an object."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 @dataclass
 class NdjsonReader:
     """Parses NDJSON from chunks of bytes, one line at a time.

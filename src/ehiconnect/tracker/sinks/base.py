@@ -7,6 +7,7 @@ names the batch stably across such re-runs (job, file, first line).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, LiteralString, Protocol, runtime_checkable
@@ -111,3 +112,9 @@ class TransactionalSink(PreparingSink, Protocol):
     async def write_prepared(
         self, prepared: Any, *, batch_key: str, also: Statement | None = None
     ) -> None: ...
+
+
+def warn_malformed_lines(log: logging.Logger, batch_key: str, count: int) -> None:
+    """A line sink's report of the lines it skipped (never their content), when it skipped any."""
+    if count:
+        log.warning("malformed NDJSON lines skipped", extra={"batch": batch_key, "count": count})

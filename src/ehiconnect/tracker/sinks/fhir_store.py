@@ -28,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
 from ehiconnect.db.database import Database
+from ehiconnect.fhir.ndjson import json_object
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.nul_text import NUL, REPLACEMENT, replace_nul_escapes
-from ehiconnect.tracker.sinks.base import Statement, TemporarySinkError
+from ehiconnect.tracker.sinks.base import Statement, TemporarySinkError, warn_malformed_lines
 from ehiconnect.tracker.sinks.fields import codes_of, date_of, digest_and_json, patient_of
 
 MAX_PAGE = 1000
@@ -161,20 +162,9 @@ class _RowEncoder:
 
     def add_lines(self, lines: list[bytes]) -> int:
         """Parses and adds the lines' resources; the count of lines that are not a JSON object."""
-        resources = []
-        malformed = 0
-        for line in lines:
-            try:
-                resource = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                malformed += 1
-                continue
-            if isinstance(resource, dict):
-                resources.append(resource)
-            else:
-                malformed += 1
-        self.add(resources)
-        return malformed
+        parsed = [json_object(line) for line in lines]
+        self.add([resource for resource in parsed if resource is not None])
+        return parsed.count(None)
 
 
 class FhirStoreSink:
@@ -224,11 +214,7 @@ class FhirStoreSink:
         self, prepared: PreparedBatch, *, batch_key: str, also: Statement | None = None
     ) -> None:
         """Writes the batch in one transaction, with `also` (ingest's checkpoint) in it."""
-        if prepared.malformed:
-            log.warning(
-                "malformed NDJSON lines skipped",
-                extra={"batch": batch_key, "count": prepared.malformed},
-            )
+        warn_malformed_lines(log, batch_key, prepared.malformed)
         rows = prepared.rows
         if not rows and also is None:
             return

@@ -26,7 +26,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from ehiconnect.tracker.sinks.base import Batching
+from ehiconnect.tracker.sinks.base import Batching, warn_malformed_lines
 from ehiconnect.tracker.sinks.parquet_rows import SCHEMA, Rows, rows_of
 
 __all__ = ["SCHEMA", "ParquetSink"]
@@ -75,11 +75,7 @@ class ParquetSink:
     async def write_prepared(self, prepared: Rows, *, batch_key: str) -> None:
         if not _SAFE.match(batch_key):
             raise ValueError(f"batch key {batch_key!r} is not a safe file name")
-        if prepared.malformed:
-            log.warning(
-                "malformed NDJSON lines skipped",
-                extra={"batch": batch_key, "count": prepared.malformed},
-            )
+        warn_malformed_lines(log, batch_key, prepared.malformed)
         await asyncio.to_thread(self._write, prepared.table, batch_key)
 
     def _write(self, table: pa.Table, batch_key: str) -> None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from ehiconnect.fhir.ndjson import json_object
 from ehiconnect.tracker.sinks.fields import codes_of, date_of, patient_of
 
 SCHEMA = pa.schema(
@@ -122,7 +122,7 @@ def rows_of(lines: list[bytes]) -> Rows:
         try:
             head = _HEAD.decode(line)
         except (msgspec.DecodeError, RecursionError):
-            resource = _parsed(line)
+            resource = json_object(line)
             if resource is None:
                 malformed += 1
                 continue
@@ -155,14 +155,6 @@ def rows_of(lines: list[bytes]) -> Rows:
         texts = pa.array([bodies[row] for row in kept], pa.binary()).view(pa.string())
     arrays = [pa.array(column, field.type) for column, field in zip(columns, SCHEMA, strict=False)]
     return Rows(pa.Table.from_arrays([*arrays, texts], schema=SCHEMA), malformed)
-
-
-def _parsed(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _utf8(texts: pa.Array) -> bool:
