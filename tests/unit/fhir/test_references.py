@@ -180,6 +180,51 @@ def test_scan_resource_finds_what_the_two_walks_find_in_one() -> None:
         assert attachments
 
 
+def test_scan_resource_gives_each_occurrence_its_own_path_and_the_walks_order() -> None:
+    # The same reference string in many places (classified once, cached), lists in lists,
+    # a Reference inside an Attachment-looking node, an extension whose url is not content,
+    # and a contained resource's own attachment.
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "id": "q1",
+        "subject": {"reference": "Patient/p1"},
+        "item": [
+            {
+                "linkId": "1",
+                "answer": [
+                    {"valueReference": {"reference": "Patient/p1"}},
+                    {"valueAttachment": {"url": "Binary/a1"}},
+                    {"item": [{"answer": [{"valueReference": {"reference": "urn:UUID:x"}}]}]},
+                ],
+            },
+            {"linkId": "2", "extension": [{"url": "http://e.org/x", "valueString": "y"}]},
+        ],
+        "contained": [
+            {
+                "resourceType": "Media",
+                "id": "m1",
+                "subject": {"reference": "Patient/p1"},
+                "content": {"contentType": "image/png", "url": f"{BASE.upper()}/Binary/m"},
+            }
+        ],
+        "author": {"reference": "Patient/p1", "url": "not-an-attachment"},
+    }
+    references, attachments = scan_resource(resource, BASE)
+    assert references == list(iter_references(resource, BASE))
+    assert attachments == list(iter_attachments(resource))
+    assert [(r.raw, path_to_text(r.path), r.kind) for r in references] == [
+        ("Patient/p1", "subject", ReferenceKind.RELATIVE),
+        ("Patient/p1", "item[0].answer[0].valueReference", ReferenceKind.RELATIVE),
+        ("urn:UUID:x", "item[0].answer[2].item[0].answer[0].valueReference", ReferenceKind.URN),
+        ("Patient/p1", "contained[0].subject", ReferenceKind.RELATIVE),
+        ("Patient/p1", "author", ReferenceKind.RELATIVE),
+    ]
+    assert [a.path_text for a in attachments] == [
+        "item[0].answer[1].valueAttachment",
+        "contained[0].content",
+    ]
+
+
 def test_scan_resource_can_skip_the_references() -> None:
     references, attachments = scan_resource(_diagnostic_report(), BASE, references=False)
     assert references == []
