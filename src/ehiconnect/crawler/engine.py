@@ -43,7 +43,6 @@ from ehiconnect.crawler.quirks import VendorQuirks
 from ehiconnect.errors import FatalError
 from ehiconnect.fhir.binary import binary_id_for_attachment
 from ehiconnect.fhir.capability import CapabilityError, parse_capability_statement
-from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.fhir.references import resolve_attachment_url, scan_resource
 from ehiconnect.vocabulary import ExportFailureReason, ExportPhase
 
@@ -554,19 +553,5 @@ async def _give_up(
     ctx: CrawlContext, step: str, failure: FetchError, resource_type: str | None
 ) -> None:
     """Record a failure in the error report and mark its step done, in one write."""
-    if failure.refused:
-        # Why it was refused, never a response body: nothing was fetched.
-        outcome = operation_outcome(
-            diagnostics=f"Not fetched: {failure.detail}",
-            code="security",
-            url=failure.url,
-            resource_type=resource_type,
-        )
-    else:
-        outcome = outcome_for_http_failure(
-            url=failure.url,
-            status=failure.status,
-            resource_type=resource_type,
-            detail=failure.detail,
-        )
+    outcome = failure.outcome(resource_type)
     await ctx.staging.record_failure(step, outcome)

@@ -396,6 +396,7 @@ class FhirSession:
                 f"the response is larger than the {self._access.max_json_bytes:,}-byte limit "
                 "for a FHIR JSON response; if the health system's pages or resources are this "
                 "large, raise exports.max_json_response_bytes",
+                issue="too-costly",
             ) from None
         else:
             if accept(body):

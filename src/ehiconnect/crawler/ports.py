@@ -19,21 +19,50 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.vocabulary import ExportPhase
 
 
 class FetchError(Exception):
     """A request that failed for good; `status` is None when no response came.
 
-    `refused`: the SSRF guard would not let the request out (nothing was sent).
+    `refused`: the SSRF guard would not let the request out (nothing was sent). `issue`: the
+    FHIR IssueType when it says more than the status (`too-costly`: a body past our limit).
     """
 
-    def __init__(self, url: str, status: int | None, detail: str, *, refused: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        status: int | None,
+        detail: str,
+        *,
+        refused: bool = False,
+        issue: str | None = None,
+    ) -> None:
         super().__init__(f"{url}: {detail}")
         self.url = url
         self.status = status
         self.detail = detail
         self.refused = refused
+        self.issue = issue
+
+    def outcome(self, resource_type: str | None) -> dict[str, Any]:
+        """The error report's OperationOutcome for this failure."""
+        if self.refused:
+            # Why it was refused, never a response body: nothing was fetched.
+            return operation_outcome(
+                diagnostics=f"Not fetched: {self.detail}",
+                code="security",
+                url=self.url,
+                resource_type=resource_type,
+            )
+        return outcome_for_http_failure(
+            url=self.url,
+            status=self.status,
+            resource_type=resource_type,
+            detail=self.detail,
+            code=self.issue,
+        )
 
 
 class TooLarge(Exception):

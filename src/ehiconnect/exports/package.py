@@ -45,7 +45,6 @@ from ehiconnect.crawler.ports import FetchError, FhirSource
 from ehiconnect.exports.appender import Appender, open_appender
 from ehiconnect.exports.ports import StagedAttachment, StagedExport
 from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
-from ehiconnect.fhir.outcome import operation_outcome, outcome_for_http_failure
 from ehiconnect.storage.port import BlobStore
 
 LEADING_TYPES = (
@@ -391,18 +390,7 @@ async def _download_binary(
 
 
 async def _record_failure(run: _Run, binary_id: str, failure: FetchError) -> None:
-    if failure.refused:
-        outcome = operation_outcome(
-            diagnostics=f"Not fetched: {failure.detail}",
-            code="security",
-            url=failure.url,
-            resource_type="Binary",
-        )
-    else:
-        outcome = outcome_for_http_failure(
-            url=failure.url, status=failure.status, resource_type="Binary", detail=failure.detail
-        )
-    await run.staged.record_error(outcome)
+    await run.staged.record_error(failure.outcome("Binary"))
 
 
 async def package_errors(staged: StagedExport, blobs: BlobStore, key: str) -> tuple[int, int]:

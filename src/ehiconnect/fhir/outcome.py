@@ -105,15 +105,21 @@ def _storable(text: str) -> str:
 
 
 def outcome_for_http_failure(
-    *, url: str, status: int | None, resource_type: str | None = None, detail: str = ""
+    *,
+    url: str,
+    status: int | None,
+    resource_type: str | None = None,
+    detail: str = "",
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """An outcome for a request that failed: HTTP status (or none) and a short explanation."""
+    """An outcome for a request that failed: HTTP status (or none) and a short explanation;
+    `code` is the IssueType when it says more than the status does."""
     what = f"HTTP {status}" if status is not None else "no response"
     diagnostics = f"Request failed with {what}" + (f": {detail}" if detail else "")
     severity: Severity = "warning" if status in (404, 410) else "error"
     return operation_outcome(
         diagnostics=diagnostics,
-        code=issue_code_for_status(status),
+        code=code or issue_code_for_status(status),
         severity=severity,
         url=url,
         resource_type=resource_type,

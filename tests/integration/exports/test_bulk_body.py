@@ -266,6 +266,9 @@ async def test_a_json_response_past_the_limit_is_an_error_naming_the_setting(
         server.sock.close()
     assert "exports.max_json_response_bytes" in refused.value.detail
     assert "1,048,576-byte limit" in refused.value.detail
+    # In the error report: over our limit (too-costly), not a failure of the health system's.
+    [issue] = refused.value.outcome("Observation")["issue"]
+    assert (issue["code"], issue["severity"]) == ("too-costly", "error")
     assert len(server.requests) == 1  # not retried
     # The operator sees it too: the host and the limit, not the URL naming the patient.
     logged = [r for r in caplog.records if "max_json_response_bytes" in r.getMessage()]
