@@ -238,22 +238,28 @@ class LocalBlobStore:
     def _read_ahead(self, file: BinaryIO, left: int) -> asyncio.Future[bytes]:
         return asyncio.ensure_future(asyncio.to_thread(file.read, min(self._chunk_size, left)))
 
+    # Resolving a key checks each of its segments on the disk (`path_for`): done in the same
+    # thread hop as the operation, never on the event loop.
     async def stat(self, key: str) -> ObjectInfo | None:
-        path = self.path_for(key)
+        validate_key(key)
+        return await asyncio.to_thread(self._stat, key)
+
+    def _stat(self, key: str) -> ObjectInfo | None:
         try:
-            info = await asyncio.to_thread(path.stat)
+            info = self.path_for(key).stat()
         except FileNotFoundError:
             return None
-        if not path.is_file():
+        if not stat.S_ISREG(info.st_mode):
             return None
         return ObjectInfo(key=key, size=info.st_size, etag=f"{info.st_mtime_ns:x}-{info.st_size:x}")
 
     async def delete(self, key: str) -> None:
-        path = self.path_for(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        validate_key(key)
+        await asyncio.to_thread(lambda: self.path_for(key).unlink(missing_ok=True))
 
     async def delete_folder(self, prefix: str) -> None:
-        await asyncio.to_thread(_remove_folder, self.path_for(prefix))
+        validate_key(prefix)
+        await asyncio.to_thread(lambda: _remove_folder(self.path_for(prefix)))
 
     async def presigned_url(self, key: str, expires_in: float) -> str | None:
         self.path_for(key)

@@ -237,6 +237,36 @@ async def test_local_store_refuses_a_symlink_made_inside_the_root_after_first_us
     assert list(outside.iterdir()) == []
 
 
+async def test_local_delete_and_stat_refuse_a_key_through_a_link_to_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Deleting, deleting a folder and stat resolve the key (off the event loop) as writing
+    does: through a link out of the root they touch nothing there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"keep")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    store = LocalBlobStore(root)
+    with pytest.raises(InvalidKey, match="outside"):
+        await store.delete("link/f")
+    with pytest.raises(InvalidKey, match="outside"):
+        await store.delete_folder("link")
+    with pytest.raises(InvalidKey, match="outside"):
+        await store.stat("link/f")
+    with pytest.raises(InvalidKey):
+        await store.delete("../outside/f")
+    assert (outside / "f").read_bytes() == b"keep"
+    await _put(store, "a/b", b"xy")
+    (root / "a" / "dir").mkdir()
+    info = await store.stat("a/b")
+    assert info is not None
+    assert info.size == 2
+    assert await store.stat("a/dir") is None  # not an object
+    assert await store.stat("a/missing") is None
+
+
 def test_a_local_symlink_within_the_root_gives_its_resolved_path(tmp_path: Path) -> None:
     (tmp_path / "root" / "real").mkdir(parents=True)
     (tmp_path / "root" / "alias").symlink_to(tmp_path / "root" / "real")
