@@ -146,17 +146,20 @@ def normalize_base(base_url: str) -> str:
 
 def classify_reference(raw: str, base_url: str, path: Path = ()) -> FhirReference:
     """Classify one reference string relative to the FHIR base URL it came from."""
-    kind, resource_type, resource_id, version = _classified(raw, base_url)
+    # Cached: a record names the same few resources (its patient, encounters, clinicians)
+    # thousands of times. Only short strings: the cache outlives the resource, and a server's
+    # reference may be as long as its response.
+    classify = _classified if len(raw) <= CACHED_REFERENCE_LENGTH else _classify
+    kind, resource_type, resource_id, version = classify(raw, base_url)
     return FhirReference(raw, kind, path, resource_type, resource_id, version)
 
 
 _Classified = tuple[ReferenceKind, str | None, str | None, str | None]
+CACHED_REFERENCE_LENGTH = 256
 
 
-@functools.lru_cache(maxsize=4096)
-def _classified(raw: str, base_url: str) -> _Classified:
-    """(kind, type, id, version) of a reference string. Cached: a record names the same few
-    resources (its patient, encounters, clinicians) thousands of times."""
+def _classify(raw: str, base_url: str) -> _Classified:
+    """(kind, type, id, version) of a reference string."""
     value = raw.strip()
     if value.startswith("#"):
         return ReferenceKind.CONTAINED, None, value[1:] or None, None
@@ -179,6 +182,9 @@ def _classify_absolute(value: str, base_url: str) -> _Classified:
     same = normalize_base(server_base) == normalize_base(base_url)
     kind = ReferenceKind.SAME_SERVER if same else ReferenceKind.EXTERNAL
     return kind, tail["type"], tail["id"], tail["version"]
+
+
+_classified = functools.lru_cache(maxsize=4096)(_classify)
 
 
 def iter_references(resource: dict[str, Any], base_url: str) -> Iterator[FhirReference]:

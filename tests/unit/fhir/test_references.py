@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ehiconnect.fhir import references as references_module
 from ehiconnect.fhir.references import (
     FhirReference,
     ReferenceKind,
@@ -223,6 +224,19 @@ def test_scan_resource_gives_each_occurrence_its_own_path_and_the_walks_order() 
         "item[0].answer[1].valueAttachment",
         "contained[0].content",
     ]
+
+
+def test_a_long_reference_is_classified_without_being_kept() -> None:
+    """Short reference strings are cached between resources; a long one (a server's reference
+    may be as long as its response) is classified each time and not held after its resource."""
+    references_module._classified.cache_clear()
+    before = references_module._classified.cache_info().currsize
+    long_url = "https://other.example.com/fhir/Practitioner/" + "x" * 10_000
+    reference = classify_reference(long_url, BASE)
+    assert (reference.kind, reference.resource_type) == (ReferenceKind.EXTERNAL, None)
+    assert references_module._classified.cache_info().currsize == before
+    classify_reference("Practitioner/cached-one", BASE)
+    assert references_module._classified.cache_info().currsize == before + 1
 
 
 def test_scan_resource_can_skip_the_references() -> None:
