@@ -265,9 +265,12 @@ class ExportSettings(BaseModel):
     max_json_response_bytes: int = Field(
         default=256 << 20,
         ge=1 << 20,
+        # Held whole in memory and parsed into Python objects several times its size: past
+        # 1 GiB the limit no longer protects a worker's memory.
+        le=1 << 30,
         description="Largest FHIR JSON response (a search page, a read, the CapabilityStatement) "
-        "taken from a health system, once decompressed; a larger one is an error for that "
-        "request (attachments are streamed and not bounded by this)",
+        "taken from a health system, once decompressed, from 1 MiB to 1 GiB; a larger one is an "
+        "error for that request (attachments are streamed and not bounded by this)",
     )
     retention_check_cron: str = "*/10 * * * *"
     reconcile_cron: str = Field(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from ehiconnect.settings import Settings
 
@@ -35,3 +36,17 @@ def test_database_url_is_kept_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in repr(settings)
     assert settings.database_url is not None
     assert settings.database_url.get_secret_value().endswith("@db/x")
+
+
+@pytest.mark.parametrize("value", ["1048575", "1073741825"])
+def test_the_json_response_limit_stays_where_it_protects_a_worker(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Below 1 MiB an ordinary search page would fail; above 1 GiB one response, parsed, could
+    exhaust a worker's memory: either is refused when the settings load, naming the setting."""
+    monkeypatch.delenv("EHICONNECT_CONFIG", raising=False)
+    monkeypatch.setenv("EHICONNECT_EXPORTS__MAX_JSON_RESPONSE_BYTES", value)
+    with pytest.raises(ValidationError, match="max_json_response_bytes"):
+        Settings.load()
+    monkeypatch.setenv("EHICONNECT_EXPORTS__MAX_JSON_RESPONSE_BYTES", str(1 << 30))
+    assert Settings.load().exports.max_json_response_bytes == 1 << 30
