@@ -47,12 +47,12 @@ class BoundedBody:
         if self._encoding == "identity":
             self._keep(data)
             return
-        if self._inflater is None and self._encoding == "deflate" and len(data) < 2:
-            # Which deflate it is shows in the first two bytes: wait for the second.
-            self._head += data
-            if len(self._head) < 2:
+        if self._inflater is None and self._encoding == "deflate":
+            # Which deflate it is shows in the first two bytes: a first byte waits for the next.
+            data, self._head = self._head + data, b""
+            if len(data) < 2:
+                self._head = data
                 return
-            data, self._head = self._head, b""
         while data:
             if self._inflater is None:
                 self._inflater = self._new_inflater(data)

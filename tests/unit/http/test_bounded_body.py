@@ -54,6 +54,17 @@ def test_a_body_within_the_limit_is_decoded_whole_however_it_is_cut(
     assert decoded(encoding, encode(TEXT), size=size) == TEXT
 
 
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_deflate_body_whose_first_read_is_one_byte_is_decoded_whole(wrapped: bool) -> None:
+    """Which deflate a body is shows in its first two bytes: a first read of one byte is held
+    until the next, however long that next read is."""
+    data = deflate(TEXT, wrapped=wrapped)
+    body = BoundedBody("deflate", 1 << 20)
+    body.feed(data[:1])
+    body.feed(data[1:])
+    assert body.result() == TEXT
+
+
 @pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
 def test_a_body_of_exactly_the_limit_fits_and_one_byte_more_does_not(encoding: str) -> None:
     encode = {"identity": lambda d: d, "gzip": gzip.compress, "deflate": zlib.compress}[encoding]
