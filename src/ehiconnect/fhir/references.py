@@ -202,6 +202,11 @@ def iter_attachments(resource: dict[str, Any]) -> Iterator[FoundAttachment]:
             yield _found_attachment(path, node)
 
 
+# A node on `scan_resource`'s walk: (the node, its key or index, its parent's entry); the root's
+# parent is None.
+_Entry = tuple[Any, str | int, Any]
+
+
 def scan_resource(
     resource: dict[str, Any], base_url: str, *, references: bool = True
 ) -> tuple[list[FhirReference], list[FoundAttachment]]:
@@ -240,11 +245,6 @@ def scan_resource(
                 if isinstance(value, _TREE):
                     stack.append((value, index, entry))
     return found_references, found_attachments
-
-
-# A node on `scan_resource`'s walk: (the node, its key or index, its parent's entry); the root's
-# parent is None.
-_Entry = tuple[Any, str | int, Any]
 
 
 def _path_of(entry: _Entry) -> Path:
