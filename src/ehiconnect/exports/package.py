@@ -42,9 +42,9 @@ from typing import Any
 import orjson
 
 from ehiconnect.crawler.ports import FetchError, FhirSource
-from ehiconnect.exports.appender import Appender, open_appender
 from ehiconnect.exports.ports import StagedAttachment, StagedExport
 from ehiconnect.fhir.binary import Base64Encoder, binary_line_prefix
+from ehiconnect.storage.appender import Appender, open_appender
 from ehiconnect.storage.port import BlobStore
 
 LEADING_TYPES = (

@@ -9,6 +9,13 @@ sha256=...)` renames the finished file over the key, trusting the digest compute
 bytes it moves are the ones hashed). A store without local staging (S3, memory) takes the
 payload through its writer.
 
+The staging file is written by `storage.appender`: straight to the disk from an aligned buffer
+(`O_DIRECT`) where the file system allows it, else through the page cache with each window handed
+to the disk as it is written. Through the page cache, a payload of gigabytes piled up dirty pages
+that the kernel then wrote at a fraction of the disk's speed (this VM: 310 MB/s written and
+fsynced that way, 1.4 GB/s with `O_DIRECT`, `dd` of 2 GB each), and every byte was copied once
+more, into the cache.
+
 `write` returns once this block is handed over and at most one other is still being hashed or
 written (each stage's thread takes its blocks in order): two blocks in flight, so memory stays
 flat. The staging file has the same name every time, so a
@@ -28,12 +35,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from ehiconnect.storage.appender import Appender, open_appender
 from ehiconnect.storage.port import BlobStore, BlobWriter, StorageError, StoredObject
 from ehiconnect.tracker.file_lock import try_lock
 
 _T = TypeVar("_T")
 _BLOCKS_IN_FLIGHT = 2  # blocks handed to the hash and write threads and not yet done with
-_SYNC_BYTES = 256 * 1024 * 1024  # written bytes between two flushes behind the writes
 
 
 class LiftBusy(StorageError):
@@ -114,25 +121,28 @@ class _StagedPayload:
     """In the store's staging file: hashed on one thread while written on another."""
 
     def __init__(
-        self, blobs: BlobStore, key: str, path: Path, fd: int, stages: Stages | None
+        self,
+        blobs: BlobStore,
+        key: str,
+        path: Path,
+        opened: tuple[int, Appender],
+        stages: Stages | None,
     ) -> None:
         self._own_stages = stages is None
         self._stages = stages or Stages()
         self._blobs = blobs
         self._key = key
         self._path = path
-        self._fd = fd
+        self._fd, self._appender = opened  # the locked descriptor; the writes' own
         self._digest = hashlib.sha256()
         self._in_flight: deque[tuple[asyncio.Future[None], asyncio.Future[None]]] = deque()
-        self._written = self._synced = 0
-        self._syncing: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(
         cls, blobs: BlobStore, key: str, path: Path, stages: Stages | None
     ) -> _StagedPayload:
-        fd = await asyncio.to_thread(_open_locked_empty, path, key)
-        return cls(blobs, key, path, fd, stages)
+        opened = await asyncio.to_thread(_open_locked_empty, path, key)
+        return cls(blobs, key, path, opened, stages)
 
     async def write(self, pieces: Sequence[bytes], /) -> None:
         # Each stage's thread takes its blocks in order, so a second block may wait in its queue:
@@ -143,27 +153,15 @@ class _StagedPayload:
         self._in_flight.append(
             (
                 run_in(self._stages.hash, self._hash, pieces),
-                run_in(self._stages.write, _write_all, self._fd, pieces),
+                run_in(self._stages.write, _append_all, self._appender, pieces),
             )
         )
-        self._written += sum(len(piece) for piece in pieces)
-        await self._sync_behind()
-
-    async def _sync_behind(self) -> None:
-        """Every `_SYNC_BYTES`, start flushing what is written to disk, in a thread of its own,
-        so that the final fsync (in `commit_file`) does not wait for the whole payload."""
-        if self._written - self._synced < _SYNC_BYTES:
-            return
-        if self._syncing is not None:
-            if not self._syncing.done():
-                return
-            await self._syncing  # (its error, if any)
-        self._synced = self._written
-        self._syncing = asyncio.ensure_future(asyncio.to_thread(_fdatasync, self._fd))
 
     async def commit(self) -> StoredObject:
         """The object; on an error the file stays open and locked for `discard`."""
-        await self._settle(final=True)
+        await self._settle()
+        # The last partial block written, the file cut to its length (`commit_file` fsyncs it).
+        await run_in(self._stages.write, self._appender.sync)
         # The lock is held until the rename: no other run can truncate the file under it.
         stored = await self._blobs.commit_file(
             self._key, self._path, sha256=self._digest.hexdigest()
@@ -173,7 +171,7 @@ class _StagedPayload:
 
     async def discard(self, error: BaseException) -> None:
         with contextlib.suppress(Exception):
-            await self._settle(final=True)  # the threads must be done with the file before it goes
+            await self._settle()  # the threads must be done with the file before it goes
         await asyncio.to_thread(self._path.unlink, missing_ok=True)  # (still locked: ours)
         self._close()
 
@@ -181,6 +179,8 @@ class _StagedPayload:
         """Close the file once (a second close could hit a descriptor reused since)."""
         if self._own_stages:
             self._stages.close()
+        with contextlib.suppress(OSError):
+            self._appender.close()  # (closes once: a second call does nothing)
         fd, self._fd = self._fd, -1
         if fd >= 0:
             with contextlib.suppress(OSError):
@@ -190,14 +190,10 @@ class _StagedPayload:
         for piece in pieces:
             self._digest.update(piece)
 
-    async def _settle(self, *, final: bool = False) -> None:
-        """Wait for both threads of every block in flight (and, when `final`, for the flush
-        behind); then raise the first error, if any."""
+    async def _settle(self) -> None:
+        """Wait for both threads of every block in flight; then raise the first error, if any."""
         in_flight = [future for pair in self._in_flight for future in pair]
         self._in_flight.clear()
-        if final and self._syncing is not None:
-            in_flight.append(self._syncing)
-            self._syncing = None
         await _outcome(in_flight)
 
 
@@ -209,8 +205,9 @@ async def _outcome(futures: Sequence[asyncio.Future[None]]) -> None:
             raise outcome
 
 
-def _open_locked_empty(path: Path, key: str) -> int:
-    """The staging file, owner-only (it holds PHI), locked and emptied of any earlier run."""
+def _open_locked_empty(path: Path, key: str) -> tuple[int, Appender]:
+    """The staging file, owner-only (it holds PHI), locked and emptied of any earlier run: the
+    locked descriptor (kept until the rename) and the appender that writes it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     if not try_lock(fd):
@@ -219,16 +216,13 @@ def _open_locked_empty(path: Path, key: str) -> int:
             f"another run is lifting {key!r} right now (the same job running twice?); "
             "this one stops and leaves the payload to it"
         )
-    os.ftruncate(fd, 0)
-    return fd
+    try:
+        return fd, open_appender(path, 0)  # (emptied: appending from 0 cuts the file there)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _fdatasync(fd: int) -> None:
-    getattr(os, "fdatasync", os.fsync)(fd)  # (macOS and Windows have only fsync)
-
-
-def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+def _append_all(appender: Appender, pieces: Sequence[bytes]) -> None:
     for piece in pieces:
-        view = memoryview(piece)
-        while view:
-            view = view[os.write(fd, view) :]
+        appender.append(piece)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.exports.appender import open_appender
 from ehiconnect.exports.package import CHUNK_SIZE, IN_FLIGHT, _FileAssembler
+from ehiconnect.storage.appender import open_appender
 
 
 def _chunks(count: int) -> list[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import threading
@@ -12,6 +13,8 @@ import orjson
 import pytest
 
 from ehiconnect.fhir.binary import binary_line_parts
+from ehiconnect.storage import appender
+from ehiconnect.storage.appender import Appender, open_appender
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.storage.memory import MemoryBlobStore
 from ehiconnect.storage.port import BlobStore
@@ -45,13 +48,20 @@ def hidden_files(root: Path) -> list[Path]:
     return [path for path in root.rglob(".*") if path.is_file()]
 
 
-@pytest.fixture
-def sync_often(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flush behind the writes every 64 KiB, so small payloads go through that path too."""
-    monkeypatch.setattr(payload_writer, "_SYNC_BYTES", 64 * 1024)
+@pytest.fixture(params=["direct", "page-cache"])
+def appender_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Payloads written straight to the disk where it can (`O_DIRECT`), and through the page
+    cache as where the file system refuses it (flushed every 64 KiB, so that small payloads go
+    through the flushes too)."""
+    if request.param == "page-cache":
+        monkeypatch.setattr(
+            payload_writer, "open_appender", functools.partial(open_appender, direct=False)
+        )
+        monkeypatch.setattr(appender, "_FLUSH_EVERY", 64 * 1024)
+    return str(request.param)
 
 
-@pytest.mark.usefixtures("sync_often")
+@pytest.mark.usefixtures("appender_kind")
 @pytest.mark.parametrize("chunk_size", [1000, 4096, 1024 * 1024])
 async def test_a_local_store_gets_the_same_objects_as_a_streaming_one(
     tmp_path: Path, chunk_size: int
@@ -183,13 +193,13 @@ async def test_a_staged_payload_holds_at_most_two_blocks_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
-    write_all = payload_writer._write_all
+    append_all = payload_writer._append_all
 
-    def held_write(fd: int, pieces: list[bytes]) -> None:
+    def held_write(appender: Appender, pieces: list[bytes]) -> None:
         release.wait(10)  # the disk stalls until the test lets it go
-        write_all(fd, pieces)
+        append_all(appender, pieces)
 
-    monkeypatch.setattr(payload_writer, "_write_all", held_write)
+    monkeypatch.setattr(payload_writer, "_append_all", held_write)
     store = LocalBlobStore(tmp_path / "store")
     key = "downloads/job/0.binary/2.bin"
     payload = await open_payload(store, key)

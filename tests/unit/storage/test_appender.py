@@ -1,5 +1,6 @@
-"""The export file's appender: whatever the sizes appended, the cuts and the restarts, the file
-holds exactly the bytes appended, straight to the disk (`O_DIRECT`) or through the page cache."""
+"""The appender of large files (the export file, lifted payloads): whatever the sizes appended,
+the cuts and the restarts, the file holds exactly the bytes appended, straight to the disk
+(`O_DIRECT`) or through the page cache."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from ehiconnect.exports import appender as appender_module
-from ehiconnect.exports.appender import (
+from ehiconnect.storage import appender as appender_module
+from ehiconnect.storage.appender import (
     ALIGN,
     BUFFER,
     Appender,
@@ -144,7 +145,7 @@ def test_a_file_system_refusing_direct_io_gets_it_through_the_page_cache(
         out.append(data)
         out.sync()
     assert direct_io_path.read_bytes() == before + data
-    assert "export files are written through the page cache" in caplog.messages
+    assert "large files are written through the page cache" in caplog.messages
 
 
 def _disk_full(fd: int, data: memoryview, offset: int) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ehiconnect.exports import writeback
-from ehiconnect.exports.writeback import LAG, StreamedWriteback
+from ehiconnect.storage import writeback
+from ehiconnect.storage.writeback import LAG, StreamedWriteback
 
 WINDOW = 100
 

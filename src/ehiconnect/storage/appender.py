@@ -1,4 +1,7 @@
-"""Append to the export file: straight to the disk where the file system allows it.
+"""Append to a large local file: straight to the disk where the file system allows it.
+
+Used for the files of gigabytes this project writes in one pass: the platform's export file
+(`exports/package.py`) and the tracker's lifted payloads (`tracker/payload_writer.py`).
 
 Written through the page cache, every byte of a 4 GB export is copied into cache pages that are
 then written out and dropped (`writeback.py` keeps that streaming): 1.6 s of CPU for 4.2 GB
@@ -18,7 +21,7 @@ removed from the file).
 flag but refuses an aligned read or write (a block larger than `ALIGN`) has it switched off for
 the rest of the file.
 
-Each method is called from one thread at a time (the assembler's writing thread).
+Each method is called from one thread at a time (the caller's writing thread).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ehiconnect.exports.writeback import StreamedWriteback
+from ehiconnect.storage.writeback import StreamedWriteback
 
 ALIGN = 4096  # a multiple of every block size in use (512 and 4096)
 BUFFER = 2 << 20  # one write to the disk; a multiple of ALIGN
@@ -44,8 +47,8 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def _through_the_page_cache(reason: str) -> None:
-    """Tell the operator once per process and reason: packaging then costs more CPU."""
-    log.info("export files are written through the page cache", extra={"reason": reason})
+    """Tell the operator once per process and reason: writing then costs more CPU."""
+    log.info("large files are written through the page cache", extra={"reason": reason})
 
 
 class Appender(Protocol):
