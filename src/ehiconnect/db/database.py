@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -53,10 +54,32 @@ class Database:
         await self.engine.dispose()
 
 
-async def without_flush_wait(session: AsyncSession) -> None:
-    """Let the session's transaction commit without waiting for its WAL to reach the disk
-    (`SET LOCAL synchronous_commit TO OFF`): for writes that are redone when lost (an export's
-    staging and progress), never for what a caller was told is saved. Sent on the driver's
-    connection: SQLAlchemy's statement machinery costs more than the statement itself."""
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit TO OFF"
+"""Lets a transaction commit without waiting for its WAL to reach the disk: for writes that are
+redone when lost (an export's staging and progress, an ingest's batches and checkpoints), never
+for what a caller was told is saved. A crash loses only the latest such commits, in order."""
+
+
+async def driver_of(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The session's psycopg connection, in its transaction: for statements sent straight to the
+    driver (a pipeline, COPY, parameters in binary form), past SQLAlchemy's statement machinery,
+    which costs more than a small statement itself."""
     connection = await session.connection()
-    await connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    return driver
+
+
+@contextlib.asynccontextmanager
+async def pipelined_without_flush_wait(
+    session: AsyncSession,
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """The session's driver connection in pipeline mode, its transaction committing without the
+    WAL flush wait (`NO_FLUSH_WAIT`). The transaction's BEGIN, that setting and the statements
+    executed in the block travel together: one round trip, taken when a result is first read
+    (or when the block ends), instead of one per statement."""
+    driver = await driver_of(session)
+    async with driver.pipeline():
+        await driver.execute(NO_FLUSH_WAIT)
+        yield driver

@@ -20,15 +20,16 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import delete, select, text, tuple_
+import psycopg
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.crawler.ports import Checkpoint
-from ehiconnect.db.database import Database, without_flush_wait
+from ehiconnect.db.database import Database, pipelined_without_flush_wait
 from ehiconnect.exports.models import (
     ExportAttachment,
     ExportError,
@@ -65,18 +66,21 @@ arrays can be sent in PostgreSQL's binary format (`%(name)b`): psycopg writes a 
 in text format by escaping every byte of every body (~25 µs per resource, most of a crawl's
 time in the driver), in binary format as they are."""
 
-_SAVE_STEPS = text(
-    """
+_SAVE_STEPS = """
     INSERT INTO export_steps (task_id, step, cursor, done, count)
-    SELECT :task_id, saved.step, saved.cursor, saved.done, saved.added
+    SELECT %(task_id)s, saved.step, saved.cursor, saved.done, saved.added
     FROM unnest(
-        CAST(:steps AS text[]), CAST(:cursors AS text[]), CAST(:dones AS boolean[]),
-        CAST(:counts AS integer[])
+        %(steps)s::text[], %(cursors)s::text[], %(dones)s::boolean[], %(counts)s::integer[]
     ) AS saved (step, cursor, done, added)
     ON CONFLICT (task_id, step) DO UPDATE SET
         cursor = excluded.cursor, done = excluded.done, count = export_steps.count + excluded.count
-    """
-)
+"""
+_SAVE_ERRORS = """
+    INSERT INTO export_errors (task_id, error_id, outcome)
+    SELECT %(task_id)s, saved.error_id, saved.outcome::jsonb
+    FROM unnest(%(error_ids)s::text[], %(outcomes)s::text[]) AS saved (error_id, outcome)
+    ON CONFLICT DO NOTHING
+"""
 
 
 async def load_steps(session: AsyncSession, task_id: str) -> dict[str, Checkpoint]:
@@ -169,14 +173,13 @@ per attachment was built and compiled again for each number of rows."""
 
 
 async def mark_attachments(
-    session: AsyncSession, task_id: str, rows: Sequence[dict[str, Any]]
+    driver: psycopg.AsyncConnection[Any], task_id: str, rows: Sequence[dict[str, Any]]
 ) -> None:
     """Record a task's attachments (rows of `ExportAttachment`'s columns but the task id) in one
-    statement; a binary id already recorded takes the new values (a deferred attachment staged
-    after all)."""
+    statement, sent on `driver`; a binary id already recorded takes the new values (a deferred
+    attachment staged after all)."""
     unique = list({row["binary_id"]: row for row in rows}.values())  # one row per binary id
-    connection = await session.connection()
-    await connection.exec_driver_sql(
+    await driver.execute(
         _MARK_ATTACHMENTS,
         {
             "task_id": task_id,
@@ -231,11 +234,12 @@ class _Write:
 
 
 async def write_together(
-    session: AsyncSession, task_id: str, writes: Sequence[_Write]
+    driver: psycopg.AsyncConnection[Any], task_id: str, writes: Sequence[_Write]
 ) -> list[int]:
     """Several writes in one transaction, in at most three statements whatever their number
-    (resources, steps, errors); how many resources each one added. A step named by several
-    writes ends as the last one left it (a search's pages are written in order)."""
+    (resources, steps, errors), sent on `driver` (in pipeline mode: together, in one round trip);
+    how many resources each one added. A step named by several writes ends as the last one
+    left it (a search's pages are written in order)."""
     types: list[str] = []
     ids: list[str] = []
     bodies: list[bytes] = []
@@ -249,12 +253,11 @@ async def write_together(
                 indexes.append(index)
     added = [0] * len(writes)
     if types:
-        connection = await session.connection()
-        counts = await connection.exec_driver_sql(
+        counted = await driver.execute(
             _INSERT_ITEMS_OF_WRITES,
             {"task_id": task_id, "types": types, "ids": ids, "bodies": bodies, "writes": indexes},
         )
-        for index, count in cast("Sequence[tuple[int, int]]", counts.all()):
+        for index, count in await counted.fetchall():
             added[index] = int(count)
     steps: dict[str, tuple[str | None, bool, int]] = {}
     for index, write in enumerate(writes):
@@ -263,7 +266,7 @@ async def write_together(
             earlier = steps.get(name)
             steps[name] = (cursor, done, added[index] + (earlier[2] if earlier else 0))
     if steps:
-        await session.execute(
+        await driver.execute(
             _SAVE_STEPS,
             {
                 "task_id": task_id,
@@ -275,15 +278,13 @@ async def write_together(
         )
     errors = {str(w.error["id"]): w.error for w in writes if w.error is not None}
     if errors:
-        await session.execute(
-            insert(ExportError)
-            .values(
-                [
-                    {"task_id": task_id, "error_id": error_id, "outcome": outcome}
-                    for error_id, outcome in errors.items()
-                ]
-            )
-            .on_conflict_do_nothing()
+        await driver.execute(
+            _SAVE_ERRORS,
+            {
+                "task_id": task_id,
+                "error_ids": list(errors),
+                "outcomes": [orjson.dumps(outcome).decode() for outcome in errors.values()],
+            },
         )
     return added
 
@@ -306,20 +307,24 @@ class ExportStaging:
         )
 
     async def _write_together(self, writes: list[_Write]) -> list[int]:
-        async with self._write() as session:
-            return await write_together(session, self._task_id, writes)
+        async with self._write() as driver:
+            return await write_together(driver, self._task_id, writes)
 
     async def _write_attachment_rows(self, rows: list[dict[str, Any]]) -> list[None]:
-        async with self._write() as session:
-            await mark_attachments(session, self._task_id, rows)
+        async with self._write() as driver:
+            await mark_attachments(driver, self._task_id, rows)
         return [None] * len(rows)
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction whose commit does not wait for the WAL flush (see the module's doc)."""
-        async with self._database.transaction() as session:
-            await without_flush_wait(session)
-            yield session
+    async def _write(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A transaction whose commit does not wait for the WAL flush (see the module's doc), its
+        statements sent straight to the driver, pipelined: the transaction's BEGIN, that setting
+        and the first statement go in one round trip."""
+        async with (
+            self._database.transaction() as session,
+            pipelined_without_flush_wait(session) as driver,
+        ):
+            yield driver
 
     async def checkpoints(self) -> dict[str, Checkpoint]:
         async with self._database.transaction() as session:

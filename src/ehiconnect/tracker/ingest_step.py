@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select
 
+from ehiconnect.db.database import pipelined_without_flush_wait
 from ehiconnect.storage.port import BlobStore
 from ehiconnect.tracker import ledger_store as store
 from ehiconnect.tracker.binary_lift import LiftError
@@ -50,22 +51,16 @@ from ehiconnect.tracker.sinks.parquet import ParquetSink
 
 log = logging.getLogger(__name__)
 
-# A checkpoint's commit does not wait for its WAL flush (one fsync per batch was a tenth of a
-# FHIR store ingest): a crash loses only the latest commits, in order, so a checkpoint lost that
-# way sends its batch again, which the sinks absorb; the job's move to `ingested`, an ordinary
-# commit, flushes them all.
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
-# Written as SQL once: building the ORM upsert for every batch cost more than running it.
-_SAVE_CHECKPOINT = text(
+# A checkpoint's commit does not wait for its WAL flush (`NO_FLUSH_WAIT`; one fsync per batch
+# was a tenth of a FHIR store ingest): a crash loses only the latest commits, in order, so a
+# checkpoint lost that way sends its batch again, which the sinks absorb; the job's move to
+# `ingested`, an ordinary commit, flushes them all. Written as SQL once (building the ORM upsert
+# for every batch cost more than running it) and sent straight to the driver, pipelined with the
+# transaction's BEGIN and that setting: one round trip for the three. A sink writing into the
+# tracker's database runs it in its batch's transaction instead.
+_SAVE_CHECKPOINT = (
     "INSERT INTO tracker_ingest_progress (job_id, sink, file_key, lines_done, finished, batching) "
-    "VALUES (:job_id, :sink, :file_key, :lines_done, :finished, :batching) "
-    "ON CONFLICT (job_id, sink, file_key) DO UPDATE SET lines_done = EXCLUDED.lines_done, "
-    "finished = EXCLUDED.finished, batching = EXCLUDED.batching"
-)
-# The same, for a sink writing into the tracker's database to run in its batch's transaction.
-_SAVE_CHECKPOINT_IN_BATCH = (
-    "INSERT INTO tracker_ingest_progress (job_id, sink, file_key, lines_done, finished, batching) "
-    "VALUES (%(job_id)s, %(sink)s, %(file_key)s, %(lines_done)s, false, %(batching)s) "
+    "VALUES (%(job_id)s, %(sink)s, %(file_key)s, %(lines_done)s, %(finished)s, %(batching)s) "
     "ON CONFLICT (job_id, sink, file_key) DO UPDATE SET lines_done = EXCLUDED.lines_done, "
     "finished = EXCLUDED.finished, batching = EXCLUDED.batching"
 )
@@ -249,7 +244,7 @@ async def ingest_file(
         if together is not None:
             values: dict[str, Any] = {"job_id": job_id, "sink": sink.name, "file_key": key}
             values |= {"lines_done": before + count, "batching": batching.signature}
-            also = Statement(_SAVE_CHECKPOINT_IN_BATCH, values)
+            also = Statement(_SAVE_CHECKPOINT, values | {"finished": False})
             await together.write_prepared(prepared, batch_key=batch_key, also=also)
         else:
             await write(prepared, batch_key=batch_key)
@@ -311,6 +306,8 @@ async def _save_checkpoint(
         "finished": finished,
         "batching": batching,
     }
-    async with tracker.database.transaction() as session:
-        await session.execute(_NO_FLUSH_WAIT)
-        await session.execute(_SAVE_CHECKPOINT, values)
+    async with (
+        tracker.database.transaction() as session,
+        pipelined_without_flush_wait(session) as driver,
+    ):
+        await driver.execute(_SAVE_CHECKPOINT, values)

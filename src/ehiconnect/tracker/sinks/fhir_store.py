@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.clock import Clock
-from ehiconnect.db.database import Database
+from ehiconnect.db.database import Database, pipelined_without_flush_wait
 from ehiconnect.fhir.ndjson import json_object
 from ehiconnect.tracker.models import TrackerFhirResource, TrackerFhirVersion
 from ehiconnect.tracker.nul_text import NUL, REPLACEMENT, replace_nul_escapes
@@ -38,16 +38,16 @@ MAX_PAGE = 1000
 # The batch's stored rows: the keys travel as one JSON parameter (binding a tuple IN list of a
 # thousand parameters cost more than the query, and binding text arrays cost more than the query
 # too: psycopg builds each array element by element). Sent straight to the driver, pipelined
-# with the transaction's BEGIN and `_NO_FLUSH_WAIT`: one round trip for the three.
+# with the transaction's BEGIN and `db.database.NO_FLUSH_WAIT`: one round trip for the three.
 _STORED = (
     "SELECT k.t, k.i, cur.content_sha256, cur.version "
     "FROM json_to_recordset(CAST(%s AS json)) AS k(t text, i text) "
     "JOIN tracker_fhir_resources cur ON cur.resource_type = k.t AND cur.resource_id = k.i"
 )
-# A batch's commit does not wait for its WAL flush: a crash can lose only the latest commits, in
-# order, so a batch lost that way has lost its ingest checkpoint too (saved after it) and is
-# written again on resume; the job's move to `ingested`, an ordinary commit, flushes them all.
-_NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
+# A batch's commit does not wait for its WAL flush (`NO_FLUSH_WAIT`): a crash can lose only the
+# latest commits, in order, so a batch lost that way has lost its ingest checkpoint too (saved
+# after it) and is written again on resume; the job's move to `ingested`, an ordinary commit,
+# flushes them all.
 # Changed resources: their current rows (still holding the content the lookup saw) move to the
 # history; the new contents are then copied in like new rows. The count tells whether another
 # writer changed one of them since the lookup.
@@ -240,10 +240,8 @@ class FhirStoreSink:
     async def _write(self, rows: PreparedRows, also: Statement | None) -> None:
         stamp = struct.pack("!iq", 8, _microseconds(self._clock.now()))
         async with self._database.transaction() as session:
-            driver = await _driver(session)
             keys = orjson.dumps([{"t": kind, "i": rid} for kind, rid in rows]).decode()
-            async with driver.pipeline():
-                await driver.execute(_NO_FLUSH_WAIT)
+            async with pipelined_without_flush_wait(session) as driver:
                 if also is not None:  # before the lookup: its answer is the one waited for
                     await driver.execute(also.sql, also.params)
                 found = await driver.execute(_STORED, (keys,))
@@ -306,15 +304,6 @@ async def _supersede(session: AsyncSession, changed: list[dict[str, str]]) -> No
     moved = await session.scalar(_SUPERSEDE, {"keys": orjson.dumps(changed).decode()})
     if moved != len(changed):
         raise _Raced
-
-
-async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    """The session's psycopg connection, in its transaction (for a pipeline and COPY)."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, psycopg.AsyncConnection)
-    return driver
 
 
 @dataclass(frozen=True)
