@@ -49,8 +49,11 @@ async def test_writes_made_together_each_count_their_own_new_resources(runtime: 
     }
     async with runtime.database.transaction() as session:
         items = (await session.execute(select(ExportItem.resource_id))).scalars().all()
-        errors = (await session.execute(select(ExportError.error_id))).scalars().all()
+        errors = (await session.execute(select(ExportError.error_id, ExportError.outcome))).all()
     assert sorted(items) == sorted([f"obs{n}" for n in range(6)] + ["pr1"])
-    assert sorted(errors) == ["e1", "e2"]
+    assert sorted(errors) == [
+        ("e1", {"resourceType": "OperationOutcome", "id": "e1"}),
+        ("e2", {"resourceType": "OperationOutcome", "id": "e2"}),
+    ]
     staged = [resource async for resource in staging.staged_resources()]
     assert {r["id"] for r in staged} == {f"obs{n}" for n in range(6)} | {"pr1"}
