@@ -237,7 +237,8 @@ async def write_together(
     driver: psycopg.AsyncConnection[Any], task_id: str, writes: Sequence[_Write]
 ) -> list[int]:
     """Several writes in one transaction, in at most three statements whatever their number
-    (resources, steps, errors), sent on `driver` (in pipeline mode: together, in one round trip);
+    (resources, steps, errors), sent on `driver` (in pipeline mode: the insert with the
+    transaction's BEGIN, then steps and errors, which need its counts, in a second round trip);
     how many resources each one added. A step named by several writes ends as the last one
     left it (a search's pages are written in order)."""
     types: list[str] = []
