@@ -42,7 +42,8 @@ test: lint typecheck
 
 # Each prints its figures beside a baseline measured in the same run (a few minutes in all).
 # bench/goals.py runs export, webhooks (live at 1,200/s and flat out), ingest and lift one after
-# another and prints issue #17's table; run one of them alone for its detailed report.
+# another and prints issue #17's table, with the machine's speed before and after it
+# (bench/machine.py); run one of them alone for its detailed report.
 bench: $(STAMP)
 	$(BIN)/python bench/sandbox_attachments.py
 	$(BIN)/python bench/goals.py

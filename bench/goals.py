@@ -21,7 +21,9 @@ without either, back to back.
 
 Each script's own report (more figures, per phase) comes from running it alone without --json.
 The table says "met" only for the figure of this run; the issue asks for the goals met on a quiet
-machine, so the load average before and after each script is printed too.
+machine, so the load average before and after each script is printed too, and the machine's own
+speed before and after the whole run (bench/machine.py: the interpreter, sha256 in cache and
+from memory, the disk both ways), since a shared VM can be slower than usual at a low load.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from machine import describe, probe  # bench/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("export", "webhooks", "ingest", "lift")
@@ -252,6 +256,8 @@ def main() -> None:
         "ingest": lambda: run_script(args.bench_dir, "ingest"),
         "lift": lambda: run_script(args.bench_dir, "lift", "--repeat", "2"),
     }
+    machine = {"before": probe()}
+    print(f"machine before: {describe(machine['before'])}", flush=True)
     runs: dict[str, dict[str, Any]] = {}
     for name, plan in plans.items():
         if name.split("_")[0] in wanted:
@@ -266,9 +272,12 @@ def main() -> None:
         rows += ingest_rows(runs["ingest"])
     if "lift" in runs:
         rows += lift_rows(runs["lift"])
+    machine["after"] = probe()
     if args.save:
-        args.save.write_text(json.dumps(runs, indent=2))
+        args.save.write_text(json.dumps({**runs, "machine": machine}, indent=2))
     print_table(rows, runs)
+    for moment in ("before", "after"):
+        print(f"  machine {moment}: {describe(machine[moment])}")
 
 
 if __name__ == "__main__":
