@@ -7,6 +7,10 @@ temporary file is removed and nothing appears. Blocking file calls run in worker
 chunks of `chunk_size` (1 MiB). Keys are validated and the resolved path must stay inside the root,
 so neither `..` nor a symlink can escape it. There are no presigned URLs: the API streams files.
 
+A large object's bytes are handed to the disk as they are written, a window at a time
+(`storage.writeback`), rather than left as dirty pages for the commit's fsync: on a VM of #17's
+session 11, 1 GiB written and fsynced went at 0.38-0.68 GB/s that way, 1.5-2.0 GB/s streamed.
+
 A large file is better built in place: `staging_path(key)` is the hidden file `.<name>.partial`
 beside the key's file, and `commit_file` fsyncs it and renames it over the key (atomic, no byte
 copied; a copy only when the file given is on another filesystem).
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ehiconnect.storage import writeback
 from ehiconnect.storage.port import (
     BlobNotFound,
     HashingCounter,
@@ -42,6 +47,7 @@ from ehiconnect.storage.port import (
 )
 
 CHUNK_SIZE = 1024 * 1024
+WRITEBACK_WINDOW = writeback.WINDOW
 
 
 class LocalBlobWriter(WriterResult):
@@ -55,6 +61,7 @@ class LocalBlobWriter(WriterResult):
         super().__init__()
         self._create = create
         self._temporary: _Temporary | None = None
+        self._writeback = writeback.StreamedWriteback(0, WRITEBACK_WINDOW)
         self._chunk_size = chunk_size
         self._pending: list[bytes] = []  # held, not joined: written piece by piece
         self._pending_size = 0
@@ -113,9 +120,14 @@ class LocalBlobWriter(WriterResult):
     def _hash_and_write(self, pieces: list[bytes]) -> None:
         if self._temporary is None:
             self._temporary = self._create()
+        file = self._temporary.file
         for piece in pieces:
             self.counter.update(piece)
-            self._temporary.file.write(piece)
+            file.write(piece)
+        # A large object's windows go to the disk as they are written, not all at the commit's
+        # fsync (`storage.writeback`; nothing happens before the first window is full).
+        file.flush()
+        self._writeback.written(file.fileno(), self.counter.size)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ehiconnect import __version__
+from ehiconnect.storage.writeback import StreamedWriteback
 from ehiconnect.tracker.file_lock import try_lock
 
 HASH_BLOCK = 1024 * 1024
@@ -293,6 +294,9 @@ def _announced_sha256(headers: httpx.Headers) -> str | None:
     return value.lower() if value else None
 
 
+WRITEBACK_WINDOW = 64 << 20  # bytes of a download handed to the disk at a time
+
+
 class _PartialFile:
     """A download's partial file, open and locked, with the sha256 and size of what it holds."""
 
@@ -302,6 +306,9 @@ class _PartialFile:
         self._digest = hashlib.sha256()
         self.size = 0
         self.resumed_from = 0
+        # Written windows go to the disk as the download goes (`storage.writeback`), not as
+        # gigabytes of dirty pages for the fsync at the end of the fetch.
+        self._writeback = StreamedWriteback(0, WRITEBACK_WINDOW)
 
     @classmethod
     def open(cls, path: Path, expected_size: int | None) -> _PartialFile:
@@ -322,6 +329,7 @@ class _PartialFile:
         if expected_size is not None and partial.size > expected_size:
             partial.restart()
         partial.resumed_from = partial.size
+        partial._writeback = StreamedWriteback(partial.size, WRITEBACK_WINDOW)  # kept: on disk
         return partial
 
     def restart(self) -> None:
@@ -329,14 +337,17 @@ class _PartialFile:
         self._file.truncate()
         self._digest = hashlib.sha256()
         self.size = self.resumed_from = 0
+        self._writeback.reset(0)
 
     def append(self, data: bytes | bytearray, *, sync: bool = False) -> None:
         self._file.write(data)
         self._digest.update(data)
         self.size += len(data)
+        self._file.flush()
         if sync:
-            self._file.flush()
             os.fsync(self._file.fileno())
+        else:
+            self._writeback.written(self._file.fileno(), self.size)
 
     def verify(self, sha256: str | None, size: int | None) -> Downloaded:
         """The download, when it is what was announced; else the file is deleted."""
