@@ -71,6 +71,8 @@ def _write_gb_s(path: Path, *, direct: bool) -> float | None:
             os.pwrite(fd, block, offset)
         os.fsync(fd)
         seconds = time.perf_counter() - started
+    except OSError:  # e.g. a file system that takes O_DIRECT at open but refuses its writes
+        return None
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)

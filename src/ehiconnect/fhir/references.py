@@ -144,6 +144,10 @@ def normalize_base(base_url: str) -> str:
     return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+_Classified = tuple[ReferenceKind, str | None, str | None, str | None]
+CACHED_REFERENCE_LENGTH = 256
+
+
 def classify_reference(raw: str, base_url: str, path: Path = ()) -> FhirReference:
     """Classify one reference string relative to the FHIR base URL it came from."""
     # Cached: a record names the same few resources (its patient, encounters, clinicians)
@@ -152,10 +156,6 @@ def classify_reference(raw: str, base_url: str, path: Path = ()) -> FhirReferenc
     classify = _classified if len(raw) <= CACHED_REFERENCE_LENGTH else _classify
     kind, resource_type, resource_id, version = classify(raw, base_url)
     return FhirReference(raw, kind, path, resource_type, resource_id, version)
-
-
-_Classified = tuple[ReferenceKind, str | None, str | None, str | None]
-CACHED_REFERENCE_LENGTH = 256
 
 
 def _classify(raw: str, base_url: str) -> _Classified:

@@ -52,7 +52,7 @@ def _through_the_page_cache(reason: str) -> None:
 
 
 class Appender(Protocol):
-    def append(self, data: bytes) -> None: ...
+    def append(self, data: bytes | bytearray) -> None: ...
 
     def sync(self) -> None:
         """The file holds every byte appended so far, and no more."""
@@ -91,7 +91,7 @@ class DirectAppender:
         self._filled = 0
         self._resume_at(offset)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             taken = min(BUFFER - self._filled, len(view))
@@ -179,7 +179,7 @@ class PageCacheAppender:
         self._flushed = offset
         self._writeback = StreamedWriteback(offset)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray) -> None:
         self._file.write(data)
         self._offset += len(data)
         if self._offset - self._flushed >= _FLUSH_EVERY:

@@ -47,7 +47,6 @@ from ehiconnect.storage.port import (
 )
 
 CHUNK_SIZE = 1024 * 1024
-WRITEBACK_WINDOW = writeback.WINDOW
 
 
 class LocalBlobWriter(WriterResult):
@@ -61,7 +60,7 @@ class LocalBlobWriter(WriterResult):
         super().__init__()
         self._create = create
         self._temporary: _Temporary | None = None
-        self._writeback = writeback.StreamedWriteback(0, WRITEBACK_WINDOW)
+        self._writeback = writeback.StreamedWriteback()
         self._chunk_size = chunk_size
         self._pending: list[bytes] = []  # held, not joined: written piece by piece
         self._pending_size = 0

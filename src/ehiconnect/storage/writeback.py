@@ -44,8 +44,8 @@ _sync_file_range = _load_sync_file_range()
 
 
 class StreamedWriteback:
-    def __init__(self, start: int = 0, window: int = WINDOW) -> None:
-        self._window = window
+    def __init__(self, start: int = 0, window: int | None = None) -> None:
+        self._window = WINDOW if window is None else window  # (read now: tests may shrink it)
         self._started = start  # where the window being written begins
         # Windows handed to the disk and not yet waited for, oldest first.
         self._handed: collections.deque[tuple[int, int]] = collections.deque()

@@ -23,13 +23,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
 from ehiconnect import __version__
-from ehiconnect.storage.writeback import StreamedWriteback
+from ehiconnect.storage.appender import PageCacheAppender
 from ehiconnect.tracker.file_lock import try_lock
 
 HASH_BLOCK = 1024 * 1024
@@ -294,21 +294,20 @@ def _announced_sha256(headers: httpx.Headers) -> str | None:
     return value.lower() if value else None
 
 
-WRITEBACK_WINDOW = 64 << 20  # bytes of a download handed to the disk at a time
-
-
 class _PartialFile:
-    """A download's partial file, open and locked, with the sha256 and size of what it holds."""
+    """A download's partial file, open and locked, with the sha256 and size of what it holds.
 
-    def __init__(self, path: Path, file: BinaryIO) -> None:
+    Appended to through the page cache by `storage.appender.PageCacheAppender`, which hands the
+    written windows to the disk as the download goes instead of leaving gigabytes of dirty pages
+    for the fsync that ends each fetch."""
+
+    def __init__(self, path: Path, appender: PageCacheAppender, fd: int) -> None:
         self.path = path
-        self._file = file
+        self._appender = appender
+        self._fd = fd  # the appender's (and the lock's): closed with it
         self._digest = hashlib.sha256()
         self.size = 0
         self.resumed_from = 0
-        # Written windows go to the disk as the download goes (`storage.writeback`), not as
-        # gigabytes of dirty pages for the fsync at the end of the fetch.
-        self._writeback = StreamedWriteback(0, WRITEBACK_WINDOW)
 
     @classmethod
     def open(cls, path: Path, expected_size: int | None) -> _PartialFile:
@@ -322,38 +321,40 @@ class _PartialFile:
                 f"another download is writing {path.name} (the same job running twice?); "
                 "it is retried later"
             )
-        partial = cls(path, os.fdopen(fd, "r+b"))
-        while block := partial._file.read(HASH_BLOCK):
-            partial._digest.update(block)
-            partial.size += len(block)
+        try:
+            digest, size = hashlib.sha256(), 0
+            while block := os.read(fd, HASH_BLOCK):
+                digest.update(block)
+                size += len(block)
+            appender = PageCacheAppender(fd, size)  # owns the descriptor from here on
+        except BaseException:
+            os.close(fd)
+            raise
+        partial = cls(path, appender, fd)
+        partial._digest, partial.size = digest, size
         if expected_size is not None and partial.size > expected_size:
             partial.restart()
         partial.resumed_from = partial.size
-        partial._writeback = StreamedWriteback(partial.size, WRITEBACK_WINDOW)  # kept: on disk
         return partial
 
     def restart(self) -> None:
-        self._file.seek(0)
-        self._file.truncate()
+        self._appender.cut(0)
         self._digest = hashlib.sha256()
         self.size = self.resumed_from = 0
-        self._writeback.reset(0)
 
     def append(self, data: bytes | bytearray, *, sync: bool = False) -> None:
-        self._file.write(data)
+        self._appender.append(data)
         self._digest.update(data)
         self.size += len(data)
-        self._file.flush()
         if sync:
-            os.fsync(self._file.fileno())
-        else:
-            self._writeback.written(self._file.fileno(), self.size)
+            self._appender.sync()
+            os.fsync(self._fd)
 
     def verify(self, sha256: str | None, size: int | None) -> Downloaded:
         """The download, when it is what was announced; else the file is deleted."""
-        self._file.flush()
+        self._appender.sync()
         actual = self._digest.hexdigest()
-        on_disk = os.fstat(self._file.fileno()).st_size
+        on_disk = os.fstat(self._fd).st_size
         wrong_sha = sha256 is not None and actual != sha256.lower()
         if wrong_sha or (size is not None and self.size != size) or on_disk != self.size:
             self.path.unlink(missing_ok=True)
@@ -367,4 +368,4 @@ class _PartialFile:
         )
 
     def close(self) -> None:
-        self._file.close()  # releases the lock
+        self._appender.close()  # releases the lock

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ehiconnect.storage import local, writeback
+from ehiconnect.storage import appender, writeback
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.tracker import client
 
@@ -34,8 +34,8 @@ class Handed:
 def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
     recorder = Handed()
     monkeypatch.setattr(writeback, "_sync_file_range", recorder)
-    monkeypatch.setattr(local, "WRITEBACK_WINDOW", WINDOW)
-    monkeypatch.setattr(client, "WRITEBACK_WINDOW", WINDOW)
+    monkeypatch.setattr(writeback, "WINDOW", WINDOW)
+    monkeypatch.setattr(appender, "_FLUSH_EVERY", WINDOW // 4)  # the download's appender
     return recorder
 
 
