@@ -289,28 +289,26 @@ class MalformedLine:
 class LineSplitter:
     """Cuts a stream of byte chunks into lines; pieces of one line are joined once, at its end.
 
-    For a reader that parses lines itself: `feed` yields each line a chunk completes (without its
+    For a reader that parses lines itself: `feed` gives the lines a chunk completes (without their
     newline, blank ones too), `finish` the last line when the stream does not end in a newline.
     """
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            if newline < 0:
-                break
-            piece = chunk[start:newline]
-            if self._pending:
-                self._pending.append(piece)
-                piece = b"".join(self._pending)
-                self._pending.clear()
-            yield piece
-            start = newline + 1
-        if start < len(chunk):
-            self._pending.append(chunk[start:])
+    def feed(self, chunk: bytes) -> list[bytes]:
+        # One C-level split of the chunk, not a find, a slice and a generator hop per line: the
+        # splitter runs over every byte a tracker ingests (6 % of a Parquet ingest's event-loop
+        # time, py-spy, before).
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # after the chunk's last newline: the start of a line still to come
+        if lines and self._pending:
+            self._pending.append(lines[0])
+            lines[0] = b"".join(self._pending)
+            self._pending.clear()
+        if rest:
+            self._pending.append(rest)
+        return lines
 
     def finish(self) -> Iterator[bytes]:
         if self._pending:

@@ -119,13 +119,18 @@ async def _file_lines(
     before = skip
     max_count, max_bytes = batching.max_count, batching.max_bytes
     async for run in _line_runs(blobs.open_reader(key)):
-        for line in run:
+        lines = [line for line in run if line and not line.isspace()]
+        if skip:
+            skipped = min(skip, len(lines))
+            skip -= skipped
+            del lines[:skipped]
+        total = sum(map(len, lines))
+        if len(batch) + len(lines) <= max_count and size + total <= max_bytes:
+            batch += lines  # the whole run fits: no cut falls inside it
+            size += total
+            continue
+        for line in lines:
             length = len(line)
-            if not length or line.isspace():
-                continue
-            if skip:
-                skip -= 1
-                continue
             if batch and (len(batch) >= max_count or size + length > max_bytes):
                 yield before, batch
                 before += len(batch)
@@ -136,12 +141,12 @@ async def _file_lines(
         yield before, batch
 
 
-async def _line_runs(chunks: AsyncIterator[bytes]) -> AsyncGenerator[Iterator[bytes], None]:
+async def _line_runs(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:
     """The lines each chunk completes (one hop per chunk, not per line), then the last one."""
     lines = LineSplitter()
     async for chunk in chunks:
         yield lines.feed(chunk)
-    yield lines.finish()
+    yield list(lines.finish())
 
 
 class _CollectorPause:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ehiconnect.clock import FrozenClock
+from ehiconnect.crawler import bulk_body
 from ehiconnect.crawler.bulk_body import CHUNK_SIZE, READ_AHEAD
 from ehiconnect.crawler.fetch import (
     ERROR_BODY_BYTES,
@@ -170,6 +171,36 @@ async def test_a_body_left_part_read_closes_its_connection_and_the_next_request_
             body = b"".join([chunk async for chunk in response.aiter_bytes()])
     assert body == raw_server.body
     assert raw_server.connections == 2  # the half-read one was not given back for reuse
+
+
+def _bulk_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("bulk-body")}
+
+
+@pytest.mark.parametrize("raw_server", [(False, SMALL)], indirect=True)
+async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk_body, "_THREAD_SETS", bulk_body._ThreadSets(keep=2))
+
+    async def fetch_twice(session: FhirSession) -> None:
+        for _ in range(2):
+            async with session.stream("Binary/1") as response:
+                assert b"".join([c async for c in response.aiter_bytes()]) == raw_server.body
+
+    before = _bulk_threads()
+    async with _session(raw_server.port) as first:
+        await fetch_twice(first)
+        of_first = _bulk_threads() - before
+        async with _session(raw_server.port) as second:  # two crawls at once: two sets
+            await fetch_twice(second)
+            of_second = _bulk_threads() - before - of_first
+    assert of_first  # each started threads of its own, none shared
+    assert of_second
+
+    async with _session(raw_server.port) as third:  # after both: one of their sets, kept
+        await fetch_twice(third)
+        assert _bulk_threads() - before <= of_first | of_second
 
 
 class ChunkedGzipPageServer(LoopbackServer):

@@ -175,8 +175,12 @@ def test_the_resource_column_is_the_line_as_exported() -> None:
     assert orjson.loads(stored[0])["note"] == "caf\u00e9 \u0000"
 
 
-async def test_ingest_hands_the_sink_its_lines_and_counts_positions_in_lines() -> None:
-    blobs = MemoryBlobStore(chunk_size=50)  # lines split across chunks
+@pytest.mark.parametrize("chunk_size", [1, 50, 200, 10**6])
+async def test_ingest_hands_the_sink_its_lines_and_counts_positions_in_lines(
+    chunk_size: int,
+) -> None:
+    # lines split across chunks, or several whole in one, or the whole file in one
+    blobs = MemoryBlobStore(chunk_size=chunk_size)
     lines = [orjson.dumps({"resourceType": "Observation", "id": f"o{n}"}) for n in range(12)]
     data = b"\n".join([*lines[:4], b"", b"  ", b"{not json", *lines[4:]])  # no final newline
     async with blobs.open_writer("f.ndjson") as writer:
@@ -194,6 +198,23 @@ async def test_ingest_hands_the_sink_its_lines_and_counts_positions_in_lines() -
         (7, 5, [f"o{n}" for n in range(6, 11)]),
         (12, 1, ["o11"]),
     ]
+
+
+@pytest.mark.parametrize("chunk_size", [7, 10**6])
+async def test_lines_are_cut_by_their_bytes_and_a_longer_line_goes_alone(chunk_size: int) -> None:
+    blobs = MemoryBlobStore(chunk_size=chunk_size)
+    sizes = [20, 20, 20, 120, 20, 20, 30]  # bytes of each line, newline not counted
+    lines = [b"x" * size for size in sizes]
+    async with blobs.open_writer("f.ndjson") as writer:
+        await writer.write(b"\n".join(lines) + b"\n")
+
+    def lengths(batch: list[bytes]) -> list[int]:
+        return [len(line) for line in batch]
+
+    batching = Batching(100, 50, lines=True)
+    cut = [item async for item in batches(blobs, "f.ndjson", batching, skip=0, prepare=lengths)]
+
+    assert cut == [(0, 2, [20, 20]), (2, 1, [20]), (3, 1, [120]), (4, 2, [20, 20]), (6, 1, [30])]
 
 
 def test_lines_are_cut_in_file_order_only() -> None:
