@@ -93,6 +93,14 @@ def _fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def _written_alone(run: dict[str, Any]) -> str:
+    """The file's bytes written alone through the appender, when the bench measured it."""
+    alone = run.get("file_write_alone")  # absent from a bench before session 12
+    if not alone:
+        return ""
+    return f"; its file's write alone {_fmt(alone['seconds'], 1, ' s')}"
+
+
 def export_rows(result: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     run = result.get("throughput")
@@ -106,7 +114,7 @@ def export_rows(result: dict[str, Any]) -> list[Row]:
             Row(
                 f"hugo export ({export['attachment_bytes'] / 1e9:.2f} GB of attachments)",
                 _fmt(export["wall_s"], 1, " s") + spread,
-                f"plain download {_fmt(base['seconds'], 2, ' s')}",
+                f"plain download {_fmt(base['seconds'], 2, ' s')}" + _written_alone(run),
                 _fmt(ratio, 3),
                 "ratio >= 0.20",
                 ratio >= 0.20,

@@ -54,9 +54,9 @@ from ehiconnect.fhir.binary import binary_line_parts
 from ehiconnect.fhir.ndjson import NdjsonReader
 from ehiconnect.sandbox.generator import generate_record, resolve_persona
 from ehiconnect.sandbox.generator.attachments import attachment_sha256, iter_attachment_bytes
-from ehiconnect.storage.appender import BUFFER, open_appender
 from ehiconnect.storage.local import LocalBlobStore
 from ehiconnect.tracker.lift_step import lift_file, stored_data
+from machine import append_and_sync  # bench/machine.py, beside this script
 
 KEY = "downloads/bench/0.ndjson"
 THRESHOLD = 8 * 1024 * 1024
@@ -142,25 +142,6 @@ def write_and_fsync(path: Path, size: int) -> dict[str, float]:
         out.write(block[: size % len(block)])
         out.flush()
         os.fsync(out.fileno())
-    seconds = time.perf_counter() - started
-    path.unlink()
-    return {"bytes": size, "seconds": seconds, "mb_per_s": size / seconds / 1e6}
-
-
-def append_and_sync(path: Path, size: int) -> dict[str, float]:
-    """Seconds to append `size` bytes through the lift's own appender and sync them: the disk's
-    share of a lift that writes that many payload bytes."""
-    block = bytes(BUFFER)
-    path.touch(mode=0o600)  # the appender opens a file that exists, as the lift's writer makes it
-    started = time.perf_counter()
-    appender = open_appender(path, 0)
-    try:
-        for _ in range(size // len(block)):
-            appender.append(block)
-        appender.append(block[: size % len(block)])
-        appender.sync()
-    finally:
-        appender.close()
     seconds = time.perf_counter() - started
     path.unlink()
     return {"bytes": size, "seconds": seconds, "mb_per_s": size / seconds / 1e6}

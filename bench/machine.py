@@ -80,6 +80,29 @@ def _write_gb_s(path: Path, *, direct: bool) -> float | None:
     return round(DISK_BYTES / seconds / 1e9, 2)
 
 
+def append_and_sync(path: Path, size: int) -> dict[str, float]:
+    """Seconds to append `size` bytes to a new file through the project's own appender
+    (`storage.appender`: `O_DIRECT` where the file system takes it, as the export file and the
+    lift's payloads are written) and sync them, nothing else: the disk's share of a step that
+    writes that many bytes, measured beside it (bench/export.py, bench/lift.py)."""
+    from ehiconnect.storage.appender import BUFFER, open_appender  # only for this figure
+
+    block = bytes(BUFFER)
+    path.touch(mode=0o600)  # the appender opens a file that exists, as its callers make it
+    started = time.perf_counter()
+    appender = open_appender(path, 0)
+    try:
+        for _ in range(size // len(block)):
+            appender.append(block)
+        appender.append(block[: size % len(block)])
+        appender.sync()
+    finally:
+        appender.close()
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return {"bytes": size, "seconds": seconds, "mb_per_s": size / seconds / 1e6}
+
+
 def probe(directory: Path | None = None) -> dict[str, Any]:
     """The machine's figures now (a few seconds)."""
     cached = [os.urandom(BLOCK)]
