@@ -297,9 +297,9 @@ class LineSplitter:
         self._pending: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        # One C-level split of the chunk, not a find, a slice and a generator hop per line: the
-        # splitter runs over every byte a tracker ingests (6 % of a Parquet ingest's event-loop
-        # time, py-spy, before).
+        # One C-level split of the chunk, not a find, a slice and a generator hop per line (the
+        # splitter runs over every byte a tracker ingests; reading and cutting hugo's 4.8 MB
+        # file: 5.5 against 5.8 ms of CPU, most of it the copying of the bytes, which stays).
         lines = chunk.split(b"\n")
         rest = lines.pop()  # after the chunk's last newline: the start of a line still to come
         if lines and self._pending:
