@@ -172,9 +172,19 @@ class DirectAppender:
 
 class PageCacheAppender:
     def __init__(self, fd: int, offset: int) -> None:
-        self._file = os.fdopen(fd, "r+b")
-        self._file.truncate(offset)
-        self._file.seek(offset)
+        """Takes `fd`: closed by `close`, or here when the appender cannot be made (its caller
+        must not close it again: the number may already belong to another file)."""
+        try:
+            self._file = os.fdopen(fd, "r+b")
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self._file.truncate(offset)
+            self._file.seek(offset)
+        except BaseException:
+            self._file.close()
+            raise
         self._offset = offset
         self._flushed = offset
         self._writeback = StreamedWriteback(offset)

@@ -326,14 +326,18 @@ class _PartialFile:
             while block := os.read(fd, HASH_BLOCK):
                 digest.update(block)
                 size += len(block)
-            appender = PageCacheAppender(fd, size)  # owns the descriptor from here on
         except BaseException:
             os.close(fd)
             raise
-        partial = cls(path, appender, fd)
+        # The appender takes the descriptor (it closes it even when it cannot be made).
+        partial = cls(path, PageCacheAppender(fd, size), fd)
         partial._digest, partial.size = digest, size
-        if expected_size is not None and partial.size > expected_size:
-            partial.restart()
+        try:
+            if expected_size is not None and partial.size > expected_size:
+                partial.restart()
+        except BaseException:
+            partial.close()
+            raise
         partial.resumed_from = partial.size
         return partial
 

@@ -172,3 +172,15 @@ def test_another_write_failure_is_raised(
         out.append(b"x")
         with pytest.raises(OSError, match=error):
             out.sync()
+
+
+def test_an_appender_that_cannot_take_its_file_closes_the_descriptor_itself(path: Path) -> None:
+    # Read-only: the appender's first cut of the file fails. Its caller must not close the
+    # descriptor again (by then the number may be another file's), so the appender closes it.
+    fd = os.open(path, os.O_RDONLY)
+    with pytest.raises(OSError, match="Invalid argument") as failed:
+        PageCacheAppender(fd, 0)
+    # Closed now, not whenever the collector frees what the failure's traceback still holds.
+    assert failed.traceback
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
