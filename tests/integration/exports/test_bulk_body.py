@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -177,11 +178,27 @@ def _bulk_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("bulk-body")}
 
 
+class _RecordedThreadSets(bulk_body._ThreadSets):
+    """The sets each transport took, in order (the thread pool's identity, not its threads: a
+    kept set may still start a thread of its own when a request arrives before its idle thread
+    has said it is free)."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__(keep)
+        self.taken: list[ThreadPoolExecutor] = []
+
+    def take(self) -> ThreadPoolExecutor:
+        threads = super().take()
+        self.taken.append(threads)
+        return threads
+
+
 @pytest.mark.parametrize("raw_server", [(False, SMALL)], indirect=True)
 async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over(
     raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bulk_body, "_THREAD_SETS", bulk_body._ThreadSets(keep=2))
+    sets = _RecordedThreadSets(keep=2)
+    monkeypatch.setattr(bulk_body, "_THREAD_SETS", sets)
 
     async def fetch_twice(session: FhirSession) -> None:
         for _ in range(2):
@@ -197,10 +214,13 @@ async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over
             of_second = _bulk_threads() - before - of_first
     assert of_first  # each started threads of its own, none shared
     assert of_second
+    first_set, second_set = sets.taken
+    assert first_set is not second_set
 
     async with _session(raw_server.port) as third:  # after both: one of their sets, kept
         await fetch_twice(third)
-        assert _bulk_threads() - before <= of_first | of_second
+    assert sets.taken[2] in (first_set, second_set)
+    assert sets.taken[2].submit(lambda: 1).result() == 1  # handed back again, not shut down
 
 
 class ChunkedGzipPageServer(LoopbackServer):
