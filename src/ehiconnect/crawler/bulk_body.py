@@ -20,7 +20,9 @@ are the transport's own: a thread waits for a response's headers as long as the 
 on asyncio's small default pool that would hold back every other `to_thread` of the process. When
 a transport closes its set of threads is kept, idle, for the next crawl's transport (`_ThreadSets`):
 each crawl still has a set to itself, but does not start its threads anew on the event loop
-(16 thread starts, 4 % of a small crawl's event-loop time, py-spy).
+(16 thread starts, 4 % of a small crawl's event-loop time, py-spy). A body still being read when
+its transport closes fails at its next read (its threads may be serving another crawl by then),
+and its connection is closed rather than kept.
 """
 
 from __future__ import annotations
@@ -110,8 +112,18 @@ class _BulkPool:
         self._chunk_size = chunk_size
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
-        self.executor = _THREAD_SETS.take()
-        self._threads: ThreadPoolExecutor | None = self.executor  # until handed back
+        self._threads: ThreadPoolExecutor | None = _THREAD_SETS.take()  # until handed back
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """This transport's threads while it is open. Once closed they may serve the next crawl:
+        a request or a body read after the close fails instead of taking one of them."""
+        threads = self._threads
+        if threads is None:
+            raise httpcore.ReadError(
+                "the crawl's HTTP transport was closed before this body was read to its end"
+            )
+        return threads
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         if not request.extensions.get(BULK_BODY) or request.method != b"GET":
@@ -191,10 +203,11 @@ class _BulkPool:
 
     def give_back(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
         with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < IDLE_PER_HOST:
-                idle.append(connection)
-                return
+            if self._threads is not None:  # open: kept for the next request; closed: no one's
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < IDLE_PER_HOST:
+                    idle.append(connection)
+                    return
         connection.close()
 
 

@@ -223,6 +223,28 @@ async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over
     assert sets.taken[2].submit(lambda: 1).result() == 1  # handed back again, not shut down
 
 
+@pytest.mark.parametrize("raw_server", [(False, LARGE)], indirect=True)
+async def test_a_body_read_after_its_crawl_closed_fails_and_its_connection_is_not_kept(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sets = _RecordedThreadSets(keep=2)
+    monkeypatch.setattr(bulk_body, "_THREAD_SETS", sets)
+    session = _session(raw_server.port)
+    await session.__aenter__()
+    async with session.stream("Binary/1") as response:
+        chunks = response.aiter_bytes()
+        assert await anext(chunks) == raw_server.body[:CHUNK_SIZE]
+        await session.__aexit__(None, None, None)  # the crawl ends with the body half read
+        async with _session(raw_server.port) as next_crawl:  # takes the closed crawl's threads
+            with pytest.raises(httpx.ReadError, match="closed before this body was read"):
+                async for _ in chunks:
+                    pass
+            async with next_crawl.stream("Binary/1") as again:
+                assert b"".join([c async for c in again.aiter_bytes()]) == raw_server.body
+    assert sets.taken[1] is sets.taken[0]  # the next crawl did take them over
+    assert raw_server.connections == 2  # the late body's connection was closed, not reused
+
+
 class ChunkedGzipPageServer(LoopbackServer):
     """Answers every request with one search page, gzip-encoded and sent in chunks without a
     Content-Length, as many FHIR servers send a large Bundle (keep-alive), and a cookie."""
