@@ -25,11 +25,10 @@ from typing import Any, Generic, TypeVar
 import orjson
 import psycopg
 from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehiconnect.crawler.ports import Checkpoint
-from ehiconnect.db.database import Database, pipelined_without_flush_wait
+from ehiconnect.db.database import Database, driver_of, pipelined_without_flush_wait
 from ehiconnect.exports.models import (
     ExportAttachment,
     ExportError,
@@ -106,23 +105,13 @@ async def load_attachments(session: AsyncSession, task_id: str) -> dict[str, boo
 async def save_step(
     session: AsyncSession, task_id: str, step: str, *, cursor: str | None, done: bool, added: int
 ) -> None:
-    statement = insert(ExportStep).values(
-        task_id=task_id, step=step, cursor=cursor, done=done, count=added
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[ExportStep.task_id, ExportStep.step],
-            set_={"cursor": cursor, "done": done, "count": ExportStep.count + added},
-        )
-    )
+    """One step's checkpoint, by the statement the crawl's batched writes use."""
+    await _save_steps(await driver_of(session), task_id, {step: (cursor, done, added)})
 
 
 async def record_error(session: AsyncSession, task_id: str, outcome: dict[str, Any]) -> None:
-    await session.execute(
-        insert(ExportError)
-        .values(task_id=task_id, error_id=str(outcome["id"]), outcome=outcome)
-        .on_conflict_do_nothing()
-    )
+    """One failure, by the statement the crawl's batched writes use."""
+    await _save_errors(await driver_of(session), task_id, [outcome])
 
 
 async def iter_items(
@@ -266,6 +255,17 @@ async def write_together(
             name, cursor, done = write.step
             earlier = steps.get(name)
             steps[name] = (cursor, done, added[index] + (earlier[2] if earlier else 0))
+    await _save_steps(driver, task_id, steps)
+    await _save_errors(driver, task_id, [w.error for w in writes if w.error is not None])
+    return added
+
+
+async def _save_steps(
+    driver: psycopg.AsyncConnection[Any],
+    task_id: str,
+    steps: dict[str, tuple[str | None, bool, int]],
+) -> None:
+    """Each step's cursor and whether it is done (step → cursor, done, resources it added)."""
     if steps:
         await driver.execute(
             _SAVE_STEPS,
@@ -277,7 +277,13 @@ async def write_together(
                 "counts": [count for _, _, count in steps.values()],
             },
         )
-    errors = {str(w.error["id"]): w.error for w in writes if w.error is not None}
+
+
+async def _save_errors(
+    driver: psycopg.AsyncConnection[Any], task_id: str, outcomes: Sequence[dict[str, Any]]
+) -> None:
+    """Each failure's OperationOutcome, once per id (a resumed crawl may meet one again)."""
+    errors = {str(outcome["id"]): outcome for outcome in outcomes}
     if errors:
         await driver.execute(
             _SAVE_ERRORS,
@@ -287,7 +293,6 @@ async def write_together(
                 "outcomes": [orjson.dumps(outcome).decode() for outcome in errors.values()],
             },
         )
-    return added
 
 
 class ExportStaging:
