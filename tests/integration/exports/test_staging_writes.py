@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ehiconnect.crawler.ports import Checkpoint
 from ehiconnect.exports.models import ExportError, ExportItem
+from ehiconnect.exports.staged_db import PACKAGE_STEP, DatabaseStagedExport
 from ehiconnect.exports.staging import ExportStaging
 from ehiconnect.runtime import Runtime
 
@@ -57,3 +58,28 @@ async def test_writes_made_together_each_count_their_own_new_resources(runtime: 
     ]
     staged = [resource async for resource in staging.staged_resources()]
     assert {r["id"] for r in staged} == {f"obs{n}" for n in range(6)} | {"pr1"}
+
+
+async def test_packagings_checkpoint_and_failures_share_the_crawls_rows(runtime: Runtime) -> None:
+    """Packaging writes its own step and the attachments it could not fetch into the tables the
+    crawl writes: its cursor moves on, a failure met again on resume is kept once, in id order
+    beside the crawl's."""
+    crawl = ExportStaging(runtime.database, runtime.blobs, TASK)
+    await crawl.record_failure(
+        "read:Location/gone", {"resourceType": "OperationOutcome", "id": "e2"}
+    )
+    packaging = DatabaseStagedExport(runtime.database, TASK)
+
+    assert await packaging.checkpoint() is None
+    await packaging.save_checkpoint("Observation/obs1")
+    await packaging.save_checkpoint("Observation/obs9")
+    failed = {"resourceType": "OperationOutcome", "id": "e1", "issue": [{"code": "not-found"}]}
+    await packaging.record_error(failed)
+    await packaging.record_error({**failed, "issue": []})  # the same attachment, on resume
+
+    assert await packaging.checkpoint() == "Observation/obs9"
+    assert (await crawl.checkpoints())[PACKAGE_STEP] == Checkpoint("Observation/obs9", False)
+    assert await packaging.errors() == [
+        failed,
+        {"resourceType": "OperationOutcome", "id": "e2"},
+    ]
