@@ -218,9 +218,19 @@ def failures(
     if not data["total"]:
         console.print("no failed jobs")
         return
+    console.print(failures_table(data))
+
+
+def failures_table(data: dict[str, Any]) -> Table:
+    """The failure report as a table. The identifiers (reason, health system, step, job ids) fold
+    onto more lines rather than end in an ellipsis: in an 80-column terminal an operator still
+    reads and copies them whole."""
     table = Table(title=f"Failed jobs: {data['total']}")
-    for column in ("Reason", "Health system", "Step", "Jobs", "What happened", "Examples"):
-        table.add_column(column)
+    for column in ("Reason", "Health system", "Step"):
+        table.add_column(column, overflow="fold")
+    table.add_column("Jobs", justify="right")
+    table.add_column("What happened")
+    table.add_column("Examples", overflow="fold")
     for group in data["groups"]:
         table.add_row(
             group["reason"],
@@ -230,7 +240,7 @@ def failures(
             group["description"][:120],
             "\n".join(group["job_ids"]),
         )
-    console.print(table)
+    return table
 
 
 def _accounts_work(query: Any) -> dict[str, Any]:
