@@ -32,7 +32,14 @@ from ehiconnect.catalog.reading import (
     read_catalog_source,
 )
 from ehiconnect.catalog.service import CatalogSearcher
-from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import (
+    console,
+    err_console,
+    listing,
+    load_settings,
+    print_json,
+    with_runtime,
+)
 from ehiconnect.ids import as_api_mode
 from ehiconnect.runtime import Runtime
 
@@ -115,7 +122,7 @@ def import_(
 
 
 def report_table(report: ImportReport) -> Table:
-    table = Table("", "added", "changed", "removed")
+    table = listing("", "added", "changed", "removed")
     for kind in ("brands", "portals", "endpoints"):
         table.add_row(
             kind,
@@ -203,7 +210,7 @@ def _read_secret() -> str:
 
 
 def _settings_table(view: dict[str, Any]) -> Table:
-    table = Table("setting", "value", title=f"endpoint {view['id']}")
+    table = listing("setting", "value", title=f"endpoint {view['id']}")
     for key in (
         "url", "platform_type", "status", "client_id", "client_auth_method",
         "client_secret_set", "scopes", "aud_required", "allow_private_network",
@@ -242,7 +249,7 @@ def search(
     if json:
         print_json({"total": total, "results": brands})
         return
-    table = Table("brand id", "name", "locations", "endpoints", title=f"{total} found")
+    table = listing("brand id", "name", "locations", "endpoints", title=f"{total} found")
     for brand in brands:
         places = ", ".join(
             sorted(
@@ -277,7 +284,7 @@ def show(
     if json:
         print_json(view)
         return
-    table = Table("field", "value", title=f"{view['kind']} {view['id']}")
+    table = listing("field", "value", title=f"{view['kind']} {view['id']}")
     for key, value in view.items():
         if key not in ("kind", "portals", "endpoints"):
             table.add_row(key, _plain(value))

@@ -10,6 +10,7 @@ from typing import TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from ehiconnect.errors import ApiError
 from ehiconnect.logging import configure_logging
@@ -44,3 +45,12 @@ def with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) ->
 
 def print_json(data: object) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def listing(*headers: str, title: str | None = None) -> Table:
+    """A table of records whose cells fold onto more lines instead of ending in an ellipsis when
+    the terminal is narrow: ids, keys and URLs are read and copied whole."""
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table

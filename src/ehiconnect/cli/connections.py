@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import select
 
-from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import console, listing, load_settings, print_json, with_runtime
 from ehiconnect.connections.service import connection_view
 from ehiconnect.db.models import OrgConnection
 from ehiconnect.runtime import Runtime
@@ -42,7 +41,7 @@ def list_(
     if json:
         print_json(rows)
         return
-    table = Table("org_connection_id", "mode", "status", "platform", "created")
+    table = listing("org_connection_id", "mode", "status", "platform", "created")
     for row in rows:
         table.add_row(
             str(row["org_connection_id"]),

@@ -6,9 +6,15 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ehiconnect.cli.common import console, err_console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import (
+    console,
+    err_console,
+    listing,
+    load_settings,
+    print_json,
+    with_runtime,
+)
 from ehiconnect.consolekit import accounts
 from ehiconnect.consolekit.models import ROLE_CUSTOMER, ROLE_OPERATOR
 from ehiconnect.db.models import Organization
@@ -110,7 +116,7 @@ def users(json: Annotated[bool, typer.Option("--json", help="Print JSON")] = Fal
     if json:
         print_json(rows)
         return
-    table = Table("email", "role", "org_id", "locked until", "last login")
+    table = listing("email", "role", "org_id", "locked until", "last login")
     for row in rows:
         table.add_row(*(str(row[key] or "") for key in row))
     console.print(table)

@@ -6,9 +6,8 @@ import datetime as dt
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import console, listing, load_settings, print_json, with_runtime
 from ehiconnect.ids import API_MODES, ApiMode, as_api_mode
 from ehiconnect.orgs import service
 from ehiconnect.runtime import Runtime
@@ -83,7 +82,7 @@ def list_(json: Annotated[bool, typer.Option("--json", help="Print JSON")] = Fal
     if json:
         print_json(rows)
         return
-    table = Table("org_id", "name", "test public_id", "live public_id")
+    table = listing("org_id", "name", "test public_id", "live public_id")
     for row in rows:
         ids = row["public_ids"]
         assert isinstance(ids, dict)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import console, listing, load_settings, print_json, with_runtime
 from ehiconnect.ids import API_MODES
 from ehiconnect.runtime import Runtime
 from ehiconnect.scope import OrgScope
@@ -48,7 +47,9 @@ def list_(
     if json:
         print_json(requests)
         return
-    table = Table("created", "org_id", "mode", "from", "subject", "body", title="support requests")
+    table = listing(
+        "created", "org_id", "mode", "from", "subject", "body", title="support requests"
+    )
     for item in requests:
         body = item["body"] if len(item["body"]) <= 80 else item["body"][:79] + "…"
         table.add_row(

@@ -16,7 +16,7 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from ehiconnect.cli.common import console, err_console, load_settings, print_json
+from ehiconnect.cli.common import console, err_console, listing, load_settings, print_json
 from ehiconnect.clock import SystemClock
 from ehiconnect.consolekit import accounts
 from ehiconnect.consolekit.models import ROLE_OPERATOR
@@ -325,7 +325,7 @@ def console_users(
     if as_json:
         print_json(rows)
         return
-    table = Table("email", "locked until", "last login")
+    table = listing("email", "locked until", "last login")
     for row in rows:
         table.add_row(*(str(row[key] or "") for key in row))
     console.print(table)

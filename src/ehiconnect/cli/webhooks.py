@@ -6,9 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
-from ehiconnect.cli.common import console, load_settings, print_json, with_runtime
+from ehiconnect.cli.common import console, listing, load_settings, print_json, with_runtime
 from ehiconnect.webhooks import endpoints, history, outbox
 from ehiconnect.webhooks.ports import WebhookPorts
 from ehiconnect.webhooks.senders import deliverer_for
@@ -74,7 +73,7 @@ def list_(
     if json:
         print_json([v.as_json() for v in views])
         return
-    table = Table("endpoint_id", "org_id", "mode", "url", "events", "status")
+    table = listing("endpoint_id", "org_id", "mode", "url", "events", "status")
     for v in views:
         status = v.status if v.disabled_reason is None else f"{v.status}: {v.disabled_reason}"
         table.add_row(
@@ -180,7 +179,7 @@ def attempts(
     if json:
         print_json(rows)
         return
-    table = Table("attempted_at", "event_id", "#", "status", "ms", "outcome", "error")
+    table = listing("attempted_at", "event_id", "#", "status", "ms", "outcome", "error")
     for r in rows:
         table.add_row(
             r["attempted_at"],
