@@ -193,12 +193,19 @@ class _RecordedThreadSets(bulk_body._ThreadSets):
         return threads
 
 
-@pytest.mark.parametrize("raw_server", [(False, SMALL)], indirect=True)
-async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over(
-    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def thread_sets(monkeypatch: pytest.MonkeyPatch) -> _RecordedThreadSets:
+    """The module's thread sets for this test only: two kept, each take recorded."""
     sets = _RecordedThreadSets(keep=2)
     monkeypatch.setattr(bulk_body, "_THREAD_SETS", sets)
+    return sets
+
+
+@pytest.mark.parametrize("raw_server", [(False, SMALL)], indirect=True)
+async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over(
+    raw_server: RawServer, thread_sets: _RecordedThreadSets
+) -> None:
+    sets = thread_sets
 
     async def fetch_twice(session: FhirSession) -> None:
         for _ in range(2):
@@ -225,10 +232,9 @@ async def test_a_crawl_has_threads_of_its_own_and_the_next_crawl_takes_them_over
 
 @pytest.mark.parametrize("raw_server", [(False, LARGE)], indirect=True)
 async def test_a_body_read_after_its_crawl_closed_fails_and_its_connection_is_not_kept(
-    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+    raw_server: RawServer, thread_sets: _RecordedThreadSets
 ) -> None:
-    sets = _RecordedThreadSets(keep=2)
-    monkeypatch.setattr(bulk_body, "_THREAD_SETS", sets)
+    sets = thread_sets
     session = _session(raw_server.port)
     await session.__aenter__()
     async with session.stream("Binary/1") as response:
