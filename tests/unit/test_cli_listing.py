@@ -3,13 +3,12 @@ ids, keys and URLs whole in a narrow terminal: they fold, they are never cut."""
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import pytest
-from rich.console import Console
 
 from ehiconnect.cli.common import listing
+from tests.support.rendering import table_cells
 
 
 @pytest.mark.parametrize("width", [50, 80, 200])
@@ -26,12 +25,9 @@ def test_an_orgs_listing_gives_back_every_id_whole(width: int) -> None:
     table = listing("org_id", "name", "test public_id", "live public_id")
     for row in rows:
         table.add_row(*row)
-    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
-    console.print(table)
-    lines = [line for line in console.export_text().splitlines() if line[:1] == "│"]
-    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
+    cells = table_cells(table, width)
 
-    assert "…" not in "".join(lines)
+    assert "…" not in "".join(map("".join, cells))
     for column in range(4):  # each column, read down, is its values one after another
         assert "".join(row[column] for row in cells).replace(" ", "") == "".join(
             row[column] for row in rows

@@ -225,9 +225,7 @@ def failures_table(data: dict[str, Any]) -> Table:
     """The failure report as a table. The identifiers (reason, health system, step, job ids) fold
     onto more lines rather than end in an ellipsis: in an 80-column terminal an operator still
     reads and copies them whole."""
-    table = Table(title=f"Failed jobs: {data['total']}")
-    for column in ("Reason", "Health system", "Step"):
-        table.add_column(column, overflow="fold")
+    table = listing("Reason", "Health system", "Step", title=f"Failed jobs: {data['total']}")
     table.add_column("Jobs", justify="right")
     table.add_column("What happened")
     table.add_column("Examples", overflow="fold")

@@ -3,14 +3,13 @@ terminal."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from ehiconnect.cli.tracker import failures_table
+from tests.support.rendering import table_cells
 
 REPORT: dict[str, Any] = {
     "total": 3,
@@ -37,11 +36,7 @@ REPORT: dict[str, Any] = {
 
 
 def _cells(width: int) -> list[list[str]]:
-    """Each body line of the rendered table, split into its cells' text."""
-    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
-    console.print(failures_table(REPORT))
-    lines = console.export_text().splitlines()
-    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line[:1] == "│"]
+    return table_cells(failures_table(REPORT), width)
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
